@@ -1,0 +1,1 @@
+"""Qt-free core of Ponder: engine, reasoning, storage, models. Never imports Qt."""
