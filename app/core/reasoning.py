@@ -1,0 +1,224 @@
+"""Split a reasoning model's raw output into thinking and answer, as it streams.
+
+DeepSeek-R1 distills think between ``<think>`` and ``</think>`` and answer after
+that. Their current chat template ends the prompt with ``<think>\\n``, so the
+generated text usually has no opening tag: it starts mid-thought. Older
+templates leave the tag to the model, and non-reasoning models emit no tags.
+The engine feeds the decoded text delta by delta (cut anywhere, even inside a
+tag) and gets back `Segment`s to display; `split_text` does the same for a
+whole stored text.
+
+Decisions (each anomaly also sets a flag from `FLAGS`, so the UI can show it):
+
+- ``prompt_opens_thinking=True`` starts inside a think block. With ``False``
+  the stream starts as answer.
+- ``<think>`` inside a think block that has no text yet (only whitespace) is
+  the same opening tag repeated - e.g. the model writes ``<think>`` although
+  the prompt already opened it - and is dropped silently.
+- ``<think>`` inside a think block that has text is a nested tag: dropped, the
+  text stays thinking, flag ``multiple_think_blocks``.
+- ``<think>`` in the answer opens a new think block. After an earlier think
+  block that is ``multiple_think_blocks``; before any, following non-whitespace
+  answer text, it is ``text_before_think`` (that text stays answer).
+- ``</think>`` ends the think block; what follows is answer. A block with no
+  text but whitespace is ``skipped_thinking``.
+- ``</think>`` in the answer is ``orphan_close``: dropped, the text stays answer.
+- End of stream inside a think block is ``unclosed_thinking`` (the text stays
+  thinking; it is not also ``skipped_thinking`` when empty, since it was never
+  closed). End of stream without any think block is ``no_thinking`` (everything
+  is answer; this includes a stream whose only tag was an orphan ``</think>``).
+  Both are end-of-stream facts: `flags` reports them only after `finish`.
+- Whitespace at the start of each block (at stream start or after a tag that
+  switches kind) is never emitted; trailing whitespace is, and the `thinking`
+  and `answer` properties strip. Answer text of several answer blocks is
+  concatenated as emitted; think blocks are kept apart (`thinking_blocks`).
+- Tags match exactly (case-sensitive, as the tokenizer renders them). Text is
+  held back only while it is a proper prefix of a tag (``<``, ``</th`` ...);
+  anything else is emitted at once, and `finish` emits a held prefix as
+  ordinary text. The result therefore does not depend on how the text was cut.
+- Adjacent same-kind segments of one `feed` are merged, except where the
+  junction would spell a tag (``<thi`` + dropped tag + ``nk>``): a segment never
+  contains tag text. (The joined `thinking`/`answer` text of such a contrived
+  output does read ``<think>``, faithfully to what the model wrote.)
+
+Cost: each `feed` is O(len(delta)) (a `str.find` for ``<``; a held prefix is at
+most 8 characters). Text is kept as lists of parts, joined when a property is
+read; the join is cached, so reading the properties for a periodic checkpoint
+costs only the text added since.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+OPEN_TAG = "<think>"
+CLOSE_TAG = "</think>"
+
+FLAGS = (
+    "skipped_thinking",
+    "unclosed_thinking",
+    "orphan_close",
+    "multiple_think_blocks",
+    "no_thinking",
+    "text_before_think",
+)
+
+_TAG_PREFIXES = frozenset(
+    tag[:i] for tag in (OPEN_TAG, CLOSE_TAG) for i in range(1, len(tag))
+)
+_LONGEST_TAG = len(CLOSE_TAG)
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A piece of output text of one kind, ready to display."""
+
+    kind: Literal["think", "answer"]
+    text: str
+
+
+class ThinkSplitter:
+    """Incremental think/answer splitter for one generated message."""
+
+    def __init__(self, prompt_opens_thinking: bool) -> None:
+        self._thinking = prompt_opens_thinking
+        self._block_has_text = False  # has the current block emitted non-whitespace
+        self._held = ""  # a proper tag prefix at the end of the last delta
+        self._think_blocks: list[list[str]] = [[]] if prompt_opens_thinking else []
+        self._answer_parts: list[str] = []
+        self._flags: set[str] = set()
+        self._finished = False
+        self._out: list[Segment] = []
+
+    def feed(self, text: str) -> list[Segment]:
+        """Take the next delta; return the segments it completes (maybe none)."""
+        if self._finished:
+            raise RuntimeError("ThinkSplitter.feed() called after finish()")
+        self._out = []
+        if self._held:
+            text = self._held + text
+            self._held = ""
+        start = 0
+        while True:
+            lt = text.find("<", start)
+            if lt < 0:
+                self._emit(text[start:])
+                break
+            self._emit(text[start:lt])
+            if text.startswith(OPEN_TAG, lt):
+                self._open_tag()
+                start = lt + len(OPEN_TAG)
+            elif text.startswith(CLOSE_TAG, lt):
+                self._close_tag()
+                start = lt + len(CLOSE_TAG)
+            elif len(text) - lt < _LONGEST_TAG and text[lt:] in _TAG_PREFIXES:
+                self._held = text[lt:]  # the next delta decides
+                break
+            else:
+                self._emit("<")
+                start = lt + 1
+        return self._out
+
+    def finish(self) -> list[Segment]:
+        """End of stream: emit held text and settle the end-of-stream flags."""
+        if self._finished:
+            return []
+        self._finished = True
+        self._out = []
+        if self._held:
+            self._emit(self._held)
+            self._held = ""
+        if self._thinking:
+            self._flags.add("unclosed_thinking")
+        if not self._think_blocks:
+            self._flags.add("no_thinking")
+        return self._out
+
+    @property
+    def in_thinking(self) -> bool:
+        """Whether text fed so far leaves us inside a think block."""
+        return self._thinking
+
+    @property
+    def thinking_blocks(self) -> list[str]:
+        """Every think block (empty ones included), each stripped."""
+        return [_joined(parts).strip() for parts in self._think_blocks]
+
+    @property
+    def thinking(self) -> str:
+        """The non-empty think blocks, stripped, separated by a blank line."""
+        return "\n\n".join(block for block in self.thinking_blocks if block)
+
+    @property
+    def answer(self) -> str:
+        """All answer text, stripped."""
+        return _joined(self._answer_parts).strip()
+
+    @property
+    def flags(self) -> list[str]:
+        """Sorted anomaly flags (see FLAGS and the module docstring)."""
+        return sorted(self._flags)
+
+    def _open_tag(self) -> None:
+        if self._thinking:
+            if self._block_has_text:
+                self._flags.add("multiple_think_blocks")  # nested tag, dropped
+            return  # before any thought: the same opening tag, dropped
+        if self._think_blocks:
+            self._flags.add("multiple_think_blocks")
+        elif self._block_has_text:
+            self._flags.add("text_before_think")
+        self._thinking = True
+        self._think_blocks.append([])
+        self._block_has_text = False
+
+    def _close_tag(self) -> None:
+        if not self._thinking:
+            self._flags.add("orphan_close")  # dropped, the answer goes on
+            return
+        if not self._block_has_text:
+            self._flags.add("skipped_thinking")
+        self._thinking = False
+        self._block_has_text = False
+
+    def _emit(self, text: str) -> None:
+        if not text:
+            return
+        if not self._block_has_text:
+            text = text.lstrip()
+            if not text:
+                return
+            self._block_has_text = True
+        if self._thinking:
+            kind = "think"
+            self._think_blocks[-1].append(text)
+        else:
+            kind = "answer"
+            self._answer_parts.append(text)
+        out = self._out
+        if out and out[-1].kind == kind and not _spells_tag(out[-1].text, text):
+            out[-1] = Segment(kind, out[-1].text + text)
+        else:
+            out.append(Segment(kind, text))
+
+
+def split_text(text: str, prompt_opens_thinking: bool) -> tuple[str, str, list[str]]:
+    """(thinking, answer, flags) of a whole output text, e.g. a stored message."""
+    splitter = ThinkSplitter(prompt_opens_thinking)
+    splitter.feed(text)
+    splitter.finish()
+    return splitter.thinking, splitter.answer, splitter.flags
+
+
+def _joined(parts: list[str]) -> str:
+    """Join parts in place, so the next read only joins what came since."""
+    if len(parts) > 1:
+        parts[:] = ["".join(parts)]
+    return parts[0] if parts else ""
+
+
+def _spells_tag(left: str, right: str) -> bool:
+    """Would left + right contain a tag across their junction?"""
+    junction = left[1 - _LONGEST_TAG :] + right[: _LONGEST_TAG - 1]
+    return OPEN_TAG in junction or CLOSE_TAG in junction
