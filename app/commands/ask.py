@@ -1,0 +1,75 @@
+"""`ponder ask`: one question to a local model, streamed to the terminal or printed as JSON."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from app.core.engine import DEFAULT_MAX_TOKENS, DEFAULT_N_CTX, Engine, LoadOptions, Sampling
+
+DIM, RESET = "\x1b[2m", "\x1b[0m"
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("ask", help="ask a model one question (thinking to stderr, answer to stdout)")
+    p.add_argument("prompt", metavar="PROMPT")
+    p.add_argument("--model", dest="ask_model", metavar="PATH", help="GGUF file (or give --model before 'ask')")
+    p.add_argument("--max-tokens", type=int, default=DEFAULT_MAX_TOKENS)
+    p.add_argument("--temperature", type=float, default=Sampling.temperature)
+    p.add_argument("--top-p", type=float, default=Sampling.top_p)
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--ctx", type=int, default=DEFAULT_N_CTX, help="context size in tokens")
+    p.add_argument("--gpu-layers", type=int, default=None, help="layers to offload (default: all the build allows)")
+    p.add_argument("--system", default=None, help="system instructions (folded into the prompt for R1 models)")
+    p.add_argument("--json", action="store_true", help="print one JSON object when done")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    model = args.ask_model or args.model
+    if not model:
+        print("ponder: ask needs --model PATH (a GGUF file).", file=sys.stderr)
+        return 2
+    engine = Engine.load(model, LoadOptions(n_ctx=args.ctx, n_gpu_layers=args.gpu_layers))
+    try:
+        if engine.info.gpu_note:
+            print(f"ponder: {engine.info.gpu_note}", file=sys.stderr)
+        messages = [{"role": "user", "content": args.prompt}]
+        if args.system:
+            messages.insert(0, {"role": "system", "content": args.system})
+        sampling = Sampling(temperature=args.temperature, top_p=args.top_p,
+                            max_tokens=args.max_tokens, seed=args.seed)
+        chat = engine.chat(messages, sampling)
+        if args.json:
+            chat.run()
+            print(json.dumps({
+                "thinking": chat.thinking,
+                "answer": chat.answer,
+                "flags": chat.flags,
+                "stats": chat.stats.to_dict(),
+                "model": engine.info.to_dict(),
+            }, ensure_ascii=False))
+        else:
+            _stream(chat)
+        return 0
+    finally:
+        engine.close()
+
+
+def _stream(chat) -> None:
+    dim = sys.stderr.isatty()
+    for segment in chat:
+        if segment.kind == "think":
+            sys.stderr.write(f"{DIM}{segment.text}{RESET}" if dim else segment.text)
+            sys.stderr.flush()
+        else:
+            sys.stdout.write(segment.text)
+            sys.stdout.flush()
+    sys.stdout.write("\n")
+    s = chat.stats
+    rate = f"{s.decode_tokens_per_s:.1f} tok/s" if s.decode_tokens_per_s else "-"
+    flags = f" · {', '.join(chat.flags)}" if chat.flags else ""
+    sys.stderr.write(
+        f"\n[{s.thinking_tokens} thinking + {s.answer_tokens} answer tokens · {rate} · {s.finish_reason}{flags}]\n"
+    )

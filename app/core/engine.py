@@ -1,0 +1,537 @@
+"""llama.cpp in-process: load a GGUF, stream a chat answer split into thinking and answer.
+
+Built on llama-cpp-python's low-level API rather than its `Llama` class:
+- the token loop samples with llama.cpp's native sampler chain (top_k bounds the
+  candidates before top_p: sorting R1's 152k vocabulary per token costs ~11 ms),
+- each token is turned into text with an incremental UTF-8 decoder, so the cost
+  per token does not grow with the length of the answer,
+- the llama.cpp log goes to Python logging (never `verbose=False`, which swaps the
+  process's stdout/stderr file descriptors).
+An `Engine` belongs to the thread that loaded it; nothing else may call it.
+"""
+
+from __future__ import annotations
+
+import codecs
+import collections
+import ctypes
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import app  # noqa: F401  (loads llama_cpp before numpy)
+from app.core.errors import ContextOverflow, ModelLoadError, PonderError
+from app.core.modelfile import ModelSummary, inspect_gguf
+from app.core.prompt import PromptBuilder, fallback_template
+from app.core.reasoning import Segment, ThinkSplitter
+
+log = logging.getLogger("ponder.engine")
+llama_log = logging.getLogger("llama.cpp")
+
+# R1 distill guidance: temperature 0.6, top_p 0.95; no min_p. top_k 40 only bounds
+# the candidate list before top_p (see tests/benchmarks/bench_engine.py for what it changes).
+DEFAULT_TEMPERATURE = 0.6
+DEFAULT_TOP_P = 0.95
+DEFAULT_TOP_K = 40
+DEFAULT_MAX_TOKENS = 32768
+DEFAULT_N_CTX = 16384
+N_BATCH = 512
+
+
+@dataclass
+class LoadOptions:
+    n_ctx: int = DEFAULT_N_CTX
+    n_gpu_layers: int | None = None  # None: offload all layers if the build can; 0: CPU only
+    flash_attn: bool = True
+    kv_type: str = "f16"  # "f16" | "q8_0"
+    n_threads: int | None = None
+
+
+@dataclass
+class Sampling:
+    temperature: float = DEFAULT_TEMPERATURE
+    top_p: float = DEFAULT_TOP_P
+    top_k: int = DEFAULT_TOP_K
+    min_p: float = 0.0
+    max_tokens: int = DEFAULT_MAX_TOKENS
+    seed: int | None = None
+
+
+@dataclass
+class ModelInfo:
+    path: Path
+    name: str
+    architecture: str
+    quantization: str
+    file_size: int
+    n_ctx: int
+    n_ctx_train: int
+    n_layers: int
+    n_gpu_layers: int
+    backend: str
+    gpu_note: str | None
+    is_reasoning: bool
+    template_note: str | None
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["path"] = str(self.path)
+        return d
+
+
+@dataclass
+class Stats:
+    prompt_tokens: int = 0
+    thinking_tokens: int = 0
+    answer_tokens: int = 0
+    time_to_first_token_s: float | None = None
+    thinking_s: float | None = None
+    decode_tokens_per_s: float | None = None
+    total_s: float = 0.0
+    finish_reason: str = "stop"  # stop | length | context_full | cancelled
+    context_used: int = 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# --- llama.cpp log -> Python logging --------------------------------------------------
+
+# ggml levels: 0 none, 1 info, 2 warn, 3 error, 4 debug. llama.cpp's info is chatty
+# (every tensor, every key), so it is logged at DEBUG.
+_LOG_LEVELS = {0: logging.CRITICAL, 1: logging.DEBUG, 2: logging.WARNING, 3: logging.ERROR, 4: logging.DEBUG}
+_recent_errors: collections.deque[str] = collections.deque(maxlen=8)
+_log_state = {"level": logging.DEBUG, "partial": ""}
+
+
+def _on_llama_log(level: int, text: bytes, _user_data) -> None:
+    # level 5 (GGML_LOG_LEVEL_CONT) continues the previous message.
+    if level != 5:
+        _log_state["level"] = _LOG_LEVELS.get(level, logging.DEBUG)
+    line = _log_state["partial"] + (text or b"").decode("utf-8", "replace")
+    if not line.endswith("\n"):
+        _log_state["partial"] = line
+        return
+    _log_state["partial"] = ""
+    line = line.rstrip()
+    if _log_state["level"] >= logging.ERROR:
+        _recent_errors.append(line)
+    llama_log.log(_log_state["level"], line)
+
+
+_llama_lock = threading.Lock()
+_llama_ready = False
+_log_callback = None  # keeps the ctypes callback alive for the life of the process
+
+
+def _llama():
+    """The llama_cpp module, initialised once with its log routed to Python logging."""
+    global _llama_ready, _log_callback
+    import llama_cpp
+
+    with _llama_lock:
+        if not _llama_ready:
+            _log_callback = llama_cpp.llama_log_callback(_on_llama_log)
+            llama_cpp.llama_log_set(_log_callback, ctypes.c_void_p(0))
+            llama_cpp.llama_backend_init()
+            _llama_ready = True
+    return llama_cpp
+
+
+def gpu_backend_name() -> str | None:
+    """The GPU backend compiled into llama.cpp ("CUDA", "Metal", "Vulkan"...), None for CPU-only builds."""
+    lc = _llama()
+    if not lc.llama_supports_gpu_offload():
+        return None
+    info = lc.llama_print_system_info().decode("utf-8", "replace").upper()
+    for name in ("CUDA", "METAL", "VULKAN", "HIP", "SYCL", "OPENCL"):
+        if name in info:
+            return {"METAL": "Metal", "VULKAN": "Vulkan"}.get(name, name)
+    return "GPU"
+
+
+# --- the engine -------------------------------------------------------------------------
+
+
+class Engine:
+    """One loaded model and its context. Create, use and close it on one thread."""
+
+    def __init__(self) -> None:  # use Engine.load()
+        self._model = self._ctx = None
+
+    @classmethod
+    def load(
+        cls,
+        path: str | os.PathLike,
+        options: LoadOptions | None = None,
+        progress: Callable[[float], bool] | None = None,
+    ) -> Engine:
+        """Validate and load a GGUF. Raises ModelFileError or ModelLoadError with a user-facing sentence.
+
+        `progress(fraction)` is called while loading; returning False cancels the load.
+        """
+        options = options or LoadOptions()
+        summary = inspect_gguf(path)  # before llama.cpp sees the file: some bad files abort()
+        lc = _llama()
+        self = cls()
+        self._lc = lc
+
+        gpu = gpu_backend_name()
+        wanted = options.n_gpu_layers
+        if wanted is None:
+            wanted = summary.n_layers + 1 if gpu else 0  # +1: the output layer
+        gpu_note = None
+        if wanted > 0 and not gpu:
+            gpu_note = "This build of llama.cpp has no GPU support; running on the CPU."
+            wanted = 0
+        try:
+            self._open(summary.path, options, wanted, progress)
+        except ModelLoadError as exc:
+            if wanted == 0:
+                raise
+            log.warning("GPU load failed, retrying on the CPU: %s", exc)
+            self.close()
+            self._open(summary.path, options, 0, progress)
+            gpu_note = f"Loading on the {gpu} GPU failed ({exc}); running on the CPU instead."
+            wanted = 0
+
+        lc_vocab = self._vocab
+        self._bos_text = self._token_text(lc.llama_vocab_bos(lc_vocab))
+        self._eos_text = self._token_text(lc.llama_vocab_eos(lc_vocab))
+        has_r1_tokens = self._tokenize_exact("<｜User｜>") is not None
+        template = summary.chat_template
+        template_note = None
+        if not template:
+            template = fallback_template(has_r1_tokens)
+            template_note = "The model file has no chat template; Ponder uses a generic one, so answers may be off."
+            log.warning(template_note)
+        try:
+            self._prompts = PromptBuilder(
+                template, bos_token=self._bos_text, eos_token=self._eos_text, is_reasoning=summary.is_reasoning
+            )
+        except Exception as exc:  # a broken Jinja template in the file
+            self._prompts = PromptBuilder(
+                fallback_template(has_r1_tokens),
+                bos_token=self._bos_text, eos_token=self._eos_text, is_reasoning=summary.is_reasoning,
+            )
+            template_note = f"The model's chat template is broken ({exc}); Ponder uses a generic one."
+            log.warning(template_note)
+
+        n_gpu = min(wanted, summary.n_layers + 1)
+        self.info = ModelInfo(
+            path=summary.path,
+            name=summary.name,
+            architecture=summary.architecture,
+            quantization=summary.file_type,
+            file_size=summary.file_size,
+            n_ctx=lc.llama_n_ctx(self._ctx),
+            n_ctx_train=summary.n_ctx_train,
+            n_layers=summary.n_layers,
+            n_gpu_layers=n_gpu,
+            backend=gpu if (gpu and n_gpu > 0) else "CPU",
+            gpu_note=gpu_note,
+            is_reasoning=summary.is_reasoning,
+            template_note=template_note,
+        )
+        return self
+
+    def _open(self, path: Path, options: LoadOptions, n_gpu_layers: int, progress) -> None:
+        lc = self._lc
+        mparams = lc.llama_model_default_params()
+        mparams.n_gpu_layers = n_gpu_layers
+        self._progress_cb = None
+        if progress is not None:
+            self._progress_cb = lc.llama_progress_callback(lambda frac, _data: bool(progress(float(frac))))
+            mparams.progress_callback = self._progress_cb
+        _recent_errors.clear()
+        model = lc.llama_model_load_from_file(str(path).encode("utf-8"), mparams)
+        if not model:
+            raise ModelLoadError(self._load_failure(path, "load the model"))
+        self._model = model
+        self._vocab = lc.llama_model_get_vocab(model)
+
+        cparams = lc.llama_context_default_params()
+        n_ctx = options.n_ctx
+        cparams.n_ctx = n_ctx
+        cparams.n_batch = min(N_BATCH, n_ctx)
+        cparams.n_ubatch = min(N_BATCH, n_ctx)
+        physical = _physical_cores()
+        cparams.n_threads = options.n_threads or physical
+        cparams.n_threads_batch = options.n_threads or (os.cpu_count() or physical)
+        cparams.flash_attn_type = (
+            lc.LLAMA_FLASH_ATTN_TYPE_ENABLED if options.flash_attn else lc.LLAMA_FLASH_ATTN_TYPE_DISABLED
+        )
+        if options.kv_type == "q8_0":
+            cparams.type_k = cparams.type_v = lc.GGML_TYPE_Q8_0
+        elif options.kv_type != "f16":
+            raise PonderError(f"Unknown KV cache type '{options.kv_type}': use f16 or q8_0.")
+        cparams.no_perf = False
+        ctx = lc.llama_init_from_model(model, cparams)
+        if not ctx:
+            raise ModelLoadError(self._load_failure(path, f"create a {n_ctx}-token context"))
+        self._ctx = ctx
+        self._cached: list[int] = []  # tokens whose KV entries are in the context, in order
+        self._token_arr = (lc.llama_token * 1)()
+        self._piece_buf = ctypes.create_string_buffer(256)
+        self._pieces: dict[int, bytes] = {}
+        self._stop_event: threading.Event | None = None
+        self._abort_cb = lc.ggml_abort_callback(self._should_abort)
+
+    @staticmethod
+    def _load_failure(path: Path, what: str) -> str:
+        detail = "; ".join(list(_recent_errors)[-2:])
+        reason = f" llama.cpp said: {detail}" if detail else ""
+        return (
+            f"llama.cpp could not {what} for '{Path(path).name}'.{reason} "
+            "If memory is short, choose a smaller context size, fewer GPU layers or a smaller model."
+        )
+
+    # --- tokens ---------------------------------------------------------------------
+
+    def _tokenize(self, text: str, add_special: bool = False) -> list[int]:
+        lc = self._lc
+        data = text.encode("utf-8")
+        cap = len(data) + 8
+        buf = (lc.llama_token * cap)()
+        n = lc.llama_tokenize(self._vocab, data, len(data), buf, cap, add_special, True)
+        if n < 0:
+            cap = -n
+            buf = (lc.llama_token * cap)()
+            n = lc.llama_tokenize(self._vocab, data, len(data), buf, cap, add_special, True)
+        return list(buf[:n])
+
+    def _tokenize_exact(self, text: str) -> int | None:
+        """The id of `text` if it is one token of its own."""
+        ids = self._tokenize(text)
+        return ids[0] if len(ids) == 1 else None
+
+    def _token_text(self, token: int) -> str:
+        if token < 0:
+            return ""
+        return self._lc.llama_vocab_get_text(self._vocab, token).decode("utf-8", "replace")
+
+    def _piece(self, token: int) -> bytes:
+        piece = self._pieces.get(token)
+        if piece is None:
+            buf = self._piece_buf
+            n = self._lc.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, False)
+            if n < 0:
+                buf = ctypes.create_string_buffer(-n)
+                n = self._lc.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, False)
+            piece = self._pieces[token] = buf.raw[:n]
+        return piece
+
+    def count_tokens(self, text: str) -> int:
+        return len(self._tokenize(text))
+
+    # --- decoding -------------------------------------------------------------------
+
+    def _should_abort(self, _data) -> bool:
+        stop = self._stop_event
+        return stop is not None and stop.is_set()
+
+    def _eval_prompt(self, tokens: list[int]) -> bool:
+        """Bring the context to `tokens`, reusing the longest cached prefix. False if stopped."""
+        lc = self._lc
+        keep = 0
+        for a, b in zip(self._cached, tokens):
+            if a != b:
+                break
+            keep += 1
+        keep = min(keep, len(tokens) - 1)  # re-evaluate at least one token to get fresh logits
+        mem = lc.llama_get_memory(self._ctx)
+        if not lc.llama_memory_seq_rm(mem, -1, keep, -1):
+            lc.llama_memory_clear(mem, True)
+            keep = 0
+        self._cached = self._cached[:keep]
+        # The abort callback runs inside every graph computation: set it for the prompt only.
+        lc.llama_set_abort_callback(self._ctx, self._abort_cb, None)
+        try:
+            for start in range(keep, len(tokens), N_BATCH):
+                chunk = tokens[start : start + N_BATCH]
+                arr = (lc.llama_token * len(chunk))(*chunk)
+                rc = lc.llama_decode(self._ctx, lc.llama_batch_get_one(arr, len(chunk)))
+                if rc == 2:  # aborted: drop the partial chunk's entries
+                    lc.llama_memory_seq_rm(mem, -1, len(self._cached), -1)
+                    return False
+                if rc != 0:
+                    raise ModelLoadError(f"llama.cpp failed to evaluate the prompt (error {rc}).")
+                self._cached.extend(chunk)
+        finally:
+            lc.llama_set_abort_callback(self._ctx, lc.ggml_abort_callback(), None)
+        return True
+
+    def _sampler(self, sampling: Sampling):
+        lc = self._lc
+        chain = lc.llama_sampler_chain_init(lc.llama_sampler_chain_default_params())
+        if sampling.temperature <= 0:
+            lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_greedy())
+            return chain
+        if sampling.top_k > 0:
+            lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_top_k(sampling.top_k))
+        if sampling.top_p < 1.0:
+            lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_top_p(sampling.top_p, 1))
+        if sampling.min_p > 0:
+            lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_min_p(sampling.min_p, 1))
+        lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_temp(sampling.temperature))
+        seed = sampling.seed if sampling.seed is not None else lc.LLAMA_DEFAULT_SEED
+        lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_dist(seed & 0xFFFFFFFF))
+        return chain
+
+    def chat(self, messages: list[dict], sampling: Sampling | None = None,
+             stop: threading.Event | None = None) -> ChatRun:
+        """Start an answer to `messages` (the last one is the user's). Iterate the result."""
+        if self._ctx is None:
+            raise PonderError("The model has been unloaded; load it again.")
+        prompt = self._prompts.render(messages)
+        tokens = self._tokenize(prompt.text, add_special=not prompt.text.startswith(self._bos_text or "\0"))
+        n_ctx = self.info.n_ctx
+        if len(tokens) >= n_ctx - 1:
+            raise ContextOverflow(
+                f"This conversation needs {len(tokens)} tokens but the context holds {n_ctx}. "
+                "Start a new chat, or raise the context size in Settings."
+            )
+        return ChatRun(self, tokens, prompt.opens_thinking, sampling or Sampling(), stop or threading.Event())
+
+    def close(self) -> None:
+        lc = self._lc
+        if self._ctx is not None:
+            lc.llama_free(self._ctx)
+            self._ctx = None
+        if self._model is not None:
+            lc.llama_model_free(self._model)
+            self._model = None
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
+class ChatRun:
+    """One answer being generated. Iterate it (on the engine's thread) to get Segments.
+
+    After iteration: `thinking`, `answer`, `flags`, `stats`. While iterating:
+    `thinking_tokens` and `answer_tokens` count what has been generated so far.
+    """
+
+    def __init__(self, engine: Engine, tokens: list[int], opens_thinking: bool,
+                 sampling: Sampling, stop: threading.Event) -> None:
+        self._engine = engine
+        self._tokens = tokens
+        self._sampling = sampling
+        self._stop = stop
+        self._splitter = ThinkSplitter(prompt_opens_thinking=opens_thinking)
+        self.thinking_tokens = 0
+        self.answer_tokens = 0
+        self.stats = Stats(prompt_tokens=len(tokens))
+        self._started = False
+
+    @property
+    def thinking(self) -> str:
+        return self._splitter.thinking
+
+    @property
+    def answer(self) -> str:
+        return self._splitter.answer
+
+    @property
+    def flags(self) -> list[str]:
+        return self._splitter.flags
+
+    def __iter__(self) -> Iterator[Segment]:
+        if self._started:
+            raise RuntimeError("a ChatRun can be iterated once")
+        self._started = True
+        eng = self._engine
+        lc = eng._lc
+        ctx, vocab = eng._ctx, eng._vocab
+        stats = self.stats
+        splitter = self._splitter
+        t0 = time.perf_counter()
+        stats.finish_reason = "cancelled"  # until the loop ends on its own
+        eng._stop_event = self._stop
+        lc.llama_perf_context_reset(ctx)
+        chain = eng._sampler(self._sampling)
+        try:
+            if not eng._eval_prompt(self._tokens):
+                return
+            decoder = codecs.getincrementaldecoder("utf-8")("replace")
+            sample, is_eog, decode = lc.llama_sampler_sample, lc.llama_vocab_is_eog, lc.llama_decode
+            piece_of, feed = eng._piece, splitter.feed
+            arr = eng._token_arr
+            batch = lc.llama_batch_get_one(arr, 1)
+            cached = eng._cached
+            n_ctx = eng.info.n_ctx
+            max_tokens = self._sampling.max_tokens
+            stop = self._stop
+            t_first = t_think_end = None
+            finish = "stop"
+            n = 0
+            while True:
+                if stop.is_set():
+                    finish = "cancelled"
+                    break
+                if n >= max_tokens:
+                    finish = "length"
+                    break
+                if len(cached) >= n_ctx:
+                    finish = "context_full"
+                    break
+                token = sample(chain, ctx, -1)
+                if t_first is None:
+                    t_first = time.perf_counter()
+                if is_eog(vocab, token):
+                    break
+                n += 1
+                was_thinking = splitter.in_thinking
+                segments = feed(decoder.decode(piece_of(token)))
+                if was_thinking or splitter.in_thinking:
+                    self.thinking_tokens += 1
+                    if not splitter.in_thinking and t_think_end is None:
+                        t_think_end = time.perf_counter()
+                else:
+                    self.answer_tokens += 1
+                arr[0] = token
+                rc = decode(ctx, batch)
+                if rc != 0:
+                    raise PonderError(f"llama.cpp failed while generating (error {rc}).")
+                cached.append(token)
+                yield from segments
+            yield from feed(decoder.decode(b"", final=True))
+            yield from splitter.finish()
+            stats.finish_reason = finish
+            if t_first is not None:
+                stats.time_to_first_token_s = t_first - t0
+                if self.thinking_tokens:
+                    stats.thinking_s = (t_think_end or time.perf_counter()) - t_first
+        finally:
+            eng._stop_event = None
+            lc.llama_sampler_free(chain)
+            perf = lc.llama_perf_context(ctx)
+            if perf.n_eval > 0 and perf.t_eval_ms > 0:
+                stats.decode_tokens_per_s = perf.n_eval / (perf.t_eval_ms / 1000.0)
+            stats.thinking_tokens = self.thinking_tokens
+            stats.answer_tokens = self.answer_tokens
+            stats.total_s = time.perf_counter() - t0
+            stats.context_used = len(eng._cached)
+
+    def run(self) -> ChatRun:
+        """Consume the whole stream; returns self."""
+        for _ in self:
+            pass
+        return self
+
+
+def _physical_cores() -> int:
+    try:
+        import psutil
+
+        return psutil.cpu_count(logical=False) or os.cpu_count() or 1
+    except Exception:
+        return os.cpu_count() or 1
