@@ -29,7 +29,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     path = store_path(data_dir(getattr(args, "data_dir", None)))
-    with ChatStore(path) as store:
+    # A running app may be streaming into this file: leave its live message as it is.
+    with ChatStore(path, recover_interrupted=False) as store:
         if store.recovered_from is not None:
             print(
                 f"ponder: the conversation database was damaged and was moved to {store.recovered_from}; "

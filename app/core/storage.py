@@ -11,6 +11,9 @@ Streaming. The UI calls `add_message(..., status="streaming")` when an answer
 starts, `update_message` about once a second with the text so far, and once more
 with the final status. A message still 'streaming' when the file is next opened
 was cut off by a crash: it becomes 'stopped' with the flag "interrupted".
+Only the app does that (`recover_interrupted=True`); a reader that may run next
+to a live app, like `ponder export`, passes False so it cannot mark the app's
+live answer as interrupted.
 
 Search. An FTS5 index (trigram tokenizer, so substrings and text without spaces,
 e.g. Chinese, match) over message content and thinking, kept in sync by triggers.
@@ -224,8 +227,9 @@ def title_from_prompt(prompt: str, limit: int = TITLE_MAX_CHARS) -> str:
 class ChatStore:
     """Conversations and messages in one SQLite file. One thread per instance."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, recover_interrupted: bool = True) -> None:
         self.path = Path(path)
+        self._recover_interrupted = recover_interrupted
         # Set when the file was damaged and moved here; the UI says so once.
         self.recovered_from: Path | None = None
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -256,13 +260,12 @@ class ChatStore:
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA foreign_keys=ON")
             self._migrate(conn)
-            # Order matters: triggers naming a missing FTS5 module would fail the
-            # recovery update, and a rebuild must come after it (it indexes
-            # every row, streaming ones included).
+            # Triggers naming a missing FTS5 module would fail the recovery update.
             self.has_fts = fts5_available()
             if not self.has_fts:
                 _drop_search_triggers(conn)
-            self._recover_streaming(conn)
+            if self._recover_interrupted:
+                self._recover_streaming(conn)
             if self.has_fts:
                 _build_search_index(conn)
         except BaseException:
@@ -621,6 +624,11 @@ def _build_search_index(conn: sqlite3.Connection) -> None:
             if name not in have:
                 conn.execute(sql)
         conn.execute("INSERT INTO message_fts (message_fts) VALUES ('rebuild')")
+        # 'rebuild' takes every row; the triggers expect streaming ones left out.
+        conn.execute(
+            """INSERT INTO message_fts (message_fts, rowid, content, thinking)
+               SELECT 'delete', id, content, thinking FROM messages WHERE status = 'streaming'"""
+        )
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")

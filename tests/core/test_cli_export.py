@@ -111,6 +111,19 @@ def test_damaged_database_is_reported_and_export_still_runs(tmp_path: Path, caps
     assert "was damaged and was moved to" in err and ".corrupt-" in err
 
 
+def test_export_next_to_a_live_app_leaves_its_streaming_answer_alone(tmp_path: Path, capsys):
+    with ChatStore(store_path(tmp_path)) as app_store:  # the app, mid-answer
+        conv = app_store.create_conversation()
+        app_store.add_message(conv, "user", "q")
+        msg = app_store.add_message(conv, "assistant", "", "half a thought", status="streaming")
+        code, out, _ = export(capsys, "--data-dir", str(tmp_path))
+        assert code == 0
+        exported = json.loads(out)[0]["messages"][1]
+        assert (exported["status"], exported["thinking"], exported["flags"]) == ("streaming", "half a thought", [])
+        app_store.update_message(msg, thinking="a whole thought", status="complete")
+        assert app_store.get_conversation(conv).messages[1].flags == ()
+
+
 def test_command_line_writes_utf8_json_to_stdout(data):
     base, first, _ = data
     env = {**os.environ, "PYTHONIOENCODING": "ascii"}  # a console that cannot show the trace

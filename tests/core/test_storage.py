@@ -470,6 +470,21 @@ def test_streaming_message_is_indexed_when_it_finishes(store: ChatStore):
     fts_integrity_ok(store)
 
 
+def test_index_rebuild_leaves_out_a_live_streaming_message(db: Path, monkeypatch):
+    if not fts5_available():
+        pytest.skip("this sqlite3 has no FTS5")
+    monkeypatch.setattr("app.core.storage.fts5_available", lambda: False)
+    with ChatStore(db) as store:
+        _, _, msg = chat(store, "q", "live thought", "", status="streaming")
+    monkeypatch.undo()
+    # A reader that leaves streaming messages alone, on a file whose index must be built.
+    with ChatStore(db, recover_interrupted=False) as store:
+        assert store.search("live thought") == []  # streaming: not indexed yet
+        store.update_message(msg, thinking="live thought, finished", status="complete")
+        assert [h.message_id for h in store.search("finished")] == [msg]
+        fts_integrity_ok(store)
+
+
 def test_search_without_fts5_falls_back_to_like(db: Path, monkeypatch):
     with ChatStore(db) as store:
         chat(store, "prompt", "the thinking mentions zebras", "answer")
