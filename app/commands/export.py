@@ -31,12 +31,8 @@ def run(args: argparse.Namespace) -> int:
     path = store_path(data_dir(getattr(args, "data_dir", None)))
     # A running app may be streaming into this file: leave its live message as it is.
     with ChatStore(path, recover_interrupted=False) as store:
-        if store.recovered_from is not None:
-            print(
-                f"ponder: the conversation database was damaged and was moved to {store.recovered_from}; "
-                "a new, empty one was created.",
-                file=sys.stderr,
-            )
+        if store.recovery_message:
+            print(f"ponder: {store.recovery_message}", file=sys.stderr)
         if args.conversation is not None:
             conversations = [store.get_conversation(args.conversation)]  # ConversationNotFound -> exit 2
         else:

@@ -331,6 +331,16 @@ class ChatStore:
             ) from exc
         return target
 
+    @property
+    def recovery_message(self) -> str | None:
+        """The sentence to show once when a damaged file was moved aside, else None."""
+        if self.recovered_from is None:
+            return None
+        return (
+            f"The conversation database was damaged, so it was moved to {self.recovered_from} "
+            "and a new, empty one was started. The old file is kept as it was."
+        )
+
     def close(self) -> None:
         self._conn.close()
 

@@ -108,7 +108,7 @@ def test_damaged_database_is_reported_and_export_still_runs(tmp_path: Path, caps
     store_path(tmp_path).write_bytes(os.urandom(4096))
     code, out, err = export(capsys, "--data-dir", str(tmp_path))
     assert code == 0 and json.loads(out) == []
-    assert "was damaged and was moved to" in err and ".corrupt-" in err
+    assert "was damaged, so it was moved to" in err and ".corrupt-" in err
 
 
 def test_export_next_to_a_live_app_leaves_its_streaming_answer_alone(tmp_path: Path, capsys):

@@ -163,11 +163,12 @@ def _assert_recovered(db: Path, original: bytes) -> None:
         assert store.recovered_from is not None
         assert store.recovered_from.name.startswith("conversations.db.corrupt-")
         assert store.recovered_from.read_bytes() == original  # nothing is lost: the old file is kept
+        assert str(store.recovered_from) in store.recovery_message
         assert store.list_conversations() == []
         store.create_conversation()  # the fresh file works
     assert integrity(db) == "ok"
     with ChatStore(db) as store:  # and the next start is normal
-        assert store.recovered_from is None
+        assert store.recovered_from is None and store.recovery_message is None
         assert len(store.list_conversations()) == 1
 
 
