@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import app  # noqa: F401  (loads llama_cpp before numpy)
-from app.core.errors import ContextOverflow, ModelLoadError, PonderError
+from app.core.errors import ContextOverflow, LoadCancelled, ModelLoadError, PonderError
 from app.core.modelfile import ModelSummary, inspect_gguf
 from app.core.prompt import PromptBuilder, fallback_template
 from app.core.reasoning import Segment, ThinkSplitter
@@ -101,9 +101,9 @@ class Stats:
 
 # --- llama.cpp log -> Python logging --------------------------------------------------
 
-# ggml levels: 0 none, 1 info, 2 warn, 3 error, 4 debug. llama.cpp's info is chatty
-# (every tensor, every key), so it is logged at DEBUG.
-_LOG_LEVELS = {0: logging.CRITICAL, 1: logging.DEBUG, 2: logging.WARNING, 3: logging.ERROR, 4: logging.DEBUG}
+# ggml levels (ggml.h): 0 none, 1 debug, 2 info, 3 warn, 4 error, 5 continuation.
+# llama.cpp's info is chatty (every tensor, every key), so it is logged at DEBUG.
+_LOG_LEVELS = {0: logging.DEBUG, 1: logging.DEBUG, 2: logging.DEBUG, 3: logging.WARNING, 4: logging.ERROR}
 _recent_errors: collections.deque[str] = collections.deque(maxlen=8)
 _log_state = {"level": logging.DEBUG, "partial": ""}
 
@@ -168,11 +168,11 @@ class Engine:
         cls,
         path: str | os.PathLike,
         options: LoadOptions | None = None,
-        progress: Callable[[float], bool] | None = None,
+        progress: Callable[[float], bool | None] | None = None,
     ) -> Engine:
         """Validate and load a GGUF. Raises ModelFileError or ModelLoadError with a user-facing sentence.
 
-        `progress(fraction)` is called while loading; returning False cancels the load.
+        `progress(fraction)` is called while loading; returning False cancels it (LoadCancelled).
         """
         options = options or LoadOptions()
         summary = inspect_gguf(path)  # before llama.cpp sees the file: some bad files abort()
@@ -244,12 +244,21 @@ class Engine:
         mparams = lc.llama_model_default_params()
         mparams.n_gpu_layers = n_gpu_layers
         self._progress_cb = None
+        cancelled = []
         if progress is not None:
-            self._progress_cb = lc.llama_progress_callback(lambda frac, _data: bool(progress(float(frac))))
+            def on_progress(fraction, _data):
+                if progress(float(fraction)) is False:
+                    cancelled.append(True)
+                    return False
+                return True
+
+            self._progress_cb = lc.llama_progress_callback(on_progress)
             mparams.progress_callback = self._progress_cb
         _recent_errors.clear()
         model = lc.llama_model_load_from_file(str(path).encode("utf-8"), mparams)
         if not model:
+            if cancelled:
+                raise LoadCancelled("Loading the model was cancelled.")
             raise ModelLoadError(self._load_failure(path, "load the model"))
         self._model = model
         self._vocab = lc.llama_model_get_vocab(model)

@@ -27,3 +27,7 @@ class CatalogError(PonderError):
 
 class StorageError(PonderError):
     """The conversation database could not be opened or written."""
+
+
+class LoadCancelled(PonderError):
+    """The user cancelled loading a model."""

@@ -1,0 +1,290 @@
+"""The engine end to end: real llama.cpp running scripted GGUF models."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import pytest
+
+from app.core import engine as engine_module
+from app.core.engine import Engine, LoadOptions, Sampling
+from app.core.errors import ContextOverflow, LoadCancelled, ModelFileError, ModelLoadError
+from tests.fixtures.scripted_gguf import (
+    LONG_TRACE_THINKING_TOKENS,
+    MALFORMED_KINDS,
+    NON_REASONING_ANSWER,
+    SCRIPTS,
+    STANDARD_ANSWER,
+    STANDARD_THINKING,
+)
+
+SMALL = LoadOptions(n_ctx=2048)
+ASK = [{"role": "user", "content": "What is 17 × 23?"}]
+
+
+@pytest.fixture(scope="module")
+def standard(scripted_model):
+    eng = Engine.load(scripted_model("standard_r1"), SMALL)
+    yield eng
+    eng.close()
+
+
+def kinds_in_order(segments):
+    order = []
+    for s in segments:
+        if not order or order[-1] != s.kind:
+            order.append(s.kind)
+    return order
+
+
+def test_standard_r1_streams_thinking_then_answer(standard):
+    run = standard.chat(ASK, Sampling(seed=1))
+    segments = list(run)
+    assert kinds_in_order(segments) == ["think", "answer"]
+    assert run.thinking == STANDARD_THINKING.strip()
+    assert run.answer == STANDARD_ANSWER.strip()
+    assert run.flags == []
+    assert "".join(s.text for s in segments if s.kind == "answer").strip() == run.answer
+
+
+def test_model_info_describes_the_file(standard):
+    info = standard.info
+    assert info.is_reasoning
+    assert info.architecture == "llama"
+    assert info.n_ctx == 2048
+    assert info.backend == "CPU" and info.n_gpu_layers == 0
+    assert info.template_note is None
+
+
+@pytest.mark.parametrize("temperature,seed", [(0.6, 1), (1.0, 7), (0.0, None)])
+def test_output_follows_script_at_any_sampling(standard, temperature, seed):
+    run = standard.chat(ASK, Sampling(temperature=temperature, seed=seed)).run()
+    assert run.answer == STANDARD_ANSWER.strip()
+
+
+def test_stats_come_from_the_run(standard):
+    run = standard.chat(ASK, Sampling(seed=3)).run()
+    s = run.stats
+    assert s.finish_reason == "stop"
+    assert s.prompt_tokens > 5
+    assert s.thinking_tokens > 10 and s.answer_tokens > 10
+    assert s.thinking_tokens + s.answer_tokens == run.thinking_tokens + run.answer_tokens
+    assert 0 < s.time_to_first_token_s < s.total_s
+    assert 0 < s.thinking_s < s.total_s
+    assert s.decode_tokens_per_s > 0
+    # Everything generated except the final end-of-sequence token sits in the context.
+    assert s.context_used == s.prompt_tokens + s.thinking_tokens + s.answer_tokens
+
+
+def test_stop_ends_stream_within_one_token_and_engine_stays_usable(standard):
+    stop = threading.Event()
+    run = standard.chat(ASK, Sampling(seed=2), stop)
+    seen_after_stop = 0
+    for i, _segment in enumerate(run):
+        if stop.is_set():
+            seen_after_stop += 1
+        if i == 5:
+            stop.set()
+    assert seen_after_stop <= 1
+    assert run.stats.finish_reason == "cancelled"
+    assert run.thinking and STANDARD_THINKING.startswith(run.thinking[:20])
+    assert run.answer == ""
+    again = standard.chat(ASK, Sampling(seed=2)).run()
+    assert again.answer == STANDARD_ANSWER.strip()
+    assert again.stats.finish_reason == "stop"
+
+
+def test_stop_before_prompt_evaluation_generates_nothing(standard):
+    stop = threading.Event()
+    stop.set()
+    run = standard.chat(ASK, Sampling(), stop).run()
+    assert run.stats.finish_reason == "cancelled"
+    assert run.thinking_tokens == run.answer_tokens == 0
+    assert standard.chat(ASK).run().answer == STANDARD_ANSWER.strip()
+
+
+def test_max_tokens_limits_the_answer(standard):
+    run = standard.chat(ASK, Sampling(max_tokens=7)).run()
+    assert run.stats.finish_reason == "length"
+    assert run.thinking_tokens + run.answer_tokens == 7
+    assert "unclosed_thinking" in run.flags
+
+
+def test_follow_up_turn_reuses_cached_prompt_and_drops_old_reasoning(standard):
+    first = standard.chat(ASK).run()
+    history = ASK + [
+        {"role": "assistant", "content": f"<think>\n{first.thinking}\n</think>\n\n{first.answer}"},
+        {"role": "user", "content": "And 17 × 24?"},
+    ]
+    prompt = standard._prompts.render(history).text
+    assert first.answer in prompt
+    assert first.thinking not in prompt
+    second = standard.chat(history).run()
+    assert second.answer == STANDARD_ANSWER.strip()
+    assert second.stats.prompt_tokens > first.stats.prompt_tokens
+
+
+def test_context_overflow_is_a_clear_error(scripted_model):
+    eng = Engine.load(scripted_model("standard_r1"), LoadOptions(n_ctx=64))
+    try:
+        with pytest.raises(ContextOverflow, match="context holds 64"):
+            eng.chat([{"role": "user", "content": "word " * 200}])
+    finally:
+        eng.close()
+
+
+def test_generation_stops_when_context_is_full(scripted_model):
+    eng = Engine.load(scripted_model("long_trace"), LoadOptions(n_ctx=256))
+    try:
+        run = eng.chat(ASK).run()
+        assert run.stats.finish_reason == "context_full"
+        assert run.stats.context_used == 256
+        assert "unclosed_thinking" in run.flags
+    finally:
+        eng.close()
+
+
+def test_long_trace_streams_thousands_of_thinking_tokens(scripted_model):
+    eng = Engine.load(scripted_model("long_trace"), LoadOptions(n_ctx=8192))
+    try:
+        run = eng.chat(ASK, Sampling(seed=5))
+        n_segments = sum(1 for _ in run)
+        assert n_segments > LONG_TRACE_THINKING_TOKENS / 2  # streamed, not delivered at the end
+        assert run.thinking_tokens >= LONG_TRACE_THINKING_TOKENS
+        assert run.answer == "After long thought: the answer is **42**."
+        assert run.flags == []
+    finally:
+        eng.close()
+
+
+@pytest.mark.parametrize(
+    "script,flags",
+    [
+        ("explicit_think", []),
+        ("old_template", []),
+        ("unclosed", ["unclosed_thinking"]),
+        ("skipped_think", ["skipped_thinking"]),
+        ("orphan_close", ["orphan_close"]),
+        ("repeated_think", ["multiple_think_blocks"]),
+        ("split_tags", []),
+    ],
+)
+def test_trace_shapes_and_pathologies(scripted_model, script, flags):
+    eng = Engine.load(scripted_model(script), SMALL)
+    try:
+        run = eng.chat(ASK).run()
+        for flag in flags:
+            assert flag in run.flags
+        if not flags:
+            assert run.flags == []
+        assert "<think>" not in run.answer and "</think>" not in run.answer
+        assert "<think>" not in run.thinking and "</think>" not in run.thinking
+    finally:
+        eng.close()
+
+
+def test_explicit_think_tag_gives_same_split_as_prompt_tag(scripted_model):
+    eng = Engine.load(scripted_model("explicit_think"), SMALL)
+    try:
+        run = eng.chat(ASK).run()
+        assert run.thinking == STANDARD_THINKING.strip()
+        assert run.answer == STANDARD_ANSWER.strip()
+    finally:
+        eng.close()
+
+
+def test_non_reasoning_model_is_all_answer(scripted_model):
+    eng = Engine.load(scripted_model("non_reasoning"), SMALL)
+    try:
+        assert not eng.info.is_reasoning
+        run = eng.chat([{"role": "system", "content": "Be brief."}] + ASK)
+        kinds = {s.kind for s in run}
+        assert kinds == {"answer"}
+        assert run.answer == NON_REASONING_ANSWER
+        assert run.thinking == "" and run.thinking_tokens == 0
+        assert run.stats.thinking_s is None
+    finally:
+        eng.close()
+
+
+def test_utf8_split_across_tokens_is_decoded_whole(scripted_model):
+    eng = Engine.load(scripted_model("split_utf8"), SMALL)
+    try:
+        run = eng.chat(ASK)
+        texts = [s.text for s in run]
+        assert all("\ufffd" not in t for t in texts)
+        assert run.thinking == "Café au lait 😀…"
+        assert run.answer == "Naïve."
+    finally:
+        eng.close()
+
+
+def test_file_without_template_gets_fallback_and_note(scripted_model):
+    eng = Engine.load(scripted_model("no_template"), SMALL)
+    try:
+        assert "no chat template" in eng.info.template_note
+        run = eng.chat(ASK).run()
+        assert run.answer == STANDARD_ANSWER.strip()
+    finally:
+        eng.close()
+
+
+@pytest.mark.parametrize("kind", MALFORMED_KINDS)
+def test_malformed_file_raises_clear_error_without_crashing(malformed_model, kind):
+    with pytest.raises(ModelFileError) as info:
+        Engine.load(malformed_model(kind), SMALL)
+    message = str(info.value)
+    assert len(message) > 20 and "\n" not in message.strip()
+
+
+def test_missing_file_raises_clear_error(tmp_path):
+    with pytest.raises(ModelFileError, match="nope.gguf"):
+        Engine.load(tmp_path / "nope.gguf", SMALL)
+
+
+def test_gpu_request_on_cpu_build_runs_on_cpu_and_says_why(scripted_model):
+    eng = Engine.load(scripted_model("standard_r1"), LoadOptions(n_ctx=512, n_gpu_layers=99))
+    try:
+        assert eng.info.backend == "CPU" and eng.info.n_gpu_layers == 0
+        assert "no GPU support" in eng.info.gpu_note
+    finally:
+        eng.close()
+
+
+def test_gpu_load_failure_falls_back_to_cpu(scripted_model, monkeypatch):
+    # A CPU build cannot fail a GPU load, so pretend the build has CUDA and the GPU open fails.
+    real_open = Engine._open
+    attempts = []
+
+    def open_failing_on_gpu(self, path, options, n_gpu_layers, progress):
+        attempts.append(n_gpu_layers)
+        if n_gpu_layers > 0:
+            raise ModelLoadError("out of device memory")
+        return real_open(self, path, options, n_gpu_layers, progress)
+
+    monkeypatch.setattr(engine_module, "gpu_backend_name", lambda: "CUDA")
+    monkeypatch.setattr(Engine, "_open", open_failing_on_gpu)
+    eng = Engine.load(scripted_model("standard_r1"), LoadOptions(n_ctx=512))
+    try:
+        assert attempts == [2, 0]  # all layers (1 + output), then none
+        assert eng.info.backend == "CPU"
+        assert "CUDA GPU failed" in eng.info.gpu_note and "out of device memory" in eng.info.gpu_note
+        assert eng.chat(ASK).run().answer == STANDARD_ANSWER.strip()
+    finally:
+        eng.close()
+
+
+def test_load_progress_is_reported_and_can_cancel(scripted_model):
+    seen = []
+    eng = Engine.load(scripted_model("standard_r1"), SMALL, progress=lambda f: seen.append(f) or True)
+    eng.close()
+    assert seen and seen[-1] == pytest.approx(1.0)
+    with pytest.raises(LoadCancelled):
+        Engine.load(scripted_model("standard_r1"), SMALL, progress=lambda f: False)
+
+
+def test_llama_log_goes_to_python_logging(scripted_model, caplog):
+    with caplog.at_level(logging.DEBUG, logger="llama.cpp"):
+        Engine.load(scripted_model("standard_r1"), SMALL).close()
+    assert any(r.name == "llama.cpp" and "llama" in r.getMessage() for r in caplog.records)
