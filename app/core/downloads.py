@@ -1,0 +1,568 @@
+"""Model files from Hugging Face into Ponder's models folder, and imports of local GGUFs.
+
+Why not `hf_hub_download`: it keeps a partial file per process, so a download cut by
+an app restart starts again from zero, and it never checks the SHA-256. Here each file
+is fetched with ranged GETs into `<name>.part`, next to a small `<name>.part.json` that
+records the hub's etag and size; a later call, in this process or another, continues
+from the part while the etag still matches. The etag of an LFS file is its SHA-256: the
+bytes are hashed as they are written and the part is renamed into place only when the
+hash matches, so a partial or unverified file never carries a `.gguf` name.
+huggingface_hub builds the URLs, reads the metadata (HEAD) and lends its HTTP client.
+
+Privacy: huggingface_hub's telemetry is off and it is held in offline mode except while
+a download runs, so nothing else in the app can reach the network through it.
+"""
+
+from __future__ import annotations
+
+import os
+
+# Before huggingface_hub reads its settings: no user-agent telemetry and no agent
+# registry fetch (`/api/agent-harnesses`), which would be a request of its own.
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+import errno  # noqa: E402
+import hashlib  # noqa: E402
+import json  # noqa: E402
+import logging  # noqa: E402
+import re  # noqa: E402
+import shutil  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+from collections import deque  # noqa: E402
+from contextlib import contextmanager  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+from pathlib import Path, PurePosixPath  # noqa: E402
+from typing import Callable, Iterator  # noqa: E402
+from urllib.parse import urlparse  # noqa: E402
+
+import httpx2  # noqa: E402
+from huggingface_hub import constants, get_hf_file_metadata, hf_hub_url  # noqa: E402
+from huggingface_hub.errors import (  # noqa: E402
+    GatedRepoError,
+    HfHubHTTPError,
+    HFValidationError,
+    OfflineModeIsEnabled,
+    RemoteEntryNotFoundError,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
+)
+from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status  # noqa: E402
+
+from app import __version__  # noqa: E402
+from app.core.errors import DownloadError, ModelFileError  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+# Also set the values themselves: huggingface_hub may have been imported before this module.
+constants.HF_HUB_DISABLE_TELEMETRY = True
+constants.HF_HUB_OFFLINE = True
+
+DEFAULT_ENDPOINT = "https://huggingface.co"
+# Waits before reconnecting after a dropped connection; the count starts over whenever
+# a connection delivered bytes, so only a hub that stays away ends the download.
+RETRY_DELAYS_S: tuple[float, ...] = (1, 2, 4, 8, 16, 30)
+RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+HTTP_TIMEOUT = httpx2.Timeout(connect=10, read=30, write=30, pool=10)
+HASH_BLOCK = 1 << 20
+PROGRESS_INTERVAL_S = 0.1  # at most ten reports a second, plus the last one
+
+_SPLIT_NAME = re.compile(r"^(?P<prefix>.+)-(?P<index>\d{5})-of-(?P<count>\d{5})\.gguf$", re.IGNORECASE)
+
+
+class DownloadCancelled(DownloadError):
+    """The user cancelled; the part is kept and the next download of the file resumes it."""
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One progress report. For a multi-part model the counts cover all its parts."""
+
+    downloaded: int
+    total: int
+    speed_bps: float
+    eta_s: float | None
+    filename: str
+    stage: str = "downloading"  # or "checking": re-reading a kept part before resuming
+
+
+ProgressCallback = Callable[[Progress], None]
+
+
+# ---------------------------------------------------------------------------------------
+# Public API
+
+
+def download_file(
+    repo_id: str,
+    filename: str,
+    dest_dir: str | os.PathLike,
+    *,
+    revision: str = "main",
+    progress: ProgressCallback | None = None,
+    cancel: threading.Event | None = None,
+    endpoint: str | None = None,
+) -> Path:
+    """Download one file of `repo_id` into `dest_dir` and return its verified path.
+
+    A file already in `dest_dir` is returned without any request. `endpoint` defaults to
+    `HF_ENDPOINT`, then huggingface.co. Raises DownloadError (DownloadCancelled on cancel).
+    """
+    return download_model(
+        repo_id, [filename], dest_dir, revision=revision, progress=progress, cancel=cancel, endpoint=endpoint
+    )[0]
+
+
+def download_model(
+    repo_id: str,
+    filenames: list[str],
+    dest_dir: str | os.PathLike,
+    *,
+    revision: str = "main",
+    progress: ProgressCallback | None = None,
+    cancel: threading.Event | None = None,
+    endpoint: str | None = None,
+) -> list[Path]:
+    """Download every file of a (possibly multi-part) model; returns the paths in order.
+
+    Files land flat in `dest_dir` under their base names, which is where llama.cpp looks
+    for the other parts of a split GGUF. The free-space check covers all parts at once.
+    """
+    dest = Path(dest_dir)
+    dest.mkdir(parents=True, exist_ok=True)
+    finals = [dest / PurePosixPath(name).name for name in filenames]
+    if all(path.is_file() for path in finals):
+        return finals  # already downloaded: works with no network at all
+    if cancel is not None and cancel.is_set():
+        raise DownloadCancelled("The download was cancelled before it started.")
+
+    base = (endpoint or os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
+    with _hub_online():
+        todo = [
+            _FileDownload(_remote_file(repo_id, name, revision, base, _part_size(final)), final, cancel)
+            for name, final in zip(filenames, finals)
+            if not final.is_file()
+        ]
+        needed = sum(job.remote.size - job.kept_bytes() for job in todo)
+        _check_free_space(dest, needed, ", ".join(job.final.name for job in todo))
+        meter = _Meter(sum(job.remote.size for job in todo), progress)
+        done_before = 0
+        for job in todo:
+            job.run(meter, done_before)
+            done_before += job.remote.size
+    return finals
+
+
+def local_models(models_dir: str | os.PathLike) -> list[Path]:
+    """Complete GGUF models in `models_dir`, found without any network access.
+
+    Single files and the first part of each complete multi-part set are listed;
+    `.part` downloads, hidden temporaries and incomplete sets never are.
+    """
+    folder = Path(models_dir)
+    if not folder.is_dir():
+        return []
+    names = {entry.name for entry in folder.iterdir() if entry.is_file()}
+    found = []
+    for name in sorted(names, key=str.lower):
+        if name.startswith(".") or not name.lower().endswith(".gguf"):
+            continue
+        match = _SPLIT_NAME.match(name)
+        if match and (int(match["index"]) != 1 or not all(p.name in names for p in model_parts(folder / name))):
+            continue
+        found.append(folder / name)
+    return found
+
+
+def model_parts(path: str | os.PathLike) -> list[Path]:
+    """All files of the model whose (first) file is `path`: one path, or every part of a split GGUF."""
+    path = Path(path)
+    match = _SPLIT_NAME.match(path.name)
+    if not match:
+        return [path]
+    count = int(match["count"])
+    return [path.with_name(f"{match['prefix']}-{i:05d}-of-{match['count']}.gguf") for i in range(1, count + 1)]
+
+
+def import_local_gguf(src: str | os.PathLike, models_dir: str | os.PathLike) -> Path:
+    """Validate a GGUF on disk and place it (all parts, if split) in `models_dir`.
+
+    The file is hard-linked when possible (instant, no extra space), else copied through a
+    hidden temporary name. Returns the path to load. Raises ModelFileError.
+    """
+    from app.core.modelfile import inspect_gguf  # validation lives with the GGUF reader
+
+    src = Path(src)
+    folder = Path(models_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    parts = model_parts(src)
+    missing = [p.name for p in parts if not p.is_file()]
+    if missing:
+        raise ModelFileError(
+            f"{src.name} is one part of a split model, but {', '.join(missing)} is missing next to it; "
+            "put all parts in one folder and import again."
+        )
+    inspect_gguf(parts[0])
+    for part in parts:
+        _place_copy(part, folder / part.name)
+    return folder / parts[0].name
+
+
+# ---------------------------------------------------------------------------------------
+# Hub metadata
+
+
+@dataclass(frozen=True)
+class _RemoteFile:
+    repo_id: str
+    filename: str
+    url: str  # resolve URL pinned to the commit the HEAD answered for
+    etag: str
+    size: int
+    host: str
+
+    def new_hasher(self):
+        """The hash whose hex digest equals the etag: SHA-256 for LFS, git's blob SHA-1 otherwise."""
+        if len(self.etag) == 64:
+            return hashlib.sha256()
+        hasher = hashlib.sha1()
+        hasher.update(b"blob %d\0" % self.size)
+        return hasher
+
+
+_HEX = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
+
+
+_online_lock = threading.Lock()
+_online_users = 0
+
+
+@contextmanager
+def _hub_online() -> Iterator[None]:
+    """Let huggingface_hub reach the network for the length of a download, then close it again."""
+    global _online_users
+    with _online_lock:
+        _online_users += 1
+        constants.HF_HUB_OFFLINE = False
+    try:
+        yield
+    finally:
+        with _online_lock:
+            _online_users -= 1
+            if _online_users == 0:
+                constants.HF_HUB_OFFLINE = True
+
+
+def _remote_file(repo_id: str, filename: str, revision: str, endpoint: str, kept: int) -> _RemoteFile:
+    host = _host_label(endpoint)
+    try:
+        url = hf_hub_url(repo_id, filename, revision=revision, endpoint=endpoint)
+        meta = get_hf_file_metadata(url, token=False, endpoint=endpoint, headers=_user_agent())
+    except HFValidationError:
+        raise DownloadError(
+            f"{repo_id!r} is not a valid Hugging Face repository name; it looks like owner/name."
+        ) from None
+    except Exception as exc:  # noqa: BLE001 - every failure becomes one sentence
+        raise _explain(exc, repo_id, filename, revision, host, kept) from exc
+    if not meta.commit_hash or not meta.etag:
+        raise DownloadError(
+            f"{host} did not answer like a Hugging Face hub (no commit or etag for {filename}); "
+            "check HF_ENDPOINT."
+        )
+    if meta.size is None:
+        raise DownloadError(f"{host} did not say how large {filename} is, so it cannot be downloaded safely.")
+    if not _HEX.match(meta.etag):
+        raise DownloadError(
+            f"{host} gave no checksum for {filename}, so Ponder cannot verify the download; "
+            "download it yourself and import it instead."
+        )
+    pinned = hf_hub_url(repo_id, filename, revision=meta.commit_hash, endpoint=endpoint)
+    return _RemoteFile(repo_id, filename, pinned, meta.etag, meta.size, host)
+
+
+def _part_size(final: Path) -> int:
+    part = final.with_name(final.name + ".part")
+    return part.stat().st_size if part.is_file() else 0
+
+
+def _host_label(endpoint: str) -> str:
+    host = urlparse(endpoint).netloc or endpoint
+    return host if endpoint == DEFAULT_ENDPOINT else f"{host} (set by HF_ENDPOINT)"
+
+
+def _user_agent() -> dict[str, str]:
+    return {"user-agent": f"ponder/{__version__}"}
+
+
+def _explain(exc: BaseException, repo_id: str, filename: str, revision: str, host: str, kept: int) -> DownloadError:
+    """One actionable sentence for a failed request."""
+    resume = "; the partial download is kept and will resume" if kept else ""
+    if isinstance(exc, RemoteEntryNotFoundError):
+        return DownloadError(
+            f"The file {filename} was not found in repo {repo_id} on {host}; "
+            "check the file name or pick another quantisation."
+        )
+    if isinstance(exc, RevisionNotFoundError):
+        return DownloadError(f"The revision {revision!r} of repo {repo_id} was not found on {host}.")
+    if isinstance(exc, GatedRepoError):
+        return DownloadError(
+            f"The repo {repo_id} is gated (it needs a Hugging Face login); Ponder downloads public repos only — "
+            "download the file in a browser and import it."
+        )
+    if isinstance(exc, RepositoryNotFoundError):
+        return DownloadError(f"The repo {repo_id} was not found on {host}; check its name (owner/name).")
+    if isinstance(exc, HfHubHTTPError):
+        status = exc.response.status_code
+        return DownloadError(f"{host} answered HTTP {status} for {filename}; try again later{resume}.")
+    if isinstance(exc, _RetryableStatus):
+        return DownloadError(f"{host} kept failing ({exc}) for {filename}; try again later{resume}.")
+    if isinstance(exc, (httpx2.TransportError, OfflineModeIsEnabled)):
+        return DownloadError(f"Could not reach {host} — check your connection{resume}.")
+    return DownloadError(f"Downloading {filename} from {host} failed: {exc}{resume}.")
+
+
+# ---------------------------------------------------------------------------------------
+# One file
+
+
+class _RetryableStatus(Exception):
+    """The server answered with a status worth retrying (busy, rate-limited, 5xx)."""
+
+
+class _FileDownload:
+    """Fetches one remote file into `<final>.part`, resumable, then verifies and renames it."""
+
+    def __init__(self, remote: _RemoteFile, final: Path, cancel: threading.Event | None):
+        self.remote = remote
+        self.final = final
+        self.part = final.with_name(final.name + ".part")
+        self.sidecar = final.with_name(final.name + ".part.json")
+        self.cancel = cancel
+        self.state = {"repo_id": remote.repo_id, "filename": remote.filename, "etag": remote.etag, "size": remote.size}
+
+    def kept_bytes(self) -> int:
+        """Size of a part that can be resumed; a stale or foreign part is deleted."""
+        if not self.part.is_file():
+            self.sidecar.unlink(missing_ok=True)
+            return 0
+        try:
+            saved = json.loads(self.sidecar.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            saved = None
+        size = self.part.stat().st_size
+        same_file = isinstance(saved, dict) and (saved.get("etag"), saved.get("size")) == (
+            self.remote.etag,
+            self.remote.size,
+        )
+        if not same_file or size > self.remote.size:
+            log.info("discarding %s: it belongs to another version of the file", self.part)
+            self.part.unlink()
+            self.sidecar.unlink(missing_ok=True)
+            return 0
+        return size
+
+    def run(self, meter: _Meter, done_before: int) -> Path:
+        self.meter = meter
+        self.done_before = done_before
+        self.hasher = self.remote.new_hasher()
+        self.offset = self._rehash_kept_part()
+        self.sidecar.write_text(json.dumps(self.state), encoding="utf-8")
+        with open(self.part, "ab", buffering=0) as self.file:
+            self._fetch_rest()
+            os.fsync(self.file.fileno())
+        if self.hasher.hexdigest() != self.remote.etag:
+            self.part.unlink(missing_ok=True)
+            self.sidecar.unlink(missing_ok=True)
+            raise DownloadError(
+                f"{self.final.name} arrived damaged: its checksum does not match the hub's, "
+                "so it was deleted; download it again."
+            )
+        os.replace(self.part, self.final)
+        self.sidecar.unlink(missing_ok=True)
+        meter.report(done_before + self.offset, self.final.name, force=True)
+        return self.final
+
+    def _rehash_kept_part(self) -> int:
+        """Feed the kept bytes to the hasher; a resumed file is verified end to end."""
+        kept = self.kept_bytes()
+        if not kept:
+            return 0
+        done = 0
+        with open(self.part, "rb") as f:
+            while block := f.read(HASH_BLOCK):
+                self._check_cancel(done)
+                self.hasher.update(block)
+                done += len(block)
+                self.meter.report(self.done_before + done, self.final.name, stage="checking")
+        return done
+
+    def _fetch_rest(self) -> None:
+        delays = iter(RETRY_DELAYS_S)
+        while self.offset < self.remote.size:
+            self._check_cancel(self.offset)
+            start = self.offset
+            try:
+                self._stream_from_offset()
+            except (httpx2.TransportError, _RetryableStatus) as exc:
+                if self.offset > start:
+                    delays = iter(RETRY_DELAYS_S)  # that connection made progress: start counting again
+                delay = next(delays, None)
+                if delay is None:
+                    raise _explain(exc, self.remote.repo_id, self.remote.filename, "", self.remote.host, self.offset)
+                log.warning("download of %s interrupted (%s); resuming in %ss", self.final.name, exc, delay)
+                if self.cancel is not None and self.cancel.wait(delay):
+                    self._check_cancel(self.offset)
+                elif self.cancel is None:
+                    time.sleep(delay)
+            except HfHubHTTPError as exc:
+                raise _explain(exc, self.remote.repo_id, self.remote.filename, "", self.remote.host, self.offset)
+
+    def _stream_from_offset(self) -> None:
+        headers = build_hf_headers(token=False, headers=_user_agent())
+        headers["Accept-Encoding"] = "identity"  # byte offsets must be offsets in the file
+        if self.offset:
+            headers["Range"] = f"bytes={self.offset}-"
+        with get_session().stream("GET", self.remote.url, headers=headers, timeout=HTTP_TIMEOUT) as response:
+            if response.status_code in RETRY_STATUS:
+                raise _RetryableStatus(f"HTTP {response.status_code}")
+            if response.status_code >= 400:
+                response.read()
+                hf_raise_for_status(response)
+            if self.offset and response.status_code != 206:
+                log.info("server ignored the range request for %s; starting over", self.final.name)
+                self._restart()
+            elif self.offset and not response.headers.get("Content-Range", "").startswith(f"bytes {self.offset}-"):
+                raise _RetryableStatus(f"unexpected Content-Range {response.headers.get('Content-Range')!r}")
+            for chunk in response.iter_bytes():
+                self._check_cancel(self.offset)
+                chunk = chunk[: self.remote.size - self.offset]
+                self._write(chunk)
+                self.meter.report(self.done_before + self.offset, self.final.name)
+                if self.offset >= self.remote.size:
+                    break
+
+    def _write(self, chunk: bytes) -> None:
+        view = memoryview(chunk)
+        try:
+            while view:
+                written = self.file.write(view)
+                view = view[written:]
+        except OSError as exc:
+            self.file.truncate(self.offset)  # drop the half-written chunk; the part stays consistent
+            if exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+                raise DownloadError(
+                    f"The disk is full: {self.final.parent} ran out of space after "
+                    f"{format_bytes(self.offset)} of {format_bytes(self.remote.size)} of {self.final.name}. "
+                    "The partial download is kept; free some space and download again to resume."
+                ) from exc
+            raise DownloadError(
+                f"Could not write {self.part}: {exc.strerror}. The partial download is kept and will resume."
+            ) from exc
+        self.hasher.update(chunk)
+        self.offset += len(chunk)
+
+    def _restart(self) -> None:
+        self.file.truncate(0)
+        self.offset = 0
+        self.hasher = self.remote.new_hasher()
+
+    def _check_cancel(self, kept: int) -> None:
+        if self.cancel is not None and self.cancel.is_set():
+            raise DownloadCancelled(
+                f"The download of {self.final.name} was cancelled; the {format_bytes(kept)} already "
+                "downloaded are kept and the next download resumes from there."
+            )
+
+
+# ---------------------------------------------------------------------------------------
+# Helpers
+
+
+class _Meter:
+    """Turns byte counts into Progress reports: throttled, with speed over a short window."""
+
+    WINDOW_S = 3.0
+
+    def __init__(self, total: int, callback: ProgressCallback | None):
+        self.total = total
+        self.callback = callback
+        self.samples: deque[tuple[float, int]] = deque()
+        self.last_report = 0.0
+
+    def report(self, downloaded: int, filename: str, *, stage: str = "downloading", force: bool = False) -> None:
+        if self.callback is None:
+            return
+        now = time.monotonic()
+        if stage == "downloading":
+            self.samples.append((now, downloaded))
+            while len(self.samples) > 2 and now - self.samples[0][0] > self.WINDOW_S:
+                self.samples.popleft()
+        if not force and downloaded < self.total and now - self.last_report < PROGRESS_INTERVAL_S:
+            return
+        self.last_report = now
+        speed = 0.0
+        if stage == "downloading" and len(self.samples) >= 2:
+            (t0, b0), (t1, b1) = self.samples[0], self.samples[-1]
+            speed = (b1 - b0) / (t1 - t0) if t1 > t0 else 0.0
+        eta = (self.total - downloaded) / speed if speed > 0 else None
+        self.callback(Progress(downloaded, self.total, speed, eta, filename, stage))
+
+
+def _check_free_space(folder: Path, needed: int, what: str) -> None:
+    free = shutil.disk_usage(folder).free
+    if needed > free:
+        raise DownloadError(
+            f"Not enough disk space for {what}: it needs {format_bytes(needed)} but only "
+            f"{format_bytes(free)} is free in {folder}. Free some space and try again."
+        )
+
+
+def _place_copy(src: Path, dest: Path) -> None:
+    """Put `src` at `dest` atomically: hard link if possible, else copy via a hidden temporary."""
+    if dest.exists():
+        if os.path.samefile(src, dest) or _same_bytes(src, dest):
+            return
+        raise ModelFileError(
+            f"A different model named {dest.name} is already in {dest.parent}; rename your file and import it again."
+        )
+    tmp = dest.with_name(f".{dest.name}.importing")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(src, tmp)
+    except OSError:
+        size = src.stat().st_size
+        free = shutil.disk_usage(dest.parent).free
+        if size > free:
+            raise ModelFileError(
+                f"Not enough disk space to import {src.name}: it needs {format_bytes(size)} but only "
+                f"{format_bytes(free)} is free in {dest.parent}."
+            ) from None
+        try:
+            shutil.copyfile(src, tmp)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise ModelFileError(f"Could not copy {src.name} into {dest.parent}: {exc.strerror}.") from exc
+    os.replace(tmp, dest)
+
+
+def _same_bytes(a: Path, b: Path) -> bool:
+    if a.stat().st_size != b.stat().st_size:
+        return False
+    return _sha256(a) == _sha256(b)
+
+
+def _sha256(path: Path) -> str:
+    hasher = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(HASH_BLOCK):
+            hasher.update(block)
+    return hasher.hexdigest()
+
+
+def format_bytes(n: float) -> str:
+    """Bytes for people: 512 B, 3.4 MB, 4.68 GB (decimal units, as the hub shows sizes)."""
+    for unit in ("B", "KB", "MB", "GB"):
+        if abs(n) < 1000:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.2f} TB"

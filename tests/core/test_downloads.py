@@ -1,0 +1,422 @@
+"""Downloads against a real HTTP fake hub on loopback (tests/fakehub.py)."""
+
+from __future__ import annotations
+
+import errno
+import io
+import json
+import os
+import socket
+import subprocess
+import threading
+
+import pytest
+
+from app.core import downloads
+from app.core.downloads import (
+    DownloadCancelled,
+    Progress,
+    download_file,
+    download_model,
+    import_local_gguf,
+    local_models,
+    model_parts,
+)
+from app.core.errors import DownloadError, ModelFileError
+from tests.fakehub import FakeHub, fake_gguf_bytes, fake_hub  # noqa: F401  (fixture)
+
+REPO = "ponder-tests/R1-Distill-Tiny-GGUF"
+NAME = "R1-Distill-Tiny-Q4_K_M.gguf"
+
+
+@pytest.fixture
+def hub(fake_hub: FakeHub, monkeypatch) -> FakeHub:
+    monkeypatch.setenv("HF_ENDPOINT", fake_hub.url)
+    monkeypatch.setattr(downloads, "RETRY_DELAYS_S", (0, 0.01, 0.02))
+    return fake_hub
+
+
+def closed_port_url() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+def leftovers(folder) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+def cancel_after(n_bytes: int, reports: list[Progress]):
+    """A progress callback and Event that cancel once `n_bytes` have arrived."""
+    event = threading.Event()
+
+    def on_progress(p: Progress) -> None:
+        reports.append(p)
+        if p.stage == "downloading" and p.downloaded >= n_bytes:
+            event.set()
+
+    return on_progress, event
+
+
+def test_download_writes_exact_bytes_and_reports_progress_to_the_end(hub, tmp_path):
+    data = fake_gguf_bytes(300_000, seed=1)
+    hub.add(REPO, NAME, data)
+    reports: list[Progress] = []
+
+    path = download_file(REPO, NAME, tmp_path, progress=reports.append)
+
+    assert path == tmp_path / NAME
+    assert path.read_bytes() == data
+    assert leftovers(tmp_path) == [NAME]
+    assert [p.downloaded for p in reports] == sorted(p.downloaded for p in reports)
+    assert reports[-1].downloaded == reports[-1].total == len(data)
+    assert reports[-1].filename == NAME and reports[-1].speed_bps > 0
+
+
+def test_download_requests_only_the_file_urls(hub, tmp_path):
+    file = hub.add(REPO, NAME, fake_gguf_bytes(50_000))
+
+    download_file(REPO, NAME, tmp_path)
+
+    assert [(r.server, r.method, r.path) for r in hub.requests] == [
+        ("hub", "HEAD", f"/{REPO}/resolve/main/{NAME}"),
+        ("hub", "GET", f"/{REPO}/resolve/{hub.commit}/{NAME}"),
+        ("cdn", "GET", f"/blobs/{file.sha256}"),
+    ]
+
+
+def test_already_downloaded_file_is_returned_without_network(tmp_path, monkeypatch):
+    (tmp_path / NAME).write_bytes(b"GGUF done")
+    monkeypatch.setenv("HF_ENDPOINT", closed_port_url())
+
+    assert download_file(REPO, NAME, tmp_path) == tmp_path / NAME
+
+
+def test_dropped_connection_resumes_with_a_range_request(hub, tmp_path):
+    data = fake_gguf_bytes(400_000, seed=2)
+    hub.add(REPO, NAME, data)
+    hub.drop_connection_after(100_000)
+
+    path = download_file(REPO, NAME, tmp_path)
+
+    assert path.read_bytes() == data
+    assert [r.range for r in hub.gets() if r.server == "cdn"] == [None, "bytes=100000-"]
+    assert hub.body_bytes_sent == len(data)  # nothing was sent twice
+
+
+def test_new_call_after_cancel_resumes_from_the_kept_part(hub, tmp_path):
+    data = fake_gguf_bytes(600_000, seed=3)
+    hub.add(REPO, NAME, data)
+    hub.chunk_delay_s = 0.01
+    reports: list[Progress] = []
+    on_progress, cancel = cancel_after(100_000, reports)
+
+    with pytest.raises(DownloadCancelled, match="kept"):
+        download_file(REPO, NAME, tmp_path, progress=on_progress, cancel=cancel)
+
+    part = tmp_path / f"{NAME}.part"
+    kept = part.stat().st_size
+    assert 100_000 <= kept < len(data)
+    assert part.read_bytes() == data[:kept]
+    assert local_models(tmp_path) == []  # a part is never offered as a model
+
+    hub.chunk_delay_s = 0
+    reports.clear()
+    path = download_file(REPO, NAME, tmp_path, progress=reports.append)
+
+    assert path.read_bytes() == data
+    assert hub.gets()[-1].range == f"bytes={kept}-"
+    assert any(p.stage == "checking" for p in reports)  # the kept part was re-hashed
+    assert leftovers(tmp_path) == [NAME]
+
+
+def test_damaged_kept_part_is_caught_by_the_checksum_on_resume(hub, tmp_path):
+    data = fake_gguf_bytes(200_000, seed=4)
+    file = hub.add(REPO, NAME, data)
+    (tmp_path / f"{NAME}.part").write_bytes(b"X" * 50_000)  # not the file's first bytes
+    (tmp_path / f"{NAME}.part.json").write_text(json.dumps({"etag": file.sha256, "size": len(data)}))
+
+    with pytest.raises(DownloadError, match="download it again"):
+        download_file(REPO, NAME, tmp_path)
+
+    assert hub.gets()[-1].range == "bytes=50000-"
+    assert leftovers(tmp_path) == []
+
+
+def test_part_of_another_file_version_is_discarded(hub, tmp_path):
+    data = fake_gguf_bytes(100_000, seed=5)
+    hub.add(REPO, NAME, data)
+    (tmp_path / f"{NAME}.part").write_bytes(b"old version")
+    (tmp_path / f"{NAME}.part.json").write_text(json.dumps({"etag": "0" * 64, "size": len(data)}))
+
+    path = download_file(REPO, NAME, tmp_path)
+
+    assert path.read_bytes() == data
+    assert all(r.range is None for r in hub.gets())
+
+
+def test_corrupted_bytes_are_caught_and_no_file_is_left(hub, tmp_path):
+    hub.add(REPO, NAME, fake_gguf_bytes(120_000, seed=6))
+    hub.corrupt(NAME)
+
+    with pytest.raises(DownloadError, match="checksum.*deleted.*download it again"):
+        download_file(REPO, NAME, tmp_path)
+
+    assert leftovers(tmp_path) == []
+    assert local_models(tmp_path) == []
+
+
+def test_plain_git_file_is_verified_by_its_git_blob_hash(hub, tmp_path):
+    hub.add(REPO, "README.md", b"# tiny model\n", lfs=False)
+
+    assert download_file(REPO, "README.md", tmp_path).read_bytes() == b"# tiny model\n"
+    hub.corrupt("README.md")
+    (tmp_path / "README.md").unlink()
+    with pytest.raises(DownloadError, match="checksum"):
+        download_file(REPO, "README.md", tmp_path)
+
+
+def test_missing_file_names_the_file_and_the_repo(hub, tmp_path):
+    hub.add(REPO, NAME, b"GGUF")
+
+    with pytest.raises(DownloadError, match=f"The file nope.gguf was not found in repo {REPO}"):
+        download_file(REPO, "nope.gguf", tmp_path)
+    with pytest.raises(DownloadError, match="repo someone/else was not found"):
+        download_file("someone/else", NAME, tmp_path)
+    with pytest.raises(DownloadError, match="not a valid Hugging Face repository name"):
+        download_file("no spaces allowed", NAME, tmp_path)
+    assert leftovers(tmp_path) == []
+
+
+def test_unreachable_hub_says_so_and_keeps_the_part(hub, tmp_path, monkeypatch):
+    data = fake_gguf_bytes(300_000, seed=7)
+    hub.add(REPO, NAME, data)
+    hub.chunk_delay_s = 0.01
+    on_progress, cancel = cancel_after(50_000, [])
+    with pytest.raises(DownloadCancelled):
+        download_file(REPO, NAME, tmp_path, progress=on_progress, cancel=cancel)
+    kept = (tmp_path / f"{NAME}.part").read_bytes()
+
+    monkeypatch.setenv("HF_ENDPOINT", closed_port_url())
+    with pytest.raises(DownloadError, match="Could not reach .* check your connection; the partial download is kept"):
+        download_file(REPO, NAME, tmp_path)
+
+    assert (tmp_path / f"{NAME}.part").read_bytes() == kept
+
+
+def test_hub_vanishing_mid_download_gives_up_after_retries_and_keeps_the_part(hub, tmp_path):
+    data = fake_gguf_bytes(300_000, seed=8)
+    hub.add(REPO, NAME, data)
+    hub.drop_connection_after(100_000)
+
+    def stop_hub(p: Progress) -> None:
+        hub.close()  # at the first report; the open connection still delivers its 100 000 bytes
+
+    with pytest.raises(DownloadError, match="Could not reach .*partial download is kept"):
+        download_file(REPO, NAME, tmp_path, progress=stop_hub)
+
+    assert (tmp_path / f"{NAME}.part").read_bytes() == data[:100_000]
+
+
+def test_not_enough_free_space_is_refused_before_any_byte(hub, tiny_disk):
+    hub.add(REPO, NAME, fake_gguf_bytes(2_000_000))
+
+    with pytest.raises(DownloadError, match=r"Not enough disk space .* needs 2\.0 MB but only 1\.0 MB is free"):
+        download_file(REPO, NAME, tiny_disk)
+
+    assert hub.gets() == []
+    assert leftovers(tiny_disk) == []
+
+
+def test_disk_filling_up_mid_download_keeps_a_consistent_part(hub, tiny_disk):
+    """Real ENOSPC: another program fills the 1 MiB tmpfs while the download runs."""
+    data = fake_gguf_bytes(600_000, seed=9)
+    hub.add(REPO, NAME, data)
+    filler = tiny_disk / "filler"
+
+    def fill_disk(p: Progress) -> None:
+        if not filler.exists():
+            with open(filler, "wb", buffering=0) as f:
+                try:
+                    while f.write(b"\0" * 4096):
+                        pass
+                except OSError as exc:
+                    assert exc.errno == errno.ENOSPC
+
+    with pytest.raises(DownloadError, match="disk is full.*partial download is kept"):
+        download_file(REPO, NAME, tiny_disk, progress=fill_disk)
+    part = (tiny_disk / f"{NAME}.part").read_bytes()
+    assert 0 < len(part) < len(data) and part == data[: len(part)]
+
+    filler.unlink()
+    assert download_file(REPO, NAME, tiny_disk).read_bytes() == data
+    assert hub.gets()[-1].range == f"bytes={len(part)}-"
+
+
+def test_write_failing_with_enospc_keeps_a_part_that_resumes(hub, tmp_path, monkeypatch):
+    """Fake ENOSPC (runs without root): the part file accepts 150 000 bytes, then the disk is full."""
+    data = fake_gguf_bytes(400_000, seed=10)
+    hub.add(REPO, NAME, data)
+    monkeypatch.setattr(downloads, "open", _open_with_quota(150_000), raising=False)
+
+    with pytest.raises(DownloadError, match="disk is full"):
+        download_file(REPO, NAME, tmp_path)
+
+    part = (tmp_path / f"{NAME}.part").read_bytes()
+    assert 0 < len(part) <= 150_000 and part == data[: len(part)]
+    monkeypatch.undo()
+    monkeypatch.setenv("HF_ENDPOINT", hub.url)
+    assert download_file(REPO, NAME, tmp_path).read_bytes() == data
+
+
+def _open_with_quota(limit: int):
+    class QuotaFile(io.FileIO):
+        def write(self, b) -> int:
+            room = limit - self.seek(0, io.SEEK_END)
+            if room <= 0:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            return super().write(bytes(b)[:room])
+
+    def fake_open(path, mode="r", buffering=-1, **kwargs):
+        if str(path).endswith(".part") and "a" in mode:
+            return QuotaFile(path, "a")
+        return open(path, mode, buffering, **kwargs)
+
+    return fake_open
+
+
+def test_multi_part_model_downloads_every_part_with_one_progress_total(hub, tmp_path):
+    names = [f"R1-UD-IQ1_S/R1-UD-IQ1_S-0000{i}-of-00003.gguf" for i in (1, 2, 3)]
+    blobs = [fake_gguf_bytes(80_000 + i * 1000, seed=20 + i) for i in range(3)]
+    for name, blob in zip(names, blobs):
+        hub.add(REPO, name, blob)
+    reports: list[Progress] = []
+
+    paths = download_model(REPO, names, tmp_path, progress=reports.append)
+
+    assert [p.name for p in paths] == [n.split("/")[1] for n in names]
+    assert [p.read_bytes() for p in paths] == blobs
+    assert {p.total for p in reports} == {sum(map(len, blobs))}
+    assert reports[-1].downloaded == sum(map(len, blobs))
+    assert local_models(tmp_path) == [paths[0]]
+    assert model_parts(paths[0]) == paths
+
+
+def test_local_models_lists_only_complete_models(tmp_path):
+    for name in [
+        "a.gguf",
+        "b.gguf.part",
+        "b.gguf.part.json",
+        ".c.gguf.importing",
+        "notes.txt",
+        "s-00001-of-00002.gguf",  # its second part is missing
+        "t-00001-of-00002.gguf",
+        "t-00002-of-00002.gguf",
+    ]:
+        (tmp_path / name).write_bytes(b"GGUF")
+
+    assert [p.name for p in local_models(tmp_path)] == ["a.gguf", "t-00001-of-00002.gguf"]
+    assert local_models(tmp_path / "missing") == []
+
+
+def test_huggingface_hub_is_offline_outside_a_download(hub, tmp_path):
+    from huggingface_hub import constants, get_hf_file_metadata, hf_hub_url
+    from huggingface_hub.errors import OfflineModeIsEnabled
+
+    hub.add(REPO, NAME, b"GGUF" * 10)
+    assert constants.HF_HUB_DISABLE_TELEMETRY
+
+    with pytest.raises(OfflineModeIsEnabled):
+        get_hf_file_metadata(hf_hub_url(REPO, NAME, endpoint=hub.url))
+    assert hub.requests == []
+
+    download_file(REPO, NAME, tmp_path)
+    assert constants.HF_HUB_OFFLINE  # closed again afterwards
+
+
+def test_cancel_before_start_makes_no_request(hub, tmp_path):
+    hub.add(REPO, NAME, b"GGUF")
+    cancel = threading.Event()
+    cancel.set()
+
+    with pytest.raises(DownloadCancelled):
+        download_file(REPO, NAME, tmp_path, cancel=cancel)
+    assert hub.requests == []
+
+
+# -- local import ---------------------------------------------------------------------
+
+
+def write_real_gguf(path) -> None:
+    import numpy as np
+    from gguf import GGUFWriter
+
+    writer = GGUFWriter(str(path), "llama")
+    writer.add_block_count(1)
+    writer.add_context_length(64)
+    writer.add_embedding_length(8)
+    writer.add_feed_forward_length(16)
+    writer.add_head_count(2)
+    writer.add_head_count_kv(2)
+    writer.add_tensor("token_embd.weight", np.zeros((4, 8), dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+
+
+def test_import_places_a_valid_gguf_in_the_models_folder(tmp_path):
+    pytest.importorskip("app.core.modelfile", reason="app.core.modelfile (inspect_gguf) is not written yet")
+    src = tmp_path / "mine.gguf"
+    write_real_gguf(src)
+    models = tmp_path / "models"
+
+    path = import_local_gguf(src, models)
+
+    assert path == models / "mine.gguf"
+    assert path.read_bytes() == src.read_bytes()
+    assert local_models(models) == [path]
+    assert import_local_gguf(src, models) == path  # importing the same file again is harmless
+
+
+def test_import_refuses_an_invalid_file_and_places_nothing(tmp_path):
+    pytest.importorskip("app.core.modelfile", reason="app.core.modelfile (inspect_gguf) is not written yet")
+    src = tmp_path / "broken.gguf"
+    src.write_bytes(b"GGUF" + b"\xff" * 100)
+    models = tmp_path / "models"
+
+    with pytest.raises(ModelFileError):
+        import_local_gguf(src, models)
+    assert local_models(models) == []
+
+
+def test_import_refuses_a_different_file_with_a_taken_name(tmp_path):
+    pytest.importorskip("app.core.modelfile", reason="app.core.modelfile (inspect_gguf) is not written yet")
+    src = tmp_path / "mine.gguf"
+    write_real_gguf(src)
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "mine.gguf").write_bytes(b"GGUF something else")
+
+    with pytest.raises(ModelFileError, match="different model named mine.gguf"):
+        import_local_gguf(src, models)
+    assert (models / "mine.gguf").read_bytes() == b"GGUF something else"
+
+
+# -- a real small disk --------------------------------------------------------------------
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A real 1 MiB tmpfs (needs root to mount); skipped where it cannot be mounted."""
+    mount_point = tmp_path / "tiny"
+    mount_point.mkdir()
+    if getattr(os, "geteuid", lambda: 1)() != 0:
+        pytest.skip("mounting a 1 MiB tmpfs needs root")
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount_point)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    yield mount_point
+    subprocess.run(["umount", str(mount_point)], check=True)
+
