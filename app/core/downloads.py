@@ -230,8 +230,7 @@ class _RemoteFile:
         return hasher
 
 
-_HEX = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
-
+_HEX = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")  # git SHA-1 or SHA-256
 
 _online_lock = threading.Lock()
 _online_users = 0
@@ -271,17 +270,22 @@ def _remote_file(repo_id: str, filename: str, revision: str, endpoint: str, kept
         )
     if meta.size is None:
         raise DownloadError(f"{host} did not say how large {filename} is, so it cannot be downloaded safely.")
-    if not _HEX.match(meta.etag):
+    etag = meta.etag.lower()
+    if not _HEX.match(etag):
         raise DownloadError(
             f"{host} gave no checksum for {filename}, so Ponder cannot verify the download; "
             "download it yourself and import it instead."
         )
     pinned = hf_hub_url(repo_id, filename, revision=meta.commit_hash, endpoint=endpoint)
-    return _RemoteFile(repo_id, filename, pinned, meta.etag, meta.size, host)
+    return _RemoteFile(repo_id, filename, pinned, etag, meta.size, host)
+
+
+def _part_path(final: Path) -> Path:
+    return final.with_name(final.name + ".part")
 
 
 def _part_size(final: Path) -> int:
-    part = final.with_name(final.name + ".part")
+    part = _part_path(final)
     return part.stat().st_size if part.is_file() else 0
 
 
@@ -335,7 +339,7 @@ class _FileDownload:
     def __init__(self, remote: _RemoteFile, final: Path, cancel: threading.Event | None):
         self.remote = remote
         self.final = final
-        self.part = final.with_name(final.name + ".part")
+        self.part = _part_path(final)
         self.sidecar = final.with_name(final.name + ".part.json")
         self.cancel = cancel
         self.state = {"repo_id": remote.repo_id, "filename": remote.filename, "etag": remote.etag, "size": remote.size}

@@ -359,6 +359,8 @@ def write_real_gguf(path) -> None:
     writer.add_feed_forward_length(16)
     writer.add_head_count(2)
     writer.add_head_count_kv(2)
+    writer.add_tokenizer_model("gpt2")
+    writer.add_token_list(["a", "b", "c", "d"])
     writer.add_tensor("token_embd.weight", np.zeros((4, 8), dtype=np.float32))
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
@@ -367,7 +369,6 @@ def write_real_gguf(path) -> None:
 
 
 def test_import_places_a_valid_gguf_in_the_models_folder(tmp_path):
-    pytest.importorskip("app.core.modelfile", reason="app.core.modelfile (inspect_gguf) is not written yet")
     src = tmp_path / "mine.gguf"
     write_real_gguf(src)
     models = tmp_path / "models"
@@ -381,7 +382,6 @@ def test_import_places_a_valid_gguf_in_the_models_folder(tmp_path):
 
 
 def test_import_refuses_an_invalid_file_and_places_nothing(tmp_path):
-    pytest.importorskip("app.core.modelfile", reason="app.core.modelfile (inspect_gguf) is not written yet")
     src = tmp_path / "broken.gguf"
     src.write_bytes(b"GGUF" + b"\xff" * 100)
     models = tmp_path / "models"
@@ -392,7 +392,6 @@ def test_import_refuses_an_invalid_file_and_places_nothing(tmp_path):
 
 
 def test_import_refuses_a_different_file_with_a_taken_name(tmp_path):
-    pytest.importorskip("app.core.modelfile", reason="app.core.modelfile (inspect_gguf) is not written yet")
     src = tmp_path / "mine.gguf"
     write_real_gguf(src)
     models = tmp_path / "models"
@@ -420,3 +419,28 @@ def tiny_disk(tmp_path):
     yield mount_point
     subprocess.run(["umount", str(mount_point)], check=True)
 
+
+
+def test_import_of_a_split_model_brings_every_part(tmp_path):
+    from tests.fixtures.scripted_gguf import write_split_scripted_gguf
+
+    parts = write_split_scripted_gguf(tmp_path / "Tiny.gguf", ["Hello", " there"], parts=3)
+    models = tmp_path / "models"
+
+    path = import_local_gguf(parts[1], models)  # any part stands for the whole model
+
+    assert path == models / parts[0].name
+    assert [p.read_bytes() for p in model_parts(path)] == [p.read_bytes() for p in parts]
+    assert local_models(models) == [path]
+
+
+def test_import_of_a_split_model_with_a_missing_part_places_nothing(tmp_path):
+    from tests.fixtures.scripted_gguf import write_split_scripted_gguf
+
+    parts = write_split_scripted_gguf(tmp_path / "Tiny.gguf", ["Hello", " there"], parts=3)
+    parts[2].unlink()
+    models = tmp_path / "models"
+
+    with pytest.raises(ModelFileError, match=parts[2].name):
+        import_local_gguf(parts[0], models)
+    assert not models.exists() or list(models.iterdir()) == []
