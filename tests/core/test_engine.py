@@ -12,6 +12,8 @@ from app.core.engine import Engine, LoadOptions, Sampling
 from app.core.errors import ContextOverflow, LoadCancelled, ModelFileError, ModelLoadError
 from tests.fixtures.scripted_gguf import (
     LONG_TRACE_THINKING_TOKENS,
+    Script,
+    split_script,
     MALFORMED_KINDS,
     NON_REASONING_ANSWER,
     SCRIPTS,
@@ -20,6 +22,9 @@ from tests.fixtures.scripted_gguf import (
 )
 
 SMALL = LoadOptions(n_ctx=2048)
+ORPHAN_AFTER_ANSWER = Script(
+    "orphan_after_answer", tuple(split_script("A thought.\n</think>\n\nThe answer.\n</think>\nMore answer."))
+)
 ASK = [{"role": "user", "content": "What is 17 × 23?"}]
 
 
@@ -128,7 +133,7 @@ def test_follow_up_turn_reuses_cached_prompt_and_drops_old_reasoning(standard):
 def test_context_overflow_is_a_clear_error(scripted_model):
     eng = Engine.load(scripted_model("standard_r1"), LoadOptions(n_ctx=64))
     try:
-        with pytest.raises(ContextOverflow, match="context holds 64"):
+        with pytest.raises(ContextOverflow, match=r"needs \d+ tokens but the context holds \d+"):
             eng.chat([{"role": "user", "content": "word " * 200}])
     finally:
         eng.close()
@@ -165,7 +170,7 @@ def test_long_trace_streams_thousands_of_thinking_tokens(scripted_model):
         ("old_template", []),
         ("unclosed", ["unclosed_thinking"]),
         ("skipped_think", ["skipped_thinking"]),
-        ("orphan_close", ["orphan_close"]),
+        (ORPHAN_AFTER_ANSWER, ["orphan_close"]),
         ("repeated_think", ["multiple_think_blocks"]),
         ("split_tags", []),
     ],
@@ -180,6 +185,19 @@ def test_trace_shapes_and_pathologies(scripted_model, script, flags):
             assert run.flags == []
         assert "<think>" not in run.answer and "</think>" not in run.answer
         assert "<think>" not in run.thinking and "</think>" not in run.thinking
+    finally:
+        eng.close()
+
+
+def test_old_template_without_opening_tag_still_splits(scripted_model):
+    # The old template's prompt ends at <｜Assistant｜>; Ponder appends "<think>\n",
+    # so a trace that only closes the block is an ordinary one, not an orphan tag.
+    eng = Engine.load(scripted_model("orphan_close"), SMALL)
+    try:
+        run = eng.chat(ASK).run()
+        assert run.thinking == "The user greets me. I should greet back."
+        assert run.answer == "Hello there!"
+        assert run.flags == []
     finally:
         eng.close()
 
