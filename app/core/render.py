@@ -1,0 +1,317 @@
+"""Markdown → HTML for chat messages, shaped for QTextDocument, plus incremental streaming.
+
+Model output is untrusted: raw HTML is escaped (shown as text), images become links
+(nothing remote is ever loaded), and links keep their href for the view to open on
+click. Fenced code is highlighted by pygments with CSS classes (`hl-*`), so the
+theme decides the colours (see `code_css`) and rendered HTML stays theme-free.
+Each code block gets a `copy:<n>` anchor; `Rendered.code_blocks[n]` is its raw text.
+
+Streaming: `StreamRenderer.feed(delta)` renders each top-level block once, when it
+is complete, and hands back the unfinished tail as plain text. Its cost per call
+depends on the delta and the open block, not on the length of the message.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import threading
+import xml.etree.ElementTree as etree
+from dataclasses import dataclass, field
+
+import markdown
+from markdown.extensions import Extension
+from markdown.inlinepatterns import InlineProcessor
+from markdown.preprocessors import Preprocessor
+from markdown.treeprocessors import Treeprocessor
+from markdown.util import AtomicString
+from pygments import highlight
+from pygments.formatters import HtmlFormatter
+from pygments.lexers import get_lexer_by_name
+from pygments.util import ClassNotFound
+
+CODE_CLASS_PREFIX = "hl-"
+COPY_SCHEME = "copy"
+
+# A fence line: up to any indentation (models indent fences inside list items),
+# three or more backticks or tildes, then an info string (no backticks for ``` fences).
+_FENCE_OPEN_RE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})(?P<info>[^\n]*)$")
+_FENCE_CLOSE_RE = re.compile(r"^[ \t]*(?P<fence>`{3,}|~{3,})[ \t\r]*$")
+
+
+@dataclass(frozen=True)
+class Rendered:
+    html: str
+    code_blocks: tuple[str, ...]  # raw code of each block; anchor copy:<first_code_index + i>
+
+
+def _open_fence(line: str) -> tuple[str, int, str, str] | None:
+    """(fence char, fence length, indent, language) if `line` opens a fenced code block."""
+    m = _FENCE_OPEN_RE.match(line)
+    if not m:
+        return None
+    fence, info = m.group("fence"), m.group("info").strip()
+    if fence[0] == "`" and "`" in info:  # ```x``` on one line is inline code, not a fence
+        return None
+    lang = info.split()[0].lstrip(".{").rstrip("}") if info else ""
+    return fence[0], len(fence), m.group("indent"), lang
+
+
+def _closes_fence(line: str, char: str, length: int) -> bool:
+    m = _FENCE_CLOSE_RE.match(line)
+    return bool(m) and m.group("fence")[0] == char and len(m.group("fence")) >= length
+
+
+def highlight_code(code: str, lang: str) -> str:
+    """HTML (spans with hl-* classes) for `code`; escaped plain text if the language is unknown."""
+    try:
+        lexer = get_lexer_by_name(lang, stripnl=False, ensurenl=False) if lang else None
+    except ClassNotFound:
+        lexer = None
+    if lexer is None:
+        return html.escape(code, quote=False)
+    formatter = HtmlFormatter(nowrap=True, classprefix=CODE_CLASS_PREFIX)
+    return highlight(code, lexer, formatter)
+
+
+def code_css(style_name: str) -> str:
+    """CSS rules (`.hl-k { color: ... }`) giving pygments style `style_name` to highlighted code."""
+    formatter = HtmlFormatter(style=style_name, classprefix=CODE_CLASS_PREFIX)
+    rules = []
+    for cls, (style, _ttype, _level) in formatter.class2style.items():
+        # Backgrounds and borders of single tokens look like rendering glitches in Qt.
+        parts = [p for p in style.split(";") if p.strip() and not p.strip().startswith(("background", "border"))]
+        if cls and parts:
+            rules.append(f".{cls} {{ {'; '.join(p.strip() for p in parts)} }}")
+    return "\n".join(rules)
+
+
+def code_block_html(code: str, lang: str, index: int) -> str:
+    """One code block: a header row with the language and a Copy link, then the code."""
+    body = highlight_code(code, lang).rstrip("\n")
+    label = html.escape(lang) if lang else "&nbsp;"
+    return (
+        # Margins inline: QTextDocument ignores class-selected margins on tables.
+        '<table class="code" width="100%" cellspacing="0" cellpadding="0"'
+        ' style="margin-top: 8px; margin-bottom: 12px;">'
+        f'<tr><td class="code-lang">{label}</td>'
+        f'<td class="code-copy" align="right"><a href="{COPY_SCHEME}:{index}">Copy</a></td></tr>'
+        f'<tr><td class="code-body" colspan="2"><pre class="code">{body}</pre></td></tr>'
+        "</table>"
+    )
+
+
+@dataclass
+class _Fence:
+    start: int  # index of the opening fence line
+    end: int  # index just past the closing fence line (or the last line, if unclosed)
+    indent: str
+    lang: str
+    code: str
+
+
+def _find_fences(lines: list[str]) -> list[_Fence]:
+    """Fenced code blocks, indented fences included; an unclosed one runs to the end."""
+    fences: list[_Fence] = []
+    i = 0
+    while i < len(lines):
+        opened = _open_fence(lines[i])
+        if opened is None:
+            i += 1
+            continue
+        char, length, indent, lang = opened
+        start, body = i, []
+        i += 1
+        while i < len(lines) and not _closes_fence(lines[i], char, length):
+            line = lines[i]
+            body.append(line[len(indent):] if line.startswith(indent) else line.lstrip(" \t"))
+            i += 1
+        if i >= len(lines):  # unclosed: trailing blank lines are not code
+            while body and not body[-1].strip():
+                body.pop()
+        i += 1  # past the closing fence
+        fences.append(_Fence(start, min(i, len(lines)), indent, lang, "\n".join(body)))
+    return fences
+
+
+class _FencePreprocessor(Preprocessor):
+    """Replaces fenced code with stashed HTML and records the raw code for Copy.
+
+    Unlike markdown's own fenced_code it accepts indented fences (common inside list
+    items in model output) and an unclosed fence (runs to the end of the text).
+    """
+
+    def run(self, lines: list[str]) -> list[str]:
+        out: list[str] = []
+        done = 0
+        for n, fence in enumerate(_find_fences(lines)):
+            out.extend(lines[done:fence.start])
+            done = fence.end
+            # Markdown has expanded tabs by now; Copy gets the code exactly as the model wrote it.
+            raw = self.md.raw_code[n] if n < len(self.md.raw_code) else fence.code
+            index = self.md.first_code_index + len(self.md.code_blocks)
+            self.md.code_blocks.append(raw)
+            placeholder = self.md.htmlStash.store(code_block_html(fence.code, fence.lang, index))
+            # Blank lines make the placeholder its own block; an indented fence stays in
+            # its list item (markdown wants multiples of 4 spaces for that).
+            depth = -(-len(fence.indent) // 4) * 4
+            out.extend(["", " " * depth + placeholder, "", ""])
+        out.extend(lines[done:])
+        return out
+
+
+# Inline maths is shown as its LaTeX source (readable, untouched by emphasis rules).
+# `$...$` must hug its content and not be followed by a digit, so "$5 and $10" stays text.
+_MATH_RE = (
+    r"(?<!\\)\$\$(?P<d1>.+?)\$\$"
+    r"|\\\[(?P<d2>.+?)\\\]"
+    r"|\\\((?P<i1>.+?)\\\)"
+    r"|(?<![\\$])\$(?P<i2>[^\s$](?:[^$\n]*?[^\s$\\])?)\$(?![\d$])"
+)
+
+
+class _MathProcessor(InlineProcessor):
+    def handleMatch(self, m, data):  # noqa: N802 (markdown's API)
+        source = next(g for g in m.groups() if g is not None).strip()
+        if "\x02" in source:  # holds another inline construct's placeholder; leave as text
+            return None, None, None
+        el = etree.Element("span", {"class": "math"})
+        el.text = AtomicString(source)
+        return el, m.start(0), m.end(0)
+
+
+class _ImagesAsLinks(Treeprocessor):
+    """`![alt](src)` becomes a link reading "image: alt": no remote image is ever fetched."""
+
+    def run(self, root):
+        for el in root.iter("img"):
+            src, alt = el.get("src", ""), el.get("alt", "") or el.get("title", "")
+            el.attrib.clear()
+            el.tag = "a"
+            el.set("href", src)
+            el.text = AtomicString(f"[image: {alt}]" if alt else "[image]")
+
+
+class _TableMarkup(Treeprocessor):
+    """Markdown tables get a class and cell padding QTextDocument understands."""
+
+    def run(self, root):
+        for el in root.iter("table"):
+            if el.get("class") is None:
+                el.set("class", "md")
+                el.set("cellspacing", "0")
+                el.set("cellpadding", "6")
+                el.set("style", "margin-top: 6px; margin-bottom: 12px;")
+
+
+class _PonderMarkdown(Extension):
+    def extendMarkdown(self, md):  # noqa: N802 (markdown's API)
+        # Raw HTML in model output is shown as text, never interpreted.
+        md.preprocessors.deregister("html_block")
+        md.inlinePatterns.deregister("html")
+        md.preprocessors.register(_FencePreprocessor(md), "ponder_fences", 25)
+        # Below code spans (190) so `$x$` inside backticks stays code; above escapes (180).
+        md.inlinePatterns.register(_MathProcessor(_MATH_RE, md), "ponder_math", 185)
+        md.treeprocessors.register(_ImagesAsLinks(md), "ponder_images", 15)
+        md.treeprocessors.register(_TableMarkup(md), "ponder_tables", 14)
+
+
+_local = threading.local()
+
+
+def _converter() -> markdown.Markdown:
+    md = getattr(_local, "md", None)
+    if md is None:  # building one costs a few ms; keep one per thread
+        md = markdown.Markdown(extensions=["tables", "sane_lists", "nl2br", _PonderMarkdown()])
+        _local.md = md
+    return md
+
+
+def render_markdown(text: str, *, first_code_index: int = 0) -> Rendered:
+    """HTML for chat markdown `text`; code blocks are numbered from `first_code_index`."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    md = _converter()
+    md.reset()
+    md.code_blocks = []
+    md.raw_code = [fence.code for fence in _find_fences(text.split("\n"))]
+    md.first_code_index = first_code_index
+    out = md.convert(text)
+    return Rendered(out, tuple(md.code_blocks))
+
+
+class _BlockScanner:
+    """Tracks open code fences and blank lines to find where top-level blocks end.
+
+    A block is complete once a blank line (outside a fence) is followed by a line
+    that starts without indentation: an indented line could still continue a list
+    item, and inside a fence blank lines are part of the code.
+    """
+
+    def __init__(self) -> None:
+        self.fence: tuple[str, int] | None = None
+        self.prev_blank = False
+
+    def scan(self, text: str, pos: int) -> tuple[int, int]:
+        """Scan complete lines of `text` from line start `pos`.
+
+        Returns (start of the first incomplete line, start of the last block that
+        began in the scanned text or -1). The incomplete last line is only peeked
+        at: its first character is enough to know a new block started.
+        """
+        boundary = -1
+        while True:
+            nl = text.find("\n", pos)
+            line = text[pos:] if nl < 0 else text[pos:nl]
+            if self.fence is None and self.prev_blank and line and not line[0].isspace():
+                boundary = pos
+            if nl < 0:
+                return pos, boundary
+            if self.fence is not None:
+                if _closes_fence(line, *self.fence):
+                    self.fence = None
+            else:
+                opened = _open_fence(line)
+                if opened is not None:
+                    self.fence = (opened[0], opened[1])
+                    self.prev_blank = False
+                else:
+                    self.prev_blank = not line.strip()
+            pos = nl + 1
+
+
+def split_stable_blocks(text: str) -> tuple[str, str]:
+    """(stable_prefix, tail): the complete top-level blocks of `text`, and what follows.
+
+    `stable_prefix` renders the same now as it will when more text arrives (up to
+    list numbering and references defined later); `tail` is still being written.
+    """
+    _, boundary = _BlockScanner().scan(text, 0)
+    cut = max(boundary, 0)
+    return text[:cut], text[cut:]
+
+
+@dataclass
+class StreamStep:
+    html: str  # HTML of blocks completed by this feed ("" if none), to append after earlier ones
+    tail: str  # the whole unfinished text after all rendered blocks, to show as plain text
+
+
+@dataclass
+class StreamRenderer:
+    """Renders a growing markdown text block by block (see module docstring)."""
+
+    code_blocks: list[str] = field(default_factory=list)
+    tail: str = ""
+    _scanner: _BlockScanner = field(default_factory=_BlockScanner)
+    _scan_pos: int = 0  # start of the first line in `tail` not yet fully scanned
+
+    def feed(self, delta: str) -> StreamStep:
+        self.tail += delta
+        self._scan_pos, boundary = self._scanner.scan(self.tail, self._scan_pos)
+        if boundary <= 0:
+            return StreamStep("", self.tail)
+        stable, self.tail = self.tail[:boundary], self.tail[boundary:]
+        self._scan_pos -= boundary
+        rendered = render_markdown(stable, first_code_index=len(self.code_blocks))
+        self.code_blocks.extend(rendered.code_blocks)
+        return StreamStep(rendered.html, self.tail)

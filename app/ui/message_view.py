@@ -1,0 +1,819 @@
+"""How one message looks and streams: the user's prompt, and the assistant's thinking + answer.
+
+Streaming cost stays flat however long the message grows: text arriving from the
+engine is buffered and applied by a `Throttle` (~30 Hz); thinking is appended to a
+plain-text pane; in the answer each markdown block is rendered to HTML once, when
+it is complete, and only the unfinished tail is shown as plain text. `finish()`
+renders the whole answer once.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+from PySide6.QtCore import QEvent, QSize, Qt, QTimer, QUrl, Signal, Slot
+from PySide6.QtGui import (
+    QDesktopServices,
+    QGuiApplication,
+    QTextBlockFormat,
+    QTextCharFormat,
+    QTextCursor,
+    QTextOption,
+)
+from PySide6.QtWidgets import (
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QPlainTextEdit,
+    QSizePolicy,
+    QTextBrowser,
+    QToolButton,
+    QToolTip,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.core.render import COPY_SCHEME, StreamRenderer, render_markdown
+from app.ui import theme
+from app.ui.throttle import Throttle
+
+UPDATE_INTERVAL_MS = 33  # ~30 Hz: smooth to the eye, cheap for the event loop
+THINKING_MAX_HEIGHT = 320  # a long trace scrolls inside its pane instead of pushing the answer away
+COPIED_FEEDBACK_MS = 1500
+BUBBLE_PADDING = (14, 9, 14, 9)  # left, top, right, bottom
+OPENABLE_SCHEMES = ("http", "https", "mailto")
+
+# Trace anomalies from app.core.reasoning (and storage's "interrupted"): badge text, tooltip.
+FLAG_INFO = {
+    "skipped_thinking": (
+        "skipped",
+        "The model closed its thinking block without writing any reasoning; the answer came without visible thought.",
+    ),
+    "unclosed_thinking": (
+        "unclosed",
+        "The thinking never ended: the model hit the token limit or was stopped before </think>, "
+        "so there is no separate answer. Raise Max tokens in Settings and regenerate.",
+    ),
+    "orphan_close": (
+        "orphan tag",
+        "The answer contained a </think> without a matching <think>; the tag was removed from the answer.",
+    ),
+    "multiple_think_blocks": (
+        "multiple",
+        "The model wrote more than one think block (or a nested <think>); all of its reasoning is shown here.",
+    ),
+    "text_before_think": (
+        "text before",
+        "The model wrote answer text before it started thinking; that text is shown in the answer.",
+    ),
+    "interrupted": (
+        "interrupted",
+        "Ponder closed while this message was being written; it ends where the last save did.",
+    ),
+}
+SILENT_FLAGS = {"no_thinking"}  # normal for a non-reasoning model: nothing to warn about
+
+FINISH_WORDS = {"stop": "done", "length": "token limit", "context_full": "context full", "cancelled": "stopped"}
+
+
+def _format_seconds(s: float) -> str:
+    return f"{s:.1f} s" if s < 60 else f"{int(s // 60)} min {s % 60:.0f} s"
+
+
+def _tokens(n: int) -> str:
+    return f"{n:,} token" + ("" if n == 1 else "s")
+
+
+class _AnswerBrowser(QTextBrowser):
+    """The rendered answer: as tall as its content, links open only on click, nothing remote loads."""
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.code_blocks: list[str] = []
+        self.setOpenLinks(False)
+        self.setOpenExternalLinks(False)
+        self.setFrameShape(QFrame.Shape.NoFrame)
+        self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setWordWrapMode(QTextOption.WrapMode.WrapAtWordBoundaryOrAnywhere)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        self.document().setDocumentMargin(0)
+        self.viewport().setAutoFillBackground(False)
+        self.anchorClicked.connect(self._on_anchor_clicked)
+        self.highlighted.connect(self._on_link_hovered)
+        self.document().documentLayout().documentSizeChanged.connect(self._fit_height)
+        self._fit_height()
+
+    def loadResource(self, kind: int, name: QUrl) -> Any:  # noqa: N802 (Qt API)
+        return None  # model output must never make Ponder fetch anything (images, styles)
+
+    @Slot(QUrl)
+    def _on_anchor_clicked(self, url: QUrl) -> None:
+        if url.scheme() == COPY_SCHEME:
+            index = int(url.path()) if url.path().isdigit() else -1
+            if 0 <= index < len(self.code_blocks):
+                QGuiApplication.clipboard().setText(self.code_blocks[index])
+                self._show_code_copied(index)
+        elif url.scheme().lower() in OPENABLE_SCHEMES:
+            QDesktopServices.openUrl(url)
+        # Anything else (file:, javascript:, relative links) is not followed.
+
+    def _show_code_copied(self, index: int) -> None:
+        """The block's "Copy" link reads "Copied" for a moment."""
+        cursor = self._find_copy_link(index)
+        if cursor is None:
+            return
+        fmt = cursor.charFormat()
+        cursor.insertText("Copied", fmt)
+
+        def restore() -> None:
+            again = self._find_copy_link(index)  # the document may have been re-rendered meanwhile
+            if again is not None and again.selectedText() == "Copied":
+                again.insertText("Copy", again.charFormat())
+
+        QTimer.singleShot(COPIED_FEEDBACK_MS, self, restore)
+
+    def _find_copy_link(self, index: int) -> QTextCursor | None:
+        href = f"{COPY_SCHEME}:{index}"
+        block = self.document().begin()
+        while block.isValid():
+            it = block.begin()
+            while not it.atEnd():
+                fragment = it.fragment()
+                if fragment.charFormat().anchorHref() == href:
+                    cursor = QTextCursor(self.document())
+                    cursor.setPosition(fragment.position())
+                    cursor.setPosition(fragment.position() + fragment.length(), QTextCursor.MoveMode.KeepAnchor)
+                    return cursor
+                it += 1
+            block = block.next()
+        return None
+
+    @Slot(QUrl)
+    def _on_link_hovered(self, url: QUrl) -> None:
+        if url.isEmpty() or url.scheme() == COPY_SCHEME:
+            QToolTip.hideText()
+        else:  # show where a link goes before anyone clicks it
+            QToolTip.showText(self.cursor().pos(), url.toString(), self)
+
+    def _fit_height(self, *_args) -> None:
+        height = math.ceil(self.document().size().height()) + 2 * self.frameWidth() + 2
+        if height != self.height():
+            self.setFixedHeight(height)
+
+    def sizeHint(self) -> QSize:  # noqa: N802 (Qt API)
+        return QSize(super().sizeHint().width(), self.height())
+
+
+class _ThinkingBody(QPlainTextEdit):
+    """Live reasoning text: appended, never re-set; as tall as its text up to THINKING_MAX_HEIGHT."""
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setReadOnly(True)
+        self.setFrameShape(QFrame.Shape.NoFrame)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        self.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.document().setDocumentMargin(6)
+        self._at_max = False
+        self.setFixedHeight(0)
+
+    def append_text(self, text: str) -> None:
+        bar = self.verticalScrollBar()
+        follow = bar.value() >= bar.maximum() - 2  # keep following the end unless the user scrolled up
+        cursor = QTextCursor(self.document())
+        cursor.movePosition(QTextCursor.MoveOperation.End)
+        cursor.insertText(text)
+        self.fit_height()
+        if follow:
+            bar.setValue(bar.maximum())
+
+    def set_text(self, text: str) -> None:
+        self.setPlainText(text)
+        self._at_max = False
+        self.fit_height()
+
+    def trim_end(self) -> None:
+        """Drop trailing whitespace (the text before </think> ends in blank lines)."""
+        doc = self.document()
+        cursor = QTextCursor(doc)
+        cursor.movePosition(QTextCursor.MoveOperation.End)
+        while cursor.position() > 0 and doc.characterAt(cursor.position() - 1) in " \t\u2029\u2028\n":
+            cursor.deletePreviousChar()
+        self._at_max = False
+        self.fit_height()
+
+    def fit_height(self) -> None:
+        if self._at_max:  # the text only grows while streaming: once full, it stays full
+            return
+        doc, layout = self.document(), self.document().documentLayout()
+        extra = 2 * doc.documentMargin() + 2 * self.frameWidth()
+        height = extra
+        block = doc.firstBlock()
+        while block.isValid() and height < THINKING_MAX_HEIGHT:  # stops early for long traces
+            height += layout.blockBoundingRect(block).height()
+            block = block.next()
+        self._at_max = height >= THINKING_MAX_HEIGHT
+        self.setFixedHeight(min(THINKING_MAX_HEIGHT, math.ceil(height)))
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 (Qt API)
+        super().resizeEvent(event)
+        if event.oldSize().width() != event.size().width():
+            self._at_max = False  # rewrapped: the text may need more or less room
+            self.fit_height()
+
+
+class UserMessageView(QWidget):
+    """The user's prompt as a bubble on the right, with Edit and Copy actions.
+
+    Signals:
+      edit_requested(int position): the user wants to edit this prompt and resend it.
+    """
+
+    edit_requested = Signal(int)
+
+    def __init__(self, text: str, position: int = -1, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setObjectName("userMessage")
+        self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Fixed)
+        self.position = position
+        self._text = text
+
+        self.bubble = QFrame(self)
+        self.bubble.setObjectName("userBubble")
+        self.label = QLabel(self.bubble)
+        self.label.setObjectName("userText")
+        self.label.setTextFormat(Qt.TextFormat.PlainText)  # a prompt is never interpreted as HTML
+        self.label.setText(text)
+        self.label.setWordWrap(True)
+        self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.label.setCursor(Qt.CursorShape.IBeamCursor)
+        bubble_layout = QVBoxLayout(self.bubble)
+        bubble_layout.setContentsMargins(*BUBBLE_PADDING)
+        bubble_layout.addWidget(self.label)
+
+        self.edit_button = _action_button("Edit", "edit", self)
+        self.edit_button.setToolTip("Edit this prompt and send it again")
+        self.edit_button.clicked.connect(lambda: self.edit_requested.emit(self.position))
+        self.copy_button = _action_button("Copy", "copy", self)
+        self.copy_button.setToolTip("Copy this prompt")
+        self.copy_button.clicked.connect(self.copy_text)
+
+        bubble_row = QHBoxLayout()
+        bubble_row.setContentsMargins(0, 0, 0, 0)
+        bubble_row.addStretch(1)
+        bubble_row.addWidget(self.bubble)
+        actions = QHBoxLayout()
+        actions.setContentsMargins(0, 0, 0, 0)
+        actions.setSpacing(2)
+        actions.addStretch(1)
+        actions.addWidget(self.edit_button)
+        actions.addWidget(self.copy_button)
+        column = QVBoxLayout(self)
+        column.setContentsMargins(0, 0, 0, 0)
+        column.setSpacing(2)
+        column.addLayout(bubble_row)
+        column.addLayout(actions)
+        self._natural_width = -1
+        _refresh_icons(self)
+
+    @classmethod
+    def from_message(cls, message: Any, parent: QWidget | None = None) -> "UserMessageView":
+        """A view of a stored user message (anything with .content and .position)."""
+        return cls(message.content, getattr(message, "position", -1), parent)
+
+    @property
+    def text(self) -> str:
+        return self._text
+
+    def copy_text(self) -> None:
+        QGuiApplication.clipboard().setText(self._text)
+        _show_copied(self.copy_button)
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 (Qt API)
+        super().resizeEvent(event)
+        self._fit_bubble()
+
+    def _fit_bubble(self) -> None:
+        """Short prompts keep their natural width; long ones wrap at 80% of the transcript.
+
+        (A word-wrapped QLabel in a layout does not find this width by itself.)
+        """
+        if self._natural_width < 0:
+            metrics = self.label.fontMetrics()
+            self._natural_width = max(metrics.horizontalAdvance(line) for line in self._text.split("\n")) + 2
+        padding = BUBBLE_PADDING[0] + BUBBLE_PADDING[2]
+        width = max(40, min(self._natural_width, int(self.width() * 0.8) - padding))
+        self.label.setFixedWidth(width)
+        self.label.setFixedHeight(self.label.heightForWidth(width))
+
+    def changeEvent(self, event) -> None:  # noqa: N802 (Qt API)
+        super().changeEvent(event)
+        if event.type() == QEvent.Type.PaletteChange:
+            _refresh_icons(self)
+        elif event.type() == QEvent.Type.FontChange:
+            self._natural_width = -1
+            self._fit_bubble()
+
+
+class AssistantMessageView(QWidget):
+    """One assistant turn: collapsible thinking pane, the answer, stats and actions.
+
+    Stream with `append_thinking` / `append_answer` (or `append(kind, text)`) and
+    `set_live_counts`, then call `finish` once. `from_message` builds a finished view.
+
+    Signals:
+      regenerate_requested(int position): the user wants a new answer for this turn.
+    """
+
+    regenerate_requested = Signal(int)
+
+    def __init__(
+        self,
+        position: int = -1,
+        *,
+        expand_while_thinking: bool = True,
+        expand_when_done: bool = False,
+        parent: QWidget | None = None,
+    ):
+        super().__init__(parent)
+        self.setObjectName("assistantMessage")
+        self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Fixed)  # never stretched
+        self.position = position
+        self.expand_while_thinking = expand_while_thinking
+        self.expand_when_done = expand_when_done
+
+        self._phase = "waiting"  # waiting -> thinking -> answering -> done
+        self._thinking_parts: list[str] = []
+        self._answer_parts: list[str] = []
+        self._pending_thinking: list[str] = []
+        self._pending_answer: list[str] = []
+        self._think_started: float | None = None
+        self._think_seconds: float | None = None
+        self._thinking_tokens = 0
+        self._answer_tokens = 0
+        self._user_toggled = False
+        self._stream = StreamRenderer()
+        self._tail_start = 0  # document position where the plain-text tail begins
+        self._shown_tail = ""
+        self._dark: bool | None = None
+        self.flags: list[str] = []
+        self.stats: dict | None = None
+        self.status = "streaming"
+        self.error: str | None = None
+
+        self._throttle = Throttle(self._apply_pending, UPDATE_INTERVAL_MS, self)
+        self._clock = QTimer(self)  # ticks the "Thinking… 12 s" header
+        self._clock.setInterval(1000)
+        self._clock.timeout.connect(self._update_header)
+
+        # Thinking pane
+        self.thinking_pane = QFrame(self)
+        self.thinking_pane.setObjectName("thinkingPane")
+        self.thinking_header = QToolButton(self.thinking_pane)
+        self.thinking_header.setObjectName("thinkingHeader")
+        self.thinking_header.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.thinking_header.setCursor(Qt.CursorShape.PointingHandCursor)
+        self.thinking_header.setToolTip("Show or hide the model's reasoning")
+        self.thinking_header.clicked.connect(self._on_header_clicked)
+        self.thinking_body = _ThinkingBody(self.thinking_pane)
+        self.thinking_body.setObjectName("thinkingBody")
+        self._badges = QHBoxLayout()
+        self._badges.setSpacing(4)
+        header_row = QHBoxLayout()
+        header_row.setContentsMargins(0, 0, 0, 0)
+        header_row.setSpacing(6)
+        header_row.addWidget(self.thinking_header, 0, Qt.AlignmentFlag.AlignVCenter)
+        header_row.addLayout(self._badges)
+        header_row.addStretch(1)
+        pane_layout = QVBoxLayout(self.thinking_pane)
+        pane_layout.setContentsMargins(6, 4, 6, 4)
+        pane_layout.setSpacing(2)
+        pane_layout.addLayout(header_row)
+        pane_layout.addWidget(self.thinking_body)
+        self.thinking_pane.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Fixed)
+        self.thinking_pane.hide()  # until thinking arrives; a non-reasoning model never shows it
+
+        # Answer
+        self.answer_view = _AnswerBrowser(self)
+        self.answer_view.setObjectName("answerView")
+
+        self.error_label = QLabel(self)
+        self.error_label.setObjectName("messageError")
+        self.error_label.setWordWrap(True)
+        self.error_label.setTextFormat(Qt.TextFormat.PlainText)
+        self.error_label.hide()
+
+        # Footer: status chip, stats, actions
+        self.status_chip = QLabel(self)
+        self.status_chip.setObjectName("statusChip")
+        self.status_chip.hide()
+        self.stats_label = QLabel(self)
+        self.stats_label.setObjectName("messageStats")
+        self.copy_answer_button = _action_button("Copy", "copy", self)
+        self.copy_answer_button.setToolTip("Copy the answer (markdown)")
+        self.copy_answer_button.clicked.connect(self.copy_answer)
+        self.copy_thinking_button = _action_button("Copy thinking", "copy", self)
+        self.copy_thinking_button.setToolTip("Copy the model's reasoning")
+        self.copy_thinking_button.clicked.connect(self.copy_thinking)
+        self.regenerate_button = _action_button("Regenerate", "regenerate", self)
+        self.regenerate_button.setToolTip("Generate a new answer to the same prompt")
+        self.regenerate_button.clicked.connect(lambda: self.regenerate_requested.emit(self.position))
+        self._footer_badges = QHBoxLayout()
+        self._footer_badges.setSpacing(4)
+        footer = QHBoxLayout()
+        footer.setContentsMargins(0, 0, 0, 0)
+        footer.setSpacing(6)
+        footer.addWidget(self.status_chip)
+        footer.addLayout(self._footer_badges)
+        footer.addWidget(self.stats_label, 1)
+        for button in (self.copy_answer_button, self.copy_thinking_button, self.regenerate_button):
+            footer.addWidget(button)
+            button.hide()  # actions appear when the message is finished
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(8)
+        layout.addWidget(self.thinking_pane)
+        layout.addWidget(self.answer_view)
+        layout.addWidget(self.error_label)
+        layout.addLayout(footer)
+
+        self._apply_colors()
+        self._set_expanded(self.expand_while_thinking)
+        self._update_footer()
+
+    # --- building from storage ----------------------------------------------------------
+
+    @classmethod
+    def from_message(
+        cls, message: Any, *, expand_when_done: bool = False, parent: QWidget | None = None
+    ) -> "AssistantMessageView":
+        """A finished view of a stored assistant message (.thinking, .content, .flags, .stats, .status)."""
+        view = cls(getattr(message, "position", -1), expand_when_done=expand_when_done, parent=parent)
+        status = message.status if message.status != "streaming" else "stopped"
+        error = (message.stats or {}).get("error") if status == "error" else None
+        view.finish(message.thinking, message.content, list(message.flags), message.stats, status, error=error)
+        return view
+
+    # --- streaming API --------------------------------------------------------------------
+
+    def append(self, kind: str, text: str) -> None:
+        """Add streamed text of `kind` "think" or "answer" (app.core.reasoning.Segment)."""
+        if kind == "think":
+            self.append_thinking(text)
+        else:
+            self.append_answer(text)
+
+    def append_thinking(self, text: str) -> None:
+        if self._phase == "done" or not text:
+            return
+        if self._phase == "waiting":
+            text = text.lstrip()
+            if not text:
+                return
+            self._phase = "thinking"
+            self._think_started = time.monotonic()
+            self._clock.start()
+            self.thinking_pane.show()
+            self._set_expanded(self.expand_while_thinking)
+        self._pending_thinking.append(text)
+        self._throttle.request()
+
+    def append_answer(self, text: str) -> None:
+        if self._phase == "done" or not text:
+            return
+        if self._phase in ("waiting", "thinking"):
+            text = text.lstrip()  # the answer starts at its first visible character
+            if not text:
+                return
+            if self._phase == "thinking":
+                self._end_thinking_clock()
+            self._phase = "answering"
+        self._pending_answer.append(text)
+        self._throttle.request()
+
+    def set_live_counts(self, thinking_tokens: int, answer_tokens: int) -> None:
+        self._thinking_tokens, self._answer_tokens = thinking_tokens, answer_tokens
+        self._throttle.request()
+
+    def finish(
+        self,
+        thinking: str,
+        answer: str,
+        flags: list[str] | tuple[str, ...] = (),
+        stats: dict | None = None,
+        status: str = "complete",
+        *,
+        error: str | None = None,
+    ) -> None:
+        """Show the final message: full markdown render, stats, flags, actions. Call once."""
+        self._throttle.cancel()
+        self._pending_thinking.clear()
+        self._pending_answer.clear()
+        if self._phase == "thinking":
+            self._end_thinking_clock()
+        self._clock.stop()
+        self._phase = "done"
+        self.flags, self.stats, self.status, self.error = list(flags), stats, status, error
+        if stats:
+            self._thinking_tokens = stats.get("thinking_tokens") or self._thinking_tokens
+            self._answer_tokens = stats.get("answer_tokens") or self._answer_tokens
+            if stats.get("thinking_s") is not None:
+                self._think_seconds = stats["thinking_s"]
+
+        thinking, answer = thinking.strip(), answer.strip()
+        streamed_thinking = "".join(self._thinking_parts)
+        self._thinking_parts, self._answer_parts = [thinking], [answer]
+        if streamed_thinking.rstrip() == thinking:
+            self.thinking_body.trim_end()  # same text: no need to set it again
+        else:
+            self.thinking_body.set_text(thinking)
+        self.thinking_pane.setVisible(bool(thinking))
+        self._render_answer_fully()
+        self.answer_view.setVisible(bool(answer) or not thinking)
+
+        if not self._user_toggled:
+            # Nothing but thinking (e.g. cut off before </think>): keep the trace open.
+            self._set_expanded(self.expand_when_done or not answer)
+        self._show_flags()
+        self._update_header()
+        self._update_footer()
+
+    # --- accessors and actions ------------------------------------------------------------
+
+    @property
+    def thinking_text(self) -> str:
+        return "".join(self._thinking_parts)
+
+    @property
+    def answer_text(self) -> str:
+        return "".join(self._answer_parts)
+
+    @property
+    def is_streaming(self) -> bool:
+        return self._phase != "done"
+
+    @property
+    def thinking_expanded(self) -> bool:
+        return not self.thinking_body.isHidden()
+
+    def set_thinking_expanded(self, expanded: bool) -> None:
+        self._user_toggled = True
+        self._set_expanded(expanded)
+
+    def copy_answer(self) -> None:
+        QGuiApplication.clipboard().setText(self.answer_text)
+        _show_copied(self.copy_answer_button)
+
+    def copy_thinking(self) -> None:
+        QGuiApplication.clipboard().setText(self.thinking_text)
+        _show_copied(self.copy_thinking_button)
+
+    # --- internals ------------------------------------------------------------------------
+
+    def _end_thinking_clock(self) -> None:
+        self._clock.stop()
+        if self._think_started is not None:
+            self._think_seconds = time.monotonic() - self._think_started
+
+    def _apply_pending(self) -> None:
+        """The throttled update: apply everything that arrived since the last one."""
+        if self._pending_thinking:
+            text = "".join(self._pending_thinking)
+            self._pending_thinking.clear()
+            self._thinking_parts.append(text)
+            self.thinking_body.append_text(text)
+        if self._pending_answer:
+            text = "".join(self._pending_answer)
+            self._pending_answer.clear()
+            self._answer_parts.append(text)
+            self._append_answer_markdown(text)
+            if self._phase == "answering" and not self._user_toggled and self.thinking_expanded:
+                self._set_expanded(False)  # the answer has started: fold the reasoning away
+        self._update_header()
+        self._update_footer()
+
+    def _append_answer_markdown(self, delta: str) -> None:
+        step = self._stream.feed(delta)
+        self.answer_view.code_blocks = self._stream.code_blocks
+        cursor = QTextCursor(self.answer_view.document())
+        if not step.html:
+            cursor.movePosition(QTextCursor.MoveOperation.End)
+            cursor.insertText(step.tail[len(self._shown_tail):], QTextCharFormat())
+            self._shown_tail = step.tail
+            return
+        # Blocks completed: replace the plain tail with their HTML, then show the new tail.
+        cursor.setPosition(self._tail_start)
+        cursor.movePosition(QTextCursor.MoveOperation.End, QTextCursor.MoveMode.KeepAnchor)
+        cursor.removeSelectedText()
+        # If Qt inserts the HTML after this emptied block instead of into it, it must take no room.
+        cursor.setBlockFormat(_invisible_block_format())
+        cursor.insertHtml(step.html)
+        cursor.movePosition(QTextCursor.MoveOperation.End)
+        if cursor.block().length() > 1 or cursor.currentList() is not None or cursor.currentTable() is not None:
+            cursor.insertBlock(QTextBlockFormat(), QTextCharFormat())
+        else:
+            cursor.setBlockFormat(QTextBlockFormat())
+        self._tail_start = cursor.position()
+        cursor.insertText(step.tail, QTextCharFormat())
+        self._shown_tail = step.tail
+
+    def _render_answer_fully(self) -> None:
+        rendered = render_markdown(self.answer_text)
+        self.answer_view.code_blocks = list(rendered.code_blocks)
+        self.answer_view.setHtml(rendered.html)
+
+    def _restream_answer(self) -> None:
+        """Rebuild the streamed answer from its text (after a theme change mid-stream)."""
+        self.answer_view.clear()
+        self._stream = StreamRenderer()
+        self._tail_start, self._shown_tail = 0, ""
+        if self.answer_text:
+            self._append_answer_markdown(self.answer_text)
+
+    def _set_expanded(self, expanded: bool) -> None:
+        self.thinking_body.setVisible(expanded)
+        self.thinking_header.setProperty("expanded", expanded)
+        self._refresh_header_icon()
+
+    @Slot()
+    def _on_header_clicked(self) -> None:
+        self.set_thinking_expanded(not self.thinking_expanded)
+
+    def _update_header(self) -> None:
+        tokens = self._thinking_tokens
+        if self._phase == "thinking" and self._think_started is not None:
+            seconds = int(time.monotonic() - self._think_started)
+            text = f"Thinking… {seconds} s"
+        elif self._think_seconds is not None:
+            text = f"Thought for {_format_seconds(self._think_seconds)}"
+        else:
+            text = "Thoughts"
+        if tokens:
+            text += f" · {_tokens(tokens)}"
+        if text != self.thinking_header.text():
+            self.thinking_header.setText(text)
+
+    def _update_footer(self) -> None:
+        done = self._phase == "done"
+        for button in (self.copy_answer_button, self.regenerate_button):
+            button.setVisible(done)
+        self.copy_thinking_button.setVisible(done and bool(self.thinking_text))
+        if not done:
+            if self._phase == "waiting":
+                text = "Starting…"
+            else:
+                text = "Writing…" if self._phase == "answering" else "Thinking…"
+                if self._answer_tokens:
+                    text += f" {_tokens(self._answer_tokens)}"
+            self.stats_label.setText(text)
+            return
+        self.stats_label.setText(self._stats_text())
+        self.stats_label.setToolTip(self._stats_details())
+        chip, tip = self._status_chip()
+        self.status_chip.setVisible(bool(chip))
+        self.status_chip.setText(chip)
+        self.status_chip.setToolTip(tip)
+        self.status_chip.setProperty("state", "error" if self.status == "error" else "stopped")
+        self.status_chip.style().unpolish(self.status_chip)
+        self.status_chip.style().polish(self.status_chip)
+        self.error_label.setVisible(bool(self.error))
+        self.error_label.setText(self.error or "")
+
+    def _stats_text(self) -> str:
+        s = self.stats or {}
+        parts = []
+        if s.get("time_to_first_token_s") is not None:
+            parts.append(f"{_format_seconds(s['time_to_first_token_s'])} to first token")
+        if s.get("decode_tokens_per_s"):
+            parts.append(f"{s['decode_tokens_per_s']:.1f} tokens/s")
+        if self._thinking_tokens:
+            parts.append(f"{self._thinking_tokens:,} thinking + {_tokens(self._answer_tokens)}")
+        elif self._answer_tokens:
+            parts.append(_tokens(self._answer_tokens))
+        if s.get("finish_reason"):
+            parts.append(FINISH_WORDS.get(s["finish_reason"], s["finish_reason"]))
+        return " · ".join(parts)
+
+    def _stats_details(self) -> str:
+        s = self.stats
+        if not s:
+            return ""
+        rows = [
+            ("Prompt tokens", s.get("prompt_tokens")),
+            ("Thinking tokens", s.get("thinking_tokens")),
+            ("Answer tokens", s.get("answer_tokens")),
+            ("Time to first token", s.get("time_to_first_token_s") and _format_seconds(s["time_to_first_token_s"])),
+            ("Thinking time", s.get("thinking_s") and _format_seconds(s["thinking_s"])),
+            ("Speed", s.get("decode_tokens_per_s") and f"{s['decode_tokens_per_s']:.1f} tokens/s"),
+            ("Total time", s.get("total_s") and _format_seconds(s["total_s"])),
+            ("Finish reason", s.get("finish_reason")),
+            ("Context used", s.get("context_used") and _tokens(s["context_used"])),
+        ]
+        return "\n".join(f"{name}: {value}" for name, value in rows if value not in (None, ""))
+
+    def _status_chip(self) -> tuple[str, str]:
+        reason = (self.stats or {}).get("finish_reason")
+        if self.status == "error":
+            return "Error", self.error or "The answer could not be completed."
+        if "interrupted" in self.flags:
+            return "Interrupted", FLAG_INFO["interrupted"][1]
+        if self.status == "stopped" or reason == "cancelled":
+            return "Stopped", "You stopped this answer; what was generated is kept."
+        if reason == "length":
+            return "Token limit", "The answer reached Max tokens. Raise it in Settings and regenerate."
+        if reason == "context_full":
+            return "Context full", (
+                "The conversation filled the model's context window. Start a new chat or raise the context size."
+            )
+        return "", ""
+
+    def _show_flags(self) -> None:
+        for layout in (self._badges, self._footer_badges):
+            while layout.count():
+                item = layout.takeAt(0)
+                if item.widget():
+                    item.widget().deleteLater()
+        # Trace flags sit on the thinking pane; without a pane (no thinking) in the footer.
+        target = self._badges if self.thinking_text else self._footer_badges
+        for flag in self.flags:
+            if flag in SILENT_FLAGS or flag == "interrupted":  # "interrupted" is the status chip
+                continue
+            label, tip = FLAG_INFO.get(flag, (flag.replace("_", " "), f"Trace flag: {flag}"))
+            badge = QLabel(label, self)
+            badge.setObjectName("flagBadge")
+            badge.setSizePolicy(QSizePolicy.Policy.Fixed, QSizePolicy.Policy.Fixed)
+            badge.setToolTip(tip)
+            target.addWidget(badge)
+
+    def badges(self) -> list[QLabel]:
+        """The flag badges currently shown (for tests and accessibility)."""
+        return [w for w in self.findChildren(QLabel, "flagBadge") if not w.isHidden()]
+
+    def _apply_colors(self) -> None:
+        colors = theme.colors_for(self)
+        if colors.dark == self._dark:
+            return
+        self._dark = colors.dark
+        self.answer_view.document().setDefaultStyleSheet(theme.document_css(colors))
+        _refresh_icons(self)
+        self._refresh_header_icon()
+        if self._phase == "done":
+            self._render_answer_fully()
+        elif self.answer_text:
+            self._restream_answer()
+
+    def _refresh_header_icon(self) -> None:
+        name = "chevron-down" if self.thinking_expanded else "chevron-right"
+        self.thinking_header.setIcon(theme.icon(name, theme.colors_for(self).text_dim))
+
+    def changeEvent(self, event) -> None:  # noqa: N802 (Qt API)
+        super().changeEvent(event)
+        if event.type() == QEvent.Type.PaletteChange:
+            self._apply_colors()
+
+
+def _invisible_block_format() -> QTextBlockFormat:
+    fmt = QTextBlockFormat()
+    fmt.setLineHeight(0, QTextBlockFormat.LineHeightTypes.FixedHeight.value)
+    fmt.setTopMargin(0)
+    fmt.setBottomMargin(0)
+    return fmt
+
+
+def _action_button(text: str, icon_name: str, parent: QWidget) -> QToolButton:
+    button = QToolButton(parent)
+    button.setObjectName("messageAction")
+    button.setText(text)
+    button.setProperty("iconName", icon_name)
+    button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+    button.setCursor(Qt.CursorShape.PointingHandCursor)
+    button.setAutoRaise(True)
+    return button
+
+
+def _refresh_icons(root: QWidget) -> None:
+    color = theme.colors_for(root).text_dim
+    for button in root.findChildren(QToolButton, "messageAction"):
+        button.setIcon(theme.icon(button.property("iconName"), color))
+
+
+def _show_copied(button: QToolButton) -> None:
+    """Brief "Copied" feedback on the button that copied."""
+    if button.property("restoreText") is None:
+        button.setProperty("restoreText", button.text())
+    button.setText("Copied")
+    button.setIcon(theme.icon("check", theme.colors_for(button).text_dim))
+
+    def restore() -> None:
+        if button.property("restoreText") is not None:
+            button.setText(button.property("restoreText"))
+            button.setProperty("restoreText", None)
+            button.setIcon(theme.icon(button.property("iconName"), theme.colors_for(button).text_dim))
+
+    QTimer.singleShot(COPIED_FEEDBACK_MS, button, restore)
+

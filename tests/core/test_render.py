@@ -1,0 +1,216 @@
+"""Markdown rendering of chat messages: safety, code blocks, maths, and incremental streaming."""
+
+from __future__ import annotations
+
+import re
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from app.core.render import (
+    StreamRenderer,
+    code_css,
+    render_markdown,
+    split_stable_blocks,
+)
+
+
+# --- untrusted model output ------------------------------------------------------------
+
+
+def test_raw_html_in_model_output_is_escaped_not_interpreted():
+    html = render_markdown('Hi <script>alert(1)</script> <img src=http://evil.example/x.png> <b>bold?</b>').html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "&lt;img src=http://evil.example/x.png&gt;" in html
+    assert "&lt;b&gt;bold?&lt;/b&gt;" in html
+    assert "<script" not in html and "<img" not in html and "<b>" not in html
+
+
+def test_html_blocks_are_escaped_too():
+    html = render_markdown("<div onclick='x()'>\n<iframe src='http://a'></iframe>\n</div>").html
+    assert "<div" not in html and "<iframe" not in html
+    assert "&lt;iframe" in html
+
+
+def test_image_syntax_becomes_a_link_and_never_an_img():
+    html = render_markdown("Look: ![a cat](http://example.com/cat.png) and ![](https://x.org/y.gif)").html
+    assert "<img" not in html
+    assert '<a href="http://example.com/cat.png">[image: a cat]</a>' in html
+    assert '<a href="https://x.org/y.gif">[image]</a>' in html
+
+
+def test_links_keep_their_href():
+    html = render_markdown("See [the docs](https://docs.python.org/3/) or <https://example.org>.").html
+    assert '<a href="https://docs.python.org/3/">the docs</a>' in html
+    assert 'href="https://example.org"' in html
+
+
+# --- maths -----------------------------------------------------------------------------
+
+
+def test_latex_stays_readable_text():
+    html = render_markdown("So the answer is \\boxed{42}.").html
+    assert "\\boxed{42}" in html
+
+
+def test_math_is_not_mangled_by_emphasis_or_escapes():
+    html = render_markdown("Let $a_1 * b_1 * c$ and \\[ \\frac{x_1}{y_1} \\] and \\(x_2\\).").html
+    assert '<span class="math">a_1 * b_1 * c</span>' in html
+    assert '<span class="math">\\frac{x_1}{y_1}</span>' in html
+    assert '<span class="math">x_2</span>' in html
+    assert "<em>" not in html
+
+
+def test_dollar_amounts_are_not_math():
+    html = render_markdown("It costs $5 and $10 in total.").html
+    assert "math" not in html
+    assert "$5 and $10" in html
+
+
+def test_code_spans_win_over_math():
+    html = render_markdown("Use `$HOME/$USER` here.").html
+    assert "<code>$HOME/$USER</code>" in html
+
+
+# --- code blocks -----------------------------------------------------------------------
+
+
+def test_fenced_code_is_highlighted_with_a_copy_anchor_and_raw_code_kept():
+    text = "Code:\n\n```python\ndef f(x):\n    return x < 1 and '<b>'\n```\n\nDone."
+    rendered = render_markdown(text)
+    assert rendered.code_blocks == ("def f(x):\n    return x < 1 and '<b>'",)
+    assert 'href="copy:0"' in rendered.html
+    assert '<span class="hl-k">def</span>' in rendered.html
+    assert "&lt;b&gt;" in rendered.html and "<b>" not in rendered.html
+    assert ">python<" in rendered.html  # language label in the header row
+    assert "<p>Done.</p>" in rendered.html
+
+
+def test_code_blocks_are_numbered_from_first_code_index():
+    text = "```\na\n```\n\ntext\n\n~~~js\nb()\n~~~"
+    rendered = render_markdown(text, first_code_index=3)
+    assert rendered.code_blocks == ("a", "b()")
+    assert 'href="copy:3"' in rendered.html and 'href="copy:4"' in rendered.html
+
+
+def test_unknown_language_is_shown_escaped_without_highlighting():
+    rendered = render_markdown("```nosuchlang\nx <y> & z\n```")
+    assert "x &lt;y&gt; &amp; z" in rendered.html
+    assert "hl-" not in rendered.html
+    assert rendered.code_blocks == ("x <y> & z",)
+
+
+def test_unclosed_fence_runs_to_the_end_as_code():
+    rendered = render_markdown("Start\n```python\nprint(1)\n\nprint(2)\n")
+    assert rendered.code_blocks == ("print(1)\n\nprint(2)",)
+    assert "<br" not in rendered.html.split("</table>")[-1]
+
+
+def test_indented_fence_inside_a_list_item_stays_in_the_list():
+    text = "1. Step one:\n   ```bash\n   ls -l\n   ```\n2. Step two"
+    rendered = render_markdown(text)
+    assert rendered.code_blocks == ("ls -l",)
+    assert rendered.html.count("<ol") == 1
+    assert re.search(r"<li>.*copy:0.*</li>", rendered.html, re.S)
+
+
+def test_code_css_styles_the_highlight_classes():
+    css = code_css("default")
+    assert re.search(r"^\.hl-k \{ color: #[0-9A-Fa-f]{3,6}; font-weight: bold \}$", css, re.M)
+    assert "background" not in css
+
+
+# --- other markdown --------------------------------------------------------------------
+
+
+def test_tables_render_with_alignment():
+    html = render_markdown("| a | b |\n|---|--:|\n| 1 | 2 |").html
+    assert re.search(r'<table [^>]*class="md"', html)
+    assert "<th>a</th>" in html
+    assert '<td style="text-align: right;">2</td>' in html
+
+
+def test_single_newlines_are_line_breaks_in_chat():
+    assert "<br />" in render_markdown("line one\nline two").html
+
+
+def test_ordered_lists_keep_their_start_number():
+    assert '<ol start="3">' in render_markdown("3. three\n4. four").html
+
+
+# --- incremental rendering -------------------------------------------------------------
+
+
+def test_split_finds_the_last_complete_block():
+    assert split_stable_blocks("First para.\n\nSecond par") == ("First para.\n\n", "Second par")
+    assert split_stable_blocks("Only one para") == ("", "Only one para")
+    assert split_stable_blocks("One.\n\n") == ("", "One.\n\n")  # the next block has not started
+
+
+def test_split_keeps_an_open_code_fence_in_the_tail():
+    text = "Intro.\n\n```python\nx = 1\n\ny = 2\n"
+    assert split_stable_blocks(text) == ("Intro.\n\n", "```python\nx = 1\n\ny = 2\n")
+
+
+def test_split_after_a_closed_fence():
+    text = "```\na\n\nb\n```\n\nAfter"
+    assert split_stable_blocks(text) == ("```\na\n\nb\n```\n\n", "After")
+
+
+def test_split_waits_while_an_indented_line_may_continue_a_list_item():
+    text = "1. item\n\n    more of the item"
+    assert split_stable_blocks(text) == ("", text)
+
+
+def test_stream_renderer_renders_each_finished_block_once():
+    renderer = StreamRenderer()
+    step = renderer.feed("**Bold** start")
+    assert step.html == "" and step.tail == "**Bold** start"
+    step = renderer.feed(".\n\n")
+    assert step.html == "" and step.tail == "**Bold** start.\n\n"
+    step = renderer.feed("Next")
+    assert step.html == "<p><strong>Bold</strong> start.</p>"
+    assert step.tail == "Next"
+    step = renderer.feed(" paragraph\n\n```py\nx = 1\n```\n\nEnd")
+    assert "<p>Next paragraph</p>" in step.html and 'href="copy:0"' in step.html
+    assert renderer.code_blocks == ["x = 1"]
+    assert step.tail == "End"
+
+
+def test_stream_renderer_numbers_code_blocks_across_feeds():
+    renderer = StreamRenderer()
+    renderer.feed("```\none\n```\n\nmid\n\n")
+    step = renderer.feed("```\ntwo\n```\n\nx")
+    assert 'href="copy:1"' in step.html
+    assert renderer.code_blocks == ["one", "two"]
+
+
+MARKDOWN_PIECES = st.sampled_from(
+    ["Hello", " world", "\n", "\n\n", "```", "```python", "~~~", "    ", "- item", "1. x", "`", "*", "| a |", "x"]
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(MARKDOWN_PIECES, max_size=40), st.data())
+def test_streaming_in_any_chunks_matches_splitting_the_whole_text(pieces, data):
+    text = "".join(pieces)
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(text)), max_size=8)))
+    renderer = StreamRenderer()
+    html_parts, start = [], 0
+    for cut in [*cuts, len(text)]:
+        html_parts.append(renderer.feed(text[start:cut]).html)
+        start = cut
+    stable, tail = split_stable_blocks(text)
+    assert renderer.tail == tail
+    # Nothing is lost: every code block of the stable part was collected exactly once.
+    assert len(renderer.code_blocks) == "".join(html_parts).count('href="copy:')
+    assert text == stable + tail
+
+
+def test_copied_code_keeps_tabs_and_windows_line_ends_are_normalised():
+    rendered = render_markdown("```make\r\nall:\r\n\tcc main.c\r\n```\r\n")
+    assert rendered.code_blocks == ("all:\n\tcc main.c",)
+
+
+def test_stream_scanner_understands_crlf_fences():
+    assert split_stable_blocks("```\r\ncode\r\n```\r\n\r\nNext") == ("```\r\ncode\r\n```\r\n\r\n", "Next")
