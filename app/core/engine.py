@@ -49,6 +49,9 @@ class LoadOptions:
     flash_attn: bool = True
     kv_type: str = "f16"  # "f16" | "q8_0"
     n_threads: int | None = None
+    # Sample inside llama.cpp's graph (experimental in llama.cpp): on a GPU it saves
+    # copying 152k logits to the host per token; on the CPU it is slower. None: on for GPUs.
+    backend_sampling: bool | None = None
 
 
 @dataclass
@@ -236,6 +239,9 @@ class Engine:
             gpu_note=gpu_note,
             is_reasoning=summary.is_reasoning,
             template_note=template_note,
+        )
+        self._backend_sampling = (
+            options.backend_sampling if options.backend_sampling is not None else self.info.backend != "CPU"
         )
         return self
 
@@ -467,6 +473,7 @@ class ChatRun:
         eng._stop_event = self._stop
         lc.llama_perf_context_reset(ctx)
         chain = eng._sampler(self._sampling)
+        attached = eng._backend_sampling and lc.llama_set_sampler(ctx, 0, chain)
         try:
             if not eng._eval_prompt(self._tokens):
                 return
@@ -521,6 +528,8 @@ class ChatRun:
                     stats.thinking_s = (t_think_end or time.perf_counter()) - t_first
         finally:
             eng._stop_event = None
+            if attached:
+                lc.llama_set_sampler(ctx, 0, None)
             lc.llama_sampler_free(chain)
             perf = lc.llama_perf_context(ctx)
             if perf.n_eval > 0 and perf.t_eval_ms > 0:

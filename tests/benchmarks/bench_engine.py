@@ -37,8 +37,8 @@ def slice_cost(stamps: list[tuple[int, float]], lo: float, hi: float) -> float:
     return (b[1] - a[1]) / max(1, b[0] - a[0]) * 1000
 
 
-def bench_ponder(path: Path, n_ctx: int, max_tokens: int) -> dict:
-    engine = Engine.load(path, LoadOptions(n_ctx=n_ctx))
+def bench_ponder(path: Path, n_ctx: int, max_tokens: int, backend_sampling: bool | None = None) -> dict:
+    engine = Engine.load(path, LoadOptions(n_ctx=n_ctx, backend_sampling=backend_sampling))
     try:
         engine.chat(PROMPT, Sampling(max_tokens=8)).run()  # warm-up
         run = engine.chat(PROMPT, Sampling(max_tokens=max_tokens, seed=1))
@@ -60,6 +60,7 @@ def bench_ponder(path: Path, n_ctx: int, max_tokens: int) -> dict:
             "last10_ms": slice_cost(stamps, 0.9, 1.0),
             "backend": engine.info.backend,
             "prompt": engine._prompts.render(PROMPT).text,
+            "backend_sampling": engine._backend_sampling,
         }
     finally:
         engine.close()
@@ -103,6 +104,8 @@ def main() -> None:
     parser.add_argument("--model", type=Path)
     parser.add_argument("--tokens", type=int, default=6000, help="tokens to generate")
     parser.add_argument("--ctx", type=int, default=16384)
+    parser.add_argument("--compare-sampling", action="store_true",
+                        help="also run Ponder with sampling moved to the other side (host vs in-graph)")
     parser.add_argument("--chat-completion", action="store_true",
                         help="also time llama-cpp-python's create_chat_completion(stream=True)")
     args = parser.parse_args()
@@ -110,14 +113,18 @@ def main() -> None:
         path = args.model or scripted_long_trace(Path(tmp), args.tokens)
         ponder = bench_ponder(path, args.ctx, args.tokens)
         generate = bench_generate(path, args.ctx, args.tokens, ponder["prompt"], chat_completion=False)
-        rows = [("ponder engine", ponder), ("Llama.generate()", generate)]
+        label = "in-graph" if ponder["backend_sampling"] else "host"
+        rows = [(f"ponder engine ({label} sampling)", ponder), ("Llama.generate()", generate)]
+        if args.compare_sampling:
+            other = bench_ponder(path, args.ctx, args.tokens, backend_sampling=not ponder["backend_sampling"])
+            rows.insert(1, (f"ponder engine ({'host' if ponder['backend_sampling'] else 'in-graph'} sampling)", other))
         if args.chat_completion:
             rows.append(("create_chat_completion(stream)", bench_generate(path, args.ctx, args.tokens, ponder["prompt"], True)))
     print(f"model: {path.name if args.model else f'scripted long trace ({args.tokens} tokens)'}"
           f"  backend: {ponder['backend']}")
-    print(f"{'':32} {'tokens':>7} {'wall tok/s':>11} {'ms/tok first10%':>16} {'ms/tok last10%':>15}")
+    print(f"{'':36} {'tokens':>7} {'wall tok/s':>11} {'ms/tok first10%':>16} {'ms/tok last10%':>15}")
     for name, r in rows:
-        print(f"{name:32} {r['tokens']:>7} {r['wall_tps']:>11.1f} {r['first10_ms']:>16.3f} {r['last10_ms']:>15.3f}")
+        print(f"{name:36} {r['tokens']:>7} {r['wall_tps']:>11.1f} {r['first10_ms']:>16.3f} {r['last10_ms']:>15.3f}")
     decode = ponder["llama_decode_tps"]
     print(f"llama.cpp decode rate (perf counters, Ponder run): {decode:.1f} tok/s")
     print(f"Ponder wall / llama.cpp decode: {ponder['wall_tps'] / decode:.3f}")

@@ -306,3 +306,15 @@ def test_llama_log_goes_to_python_logging(scripted_model, caplog):
     with caplog.at_level(logging.DEBUG, logger="llama.cpp"):
         Engine.load(scripted_model("standard_r1"), SMALL).close()
     assert any(r.name == "llama.cpp" and "llama" in r.getMessage() for r in caplog.records)
+
+
+def test_backend_sampling_follows_the_script_and_detaches(scripted_model):
+    # On by default only for GPUs; forced on here to run the same chain inside llama.cpp's graph.
+    eng = Engine.load(scripted_model("standard_r1"), LoadOptions(n_ctx=2048, backend_sampling=True))
+    try:
+        for seed in (1, 2):
+            run = eng.chat(ASK, Sampling(seed=seed)).run()
+            assert run.answer == STANDARD_ANSWER.strip()
+            assert run.thinking == STANDARD_THINKING.strip()
+    finally:
+        eng.close()
