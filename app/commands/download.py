@@ -5,11 +5,13 @@ running the same command again resumes it."""
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import threading
 import time
 
 from app.core import paths
+from app.core.catalog import load_catalog
 from app.core.downloads import DownloadCancelled, Progress, download_model, format_bytes
 from app.core.errors import DownloadError
 
@@ -78,15 +80,18 @@ def _what_to_fetch(args) -> tuple[str, list[str], str]:
 
 
 def _from_catalog(spec: str) -> tuple[str, list[str], str]:
-    raise DownloadError(
-        f"Cannot look up {spec!r}: the model catalog is not available yet; use --repo REPO --file FILE."
+    model, quant = load_catalog().resolve(spec, DEFAULT_QUANT)
+    print(
+        f"{model.short_name} {quant.name}, about {format_bytes(quant.size_bytes)}, from {model.repo}",
+        file=sys.stderr,
     )
+    return model.repo, [f.path for f in quant.files], "main"
 
 
 class _ProgressBar:
     """One line redrawn in place on a terminal; a line per 10% when stderr is a log file."""
 
-    WIDTH = 24
+    WIDTH = 20
 
     def __init__(self, stream) -> None:
         self.stream = stream
@@ -103,7 +108,8 @@ class _ProgressBar:
             if now - self.last_draw < 0.1 and p.downloaded < p.total:
                 return
             self.last_draw = now
-            self.stream.write("\r" + line.ljust(100)[:100])
+            width = shutil.get_terminal_size().columns - 1
+            self.stream.write("\r" + line.ljust(width)[:width])
             self.drawn = True
         elif int(fraction * 10) != self.last_step:
             self.last_step = int(fraction * 10)
@@ -125,7 +131,8 @@ class _ProgressBar:
             eta = _clock(p.eta_s) if p.eta_s is not None else "--:--"
             tail = f"{format_bytes(p.speed_bps)}/s  ETA {eta}"
         done = f"{format_bytes(p.downloaded)} / {format_bytes(p.total)}"
-        return f"{p.filename[:40]} [{bar}] {fraction:4.0%} {done}  {tail}"
+        name = p.filename if len(p.filename) <= 32 else "…" + p.filename[-31:]  # keep the quant
+        return f"{name} [{bar}] {fraction:4.0%} {done}  {tail}"
 
 
 def _clock(seconds: float) -> str:

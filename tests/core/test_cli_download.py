@@ -122,3 +122,45 @@ def test_ctrl_c_keeps_the_part_and_the_next_run_resumes_it(hub, tmp_path):
     assert second.returncode == 0, err
     assert Path(out.strip()).read_bytes() == data
     assert hub.gets()[-1].range == f"bytes={kept}-"
+
+
+def test_catalog_model_downloads_its_default_quantisation(hub, tmp_path, capsys):
+    from app.core.catalog import load_catalog
+
+    model, quant = load_catalog().resolve("r1-distill-qwen-1.5b", "Q4_K_M")
+    data = fake_gguf_bytes(40_000, seed=4)
+    hub.add(model.repo, quant.file.path, data)
+
+    rc = main(["download", "r1-distill-qwen-1.5b", "--data-dir", str(tmp_path)])
+
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    assert Path(out.strip()).read_bytes() == data
+    assert Path(out.strip()).name == quant.file.name
+    assert f"{model.short_name} Q4_K_M, about" in err
+
+
+def test_catalog_model_with_quant_fetches_every_part_of_a_split_model(hub, tmp_path, capsys):
+    from app.core.catalog import load_catalog
+
+    # the full R1 comes in parts
+    model, quant = next((m, q) for m in load_catalog() for q in m.quants if len(q.files) > 1)
+    for i, f in enumerate(quant.files):
+        hub.add(model.repo, f.path, fake_gguf_bytes(20_000, seed=10 + i))
+
+    rc = main(["download", f"{model.id}:{quant.name}", "--data-dir", str(tmp_path)])
+
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    assert [Path(line).name for line in out.split()] == [f.name for f in quant.files]
+    assert [r.path for r in hub.requests if r.method == "HEAD"] == [
+        f"/{model.repo}/resolve/main/{f.path}" for f in quant.files
+    ]
+
+
+def test_unknown_catalog_model_exits_2_naming_the_choices(tmp_path, capsys):
+    rc = main(["download", "r1-distill-qwen-9000b", "--data-dir", str(tmp_path)])
+
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "no model 'r1-distill-qwen-9000b' in the catalog" in err and "r1-distill-qwen-1.5b" in err
