@@ -11,7 +11,8 @@ Two real HTTP/1.1 servers on 127.0.0.1, as huggingface_hub 2.x sees the real hub
   redirect during its HEAD), serves `/blobs/{sha256}` with `Range` support.
 
 Every request is recorded in `hub.requests`. Failure modes a test switches on: drop the
-connection after N body bytes, serve corrupted bytes, serve slowly (for cancel tests).
+connection after N body bytes, serve corrupted bytes, serve slowly (for cancel tests),
+ignore Range headers.
 """
 
 from __future__ import annotations
@@ -75,6 +76,7 @@ class FakeHub:
         self.requests: list[Seen] = []
         self.body_bytes_sent = 0
         self.chunk_delay_s = 0.0
+        self.ignore_ranges = False  # answer 200 with the whole file, as some proxies do
         self._drops: list[int] = []
         self._corrupt: set[str] = set()
         self._lock = threading.Lock()
@@ -198,7 +200,8 @@ class FakeHub:
             middle = len(data) // 2
             data = data[:middle] + bytes([data[middle] ^ 0xFF]) + data[middle + 1 :]
         start, end, status = 0, len(data) - 1, 200
-        if (header := req.headers.get("Range")) and (m := _RANGE.match(header.strip())):
+        header = None if self.ignore_ranges else req.headers.get("Range")
+        if header and (m := _RANGE.match(header.strip())):
             start = int(m[1])
             end = min(int(m[2]), len(data) - 1) if m[2] else len(data) - 1
             if start >= len(data):

@@ -373,7 +373,7 @@ class _FileDownload:
         self.sidecar.write_text(json.dumps(self.state), encoding="utf-8")
         with open(self.part, "ab", buffering=0) as self.file:
             self._fetch_rest()
-            os.fsync(self.file.fileno())
+            self._write(b"", sync=True)  # some filesystems report a full disk only now
         if self.hasher.hexdigest() != self.remote.etag:
             self.part.unlink(missing_ok=True)
             self.sidecar.unlink(missing_ok=True)
@@ -445,12 +445,14 @@ class _FileDownload:
                 if self.offset >= self.remote.size:
                     break
 
-    def _write(self, chunk: bytes) -> None:
+    def _write(self, chunk: bytes, *, sync: bool = False) -> None:
         view = memoryview(chunk)
         try:
             while view:
                 written = self.file.write(view)
                 view = view[written:]
+            if sync:
+                os.fsync(self.file.fileno())
         except OSError as exc:
             self.file.truncate(self.offset)  # drop the half-written chunk; the part stays consistent
             if exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):

@@ -444,3 +444,19 @@ def test_import_of_a_split_model_with_a_missing_part_places_nothing(tmp_path):
     with pytest.raises(ModelFileError, match=parts[2].name):
         import_local_gguf(parts[0], models)
     assert not models.exists() or list(models.iterdir()) == []
+
+
+def test_server_ignoring_the_range_starts_the_file_over_cleanly(hub, tmp_path):
+    data = fake_gguf_bytes(600_000, seed=11)
+    hub.add(REPO, NAME, data)
+    hub.chunk_delay_s = 0.01
+    on_progress, cancel = cancel_after(100_000, [])
+    with pytest.raises(DownloadCancelled):
+        download_file(REPO, NAME, tmp_path, progress=on_progress, cancel=cancel)
+
+    hub.chunk_delay_s = 0
+    hub.ignore_ranges = True
+    path = download_file(REPO, NAME, tmp_path)
+
+    assert path.read_bytes() == data  # the whole body replaced the part instead of being appended
+    assert hub.gets()[-1].range is not None
