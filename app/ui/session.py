@@ -1,0 +1,394 @@
+"""ChatSession: the open conversation and the answer being generated, on the GUI thread.
+
+It turns user actions (send, regenerate, edit and resend, stop, open, delete)
+into store writes and engine requests, and engine results into signals the
+window renders. Persistence: a message is written when it starts and when it
+ends; while an answer streams, its text is checkpointed about once a second
+(never per token), so a crash loses at most about a second of text.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+
+from PySide6.QtCore import QObject, QTimer, Signal, Slot
+
+from app.core.engine import Sampling
+from app.core.errors import StorageError
+from app.core.settings import Settings
+from app.core.storage import ChatStore, Conversation, Message, SearchHit
+from app.ui.worker import NO_MODEL_MESSAGE, EngineClient
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_INTERVAL_MS = 1000
+
+
+@dataclasses.dataclass
+class _LiveAnswer:
+    """The assistant message being generated."""
+
+    req_id: int
+    message: Message  # as stored when it started (status 'streaming')
+    thinking: list[str] = dataclasses.field(default_factory=list)
+    answer: list[str] = dataclasses.field(default_factory=list)
+    dirty: bool = False  # text arrived since the last checkpoint
+
+
+def _status_for(finish_reason: str) -> str:
+    return "stopped" if finish_reason == "cancelled" else "complete"
+
+
+class ChatSession(QObject):
+    """Controller between the window, the store and the engine.
+
+    Signals:
+      transcript_reset(list[Message]): show exactly these messages (a conversation
+        was opened, a new chat started, or messages were cut for regenerate/edit).
+      message_added(Message): append this message; an assistant message with
+        status 'streaming' is the live answer that the stream_* signals fill.
+      stream_segment(str kind, str text): "think" or "answer" text of the live answer.
+      stream_counts(int thinking_tokens, int answer_tokens)
+      answer_finished(Message): the live answer as finally stored.
+      conversations_changed(): titles, order or membership of the list changed.
+      busy_changed(bool): an answer started or ended.
+      error_occurred(str): a sentence to show the user.
+    """
+
+    transcript_reset = Signal(list)
+    message_added = Signal(object)
+    stream_segment = Signal(str, str)
+    stream_counts = Signal(int, int)
+    answer_finished = Signal(object)
+    conversations_changed = Signal()
+    busy_changed = Signal(bool)
+    error_occurred = Signal(str)
+
+    def __init__(self, store: ChatStore, client: EngineClient, settings: Settings,
+                 parent: QObject | None = None, *, checkpoint_ms: int = CHECKPOINT_INTERVAL_MS) -> None:
+        super().__init__(parent)
+        self.store = store
+        self.client = client
+        self.settings = settings
+        self.conversation_id: int | None = None
+        self.messages: list[Message] = []  # of the open conversation, in order
+        self._live: _LiveAnswer | None = None
+        self._checkpoint = QTimer(self)
+        self._checkpoint.setInterval(checkpoint_ms)
+        self._checkpoint.timeout.connect(self._on_checkpoint)
+        client.segment.connect(self._on_segment)
+        client.counts.connect(self._on_counts)
+        client.finished.connect(self._on_finished)
+        client.failed.connect(self._on_failed)
+
+    # --- state ----------------------------------------------------------------------
+
+    @property
+    def busy(self) -> bool:
+        return self._live is not None
+
+    def message_at(self, position: int) -> Message | None:
+        """The open conversation's message at `position` (message views name messages by position)."""
+        for m in self.messages:
+            if m.position == position:
+                return m
+        return None
+
+    def _live_is_shown(self) -> bool:
+        return self._live is not None and self._live.message.conversation_id == self.conversation_id
+
+    # --- conversations --------------------------------------------------------------
+
+    def new_conversation(self) -> None:
+        """Show an empty chat. It is saved when its first prompt is sent."""
+        self._leave_live_answer()
+        self.conversation_id = None
+        self.messages = []
+        self.transcript_reset.emit([])
+
+    def open_conversation(self, conv_id: int) -> bool:
+        if conv_id == self.conversation_id:
+            return True
+        try:
+            conv = self.store.get_conversation(conv_id)
+        except StorageError as exc:
+            self.error_occurred.emit(str(exc))
+            return False
+        self._leave_live_answer()
+        self.conversation_id = conv.id
+        self.messages = list(conv.messages)
+        self.transcript_reset.emit(list(self.messages))
+        return True
+
+    def rename_conversation(self, conv_id: int, title: str) -> None:
+        if self._write(self.store.rename_conversation, conv_id, title) is not _FAILED:
+            self.conversations_changed.emit()
+
+    def delete_conversation(self, conv_id: int) -> Conversation | None:
+        """Delete a conversation; returns the snapshot that `restore_conversation` puts back."""
+        try:
+            snapshot = self.store.get_conversation(conv_id)
+        except StorageError as exc:
+            self.error_occurred.emit(str(exc))
+            return None
+        live = self._live
+        if live is not None and live.message.conversation_id == conv_id:
+            # The snapshot keeps the text so far as a stopped answer; if the chat is
+            # restored (same ids) the final update lands on it.
+            stopped = dataclasses.replace(
+                live.message, content="".join(live.answer), thinking="".join(live.thinking), status="stopped"
+            )
+            snapshot = dataclasses.replace(
+                snapshot, messages=[stopped if m.id == stopped.id else m for m in snapshot.messages]
+            )
+            self.client.stop()
+        if self._write(self.store.delete_conversation, conv_id) is _FAILED:
+            return None
+        if conv_id == self.conversation_id:
+            self.conversation_id = None
+            self.messages = []
+            self.transcript_reset.emit([])
+        self.conversations_changed.emit()
+        return snapshot
+
+    def restore_conversation(self, snapshot: Conversation) -> int | None:
+        conv_id = self._write(self.store.restore_conversation, snapshot)
+        if conv_id is _FAILED:
+            return None
+        self.conversations_changed.emit()
+        return conv_id
+
+    def search(self, query: str) -> list[SearchHit]:
+        try:
+            return self.store.search(query)
+        except StorageError as exc:
+            self.error_occurred.emit(str(exc))
+            return []
+
+    # --- asking ---------------------------------------------------------------------
+
+    def send(self, text: str) -> bool:
+        """Send a prompt in the open conversation (creating it if new). False if refused."""
+        text = text.strip()
+        if not text or not self._can_generate():
+            return False
+        if self.conversation_id is None:
+            conv_id = self._write(self.store.create_conversation)
+            if conv_id is _FAILED:
+                return False
+            self.conversation_id, self.messages = conv_id, []
+        if self._append("user", text) is None:
+            return False
+        self.conversations_changed.emit()
+        return self._generate()
+
+    def regenerate(self, message_id: int) -> bool:
+        """Answer again: the assistant message and everything after it are replaced."""
+        index = self._index_of(message_id, "assistant")
+        if index is None or not self._can_generate():
+            return False
+        if not self._truncate(index):
+            return False
+        return self._generate()
+
+    def edit_and_resend(self, message_id: int, text: str) -> bool:
+        """Replace a user prompt (and everything after it) with `text` and answer it."""
+        text = text.strip()
+        index = self._index_of(message_id, "user")
+        if index is None or not text or not self._can_generate():
+            return False
+        if not self._truncate(index):
+            return False
+        if self._append("user", text) is None:
+            return False
+        self.conversations_changed.emit()
+        return self._generate()
+
+    def stop(self) -> None:
+        """End the live answer after its current token; what it said is kept."""
+        self.client.stop()
+
+    def close(self) -> None:
+        """The app is closing: stop the live answer and save what it has as stopped."""
+        if self._live is None:
+            return
+        self.client.stop()
+        live = self._end_live()
+        try:
+            self.store.update_message(
+                live.message.id, content="".join(live.answer), thinking="".join(live.thinking), status="stopped"
+            )
+        except StorageError as exc:
+            log.warning("could not save the live answer at exit: %s", exc)
+
+    # --- internals ------------------------------------------------------------------
+
+    def _can_generate(self) -> bool:
+        if self.busy:
+            return False
+        if self.client.info is None:
+            self.error_occurred.emit(
+                "The model is still loading; wait a moment." if self.client.loading else NO_MODEL_MESSAGE
+            )
+            return False
+        return True
+
+    def _index_of(self, message_id: int, role: str) -> int | None:
+        for i, m in enumerate(self.messages):
+            if m.id == message_id and m.role == role:
+                return i
+        return None
+
+    def _truncate(self, index: int) -> bool:
+        cut = self.messages[index]
+        if self._write(self.store.delete_messages_from, cut.conversation_id, cut.position) is _FAILED:
+            return False
+        self.messages = self.messages[:index]
+        self.transcript_reset.emit(list(self.messages))
+        return True
+
+    def _append(self, role: str, content: str = "", **fields) -> Message | None:
+        conv_id = self.conversation_id
+        msg_id = self._write(self.store.add_message, conv_id, role, content, **fields)
+        if msg_id is _FAILED:
+            return None
+        message = Message(
+            id=msg_id,
+            conversation_id=conv_id,
+            position=self.messages[-1].position + 1 if self.messages else 0,
+            role=role,
+            content=content,
+            thinking="",
+            status=fields.get("status", "complete"),
+            flags=(),
+            stats=None,
+            model=fields.get("model"),
+            sampling=fields.get("sampling"),
+            created_at=time.time(),
+        )
+        self.messages.append(message)
+        self.message_added.emit(message)
+        return message
+
+    def _sampling(self) -> Sampling:
+        s = self.settings
+        return Sampling(temperature=s.temperature, top_p=s.top_p, max_tokens=s.max_tokens)
+
+    def _generate(self) -> bool:
+        # Earlier reasoning is not sent back: the engine strips it from assistant turns.
+        history = [{"role": m.role, "content": m.content} for m in self.messages]
+        sampling = self._sampling()
+        placeholder = self._append(
+            "assistant", status="streaming", model=self.client.info.name, sampling=dataclasses.asdict(sampling)
+        )
+        if placeholder is None:
+            return False
+        req_id = self.client.chat(history, sampling)
+        self._live = _LiveAnswer(req_id, placeholder)
+        self._checkpoint.start()
+        self.busy_changed.emit(True)
+        return True
+
+    def _leave_live_answer(self) -> None:
+        """Before showing another conversation: the live answer stops (and is still saved)."""
+        if self._live is not None:
+            self.client.stop()
+
+    def _end_live(self) -> _LiveAnswer:
+        live, self._live = self._live, None
+        self._checkpoint.stop()
+        self.busy_changed.emit(False)
+        return live
+
+    def _replace_message(self, message: Message) -> None:
+        for i, m in enumerate(self.messages):
+            if m.id == message.id:
+                self.messages[i] = message
+                return
+
+    @Slot(int, str, str)
+    def _on_segment(self, req_id: int, kind: str, text: str) -> None:
+        live = self._live
+        if live is None or live.req_id != req_id:
+            return
+        (live.thinking if kind == "think" else live.answer).append(text)
+        live.dirty = True
+        if self._live_is_shown():
+            self.stream_segment.emit(kind, text)
+
+    @Slot(int, int, int)
+    def _on_counts(self, req_id: int, thinking: int, answer: int) -> None:
+        if self._live is not None and self._live.req_id == req_id and self._live_is_shown():
+            self.stream_counts.emit(thinking, answer)
+
+    @Slot()
+    def _on_checkpoint(self) -> None:
+        live = self._live
+        if live is None or not live.dirty:
+            return
+        # Joined once per checkpoint and kept joined, so the next join only adds the new text.
+        live.thinking[:] = ["".join(live.thinking)]
+        live.answer[:] = ["".join(live.answer)]
+        live.dirty = False
+        try:
+            self.store.update_message(live.message.id, content=live.answer[0], thinking=live.thinking[0])
+        except StorageError as exc:  # the chat was deleted meanwhile, or the disk failed
+            log.warning("checkpoint of message %d failed: %s", live.message.id, exc)
+
+    @Slot(int, object)
+    def _on_finished(self, req_id: int, result: dict) -> None:
+        if self._live is None or self._live.req_id != req_id:
+            return
+        live = self._end_live()
+        stats = result["stats"]
+        final = dataclasses.replace(
+            live.message,
+            content=result["answer"],
+            thinking=result["thinking"],
+            status=_status_for(stats.get("finish_reason", "stop")),
+            flags=tuple(result["flags"]),
+            stats=stats,
+        )
+        self._store_final(final)
+
+    @Slot(int, str)
+    def _on_failed(self, req_id: int, message: str) -> None:
+        if self._live is None or self._live.req_id != req_id:
+            return
+        live = self._end_live()
+        final = dataclasses.replace(
+            live.message,
+            content="".join(live.answer),
+            thinking="".join(live.thinking),
+            status="error",
+            stats={"error": message},
+        )
+        self._store_final(final)
+        self.error_occurred.emit(message)
+
+    def _store_final(self, final: Message) -> None:
+        try:
+            self.store.update_message(
+                final.id, content=final.content, thinking=final.thinking, status=final.status,
+                flags=final.flags, stats=final.stats,
+            )
+        except StorageError as exc:
+            if final.conversation_id == self.conversation_id:  # else: the chat was deleted
+                self.error_occurred.emit(str(exc))
+        if final.conversation_id == self.conversation_id:
+            self._replace_message(final)
+            self.answer_finished.emit(final)
+        self.conversations_changed.emit()  # its position in the list (updated_at) changed
+
+    def _write(self, method, *args, **kwargs):
+        """Call a store method; a StorageError is shown and gives _FAILED."""
+        try:
+            return method(*args, **kwargs)
+        except StorageError as exc:
+            self.error_occurred.emit(str(exc))
+            return _FAILED
+
+
+_FAILED = object()  # a store write that failed (its result may legitimately be None)

@@ -1,0 +1,609 @@
+"""MainWindow: conversations on the left, the transcript in the centre, the prompt box below.
+
+The window wires widgets to the ChatSession (conversation logic) and the
+EngineClient (model loading). It is on screen before any model loads; loading
+shows progress, and a load error is shown as the PonderError's sentence while
+the rest of the window stays usable.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+
+from PySide6.QtCore import QByteArray, QSize, Qt, QTimer, Signal, Slot
+from PySide6.QtGui import QAction, QCloseEvent, QGuiApplication, QKeyEvent, QKeySequence, QShortcut
+from PySide6.QtWidgets import (
+    QApplication,
+    QFileDialog,
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QMainWindow,
+    QPlainTextEdit,
+    QProgressBar,
+    QPushButton,
+    QSplitter,
+    QStackedWidget,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app import APP_NAME
+from app.core.engine import LoadOptions, ModelInfo
+from app.core.errors import PonderError
+from app.core.settings import Settings, save_settings
+from app.core.storage import ChatStore, Conversation, Message, SearchHit
+from app.ui import theme
+from app.ui.conversation_list import ConversationList
+from app.ui.message_view import AssistantMessageView
+from app.ui.session import ChatSession
+from app.ui.settings_dialog import SettingsDialog
+from app.ui.transcript import Transcript
+from app.ui.welcome import WelcomePage
+from app.ui.worker import NO_MODEL_MESSAGE, EngineClient
+
+log = logging.getLogger(__name__)
+
+UNDO_DELETE_MS = 10_000
+PROMPT_MAX_LINES = 8
+PROMPT_PLACEHOLDER = "Ask anything… (Enter sends, Shift+Enter adds a line)"
+
+
+def load_options(settings: Settings) -> LoadOptions:
+    # "auto" and -1 ("all") both mean: let the engine offload every layer it can.
+    layers = settings.n_gpu_layers
+    return LoadOptions(n_ctx=settings.n_ctx, n_gpu_layers=None if layers in ("auto", -1) else int(layers))
+
+
+class PromptInput(QPlainTextEdit):
+    """The prompt box: Enter sends, Shift+Enter inserts a new line; grows up to a few lines.
+
+    Signals: submitted()
+    """
+
+    submitted = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("promptInput")
+        self.setAccessibleName("Prompt")
+        self.setPlaceholderText(PROMPT_PLACEHOLDER)
+        self.setTabChangesFocus(True)
+        self.document().documentLayout().documentSizeChanged.connect(self._fit_height)
+        self._fit_height()
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802 (Qt API)
+        if event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter):
+            if event.modifiers() & Qt.KeyboardModifier.ShiftModifier:
+                self.insertPlainText("\n")
+            else:
+                self.submitted.emit()
+            return
+        super().keyPressEvent(event)
+
+    def _fit_height(self, *_args) -> None:
+        line = self.fontMetrics().lineSpacing()
+        lines = max(1, min(PROMPT_MAX_LINES, round(self.document().size().height())))
+        margins = self.contentsMargins()
+        padding = 2 * int(self.document().documentMargin()) + margins.top() + margins.bottom() + 18
+        self.setFixedHeight(lines * line + padding)
+
+
+class NoticeBar(QFrame):
+    """A one-line message above the transcript, with an optional action (Undo, Choose…).
+
+    Errors stay until closed; other notices can time out.
+    """
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("noticeBar")
+        self.label = QLabel(objectName="noticeText")
+        self.label.setWordWrap(True)
+        self.label.setTextFormat(Qt.TextFormat.PlainText)
+        self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.action_button = QPushButton(objectName="noticeAction")
+        self.action_button.clicked.connect(self._on_action)
+        close = QToolButton(objectName="noticeClose", text="✕", autoRaise=True)
+        close.setToolTip("Dismiss")
+        close.clicked.connect(self.hide)
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(12, 6, 6, 6)
+        layout.addWidget(self.label, 1)
+        layout.addWidget(self.action_button)
+        layout.addWidget(close)
+        self._action = None
+        self._timer = QTimer(self, singleShot=True)
+        self._timer.timeout.connect(self.hide)
+        self.hide()
+
+    def show_notice(self, text: str, *, error: bool = False, action: tuple[str, object] | None = None,
+                    timeout_ms: int | None = None) -> None:
+        self.label.setText(text)
+        self.setProperty("kind", "error" if error else "info")
+        self._apply_colors(error)
+        self._action = action[1] if action else None
+        self.action_button.setText(action[0] if action else "")
+        self.action_button.setVisible(action is not None)
+        self._timer.stop()
+        if timeout_ms:
+            self._timer.start(timeout_ms)
+        self.show()
+
+    def _apply_colors(self, error: bool) -> None:
+        c = theme.colors_for(self)
+        bg, fg = (c.error_bg, c.error_text) if error else (c.thinking_bg, c.text)
+        self.setStyleSheet(
+            f"#noticeBar {{ background-color: {bg}; border-bottom: 1px solid {c.border}; }}"
+            f"#noticeText {{ color: {fg}; }}"
+        )
+
+    @Slot()
+    def _on_action(self) -> None:
+        action, self._action = self._action, None
+        self.hide()
+        if action is not None:
+            action()
+
+
+class MainWindow(QMainWindow):
+    """The application window. Owns the ChatSession and (unless given one) the EngineClient."""
+
+    def __init__(self, store: ChatStore, settings: Settings, data_dir: Path,
+                 client: EngineClient | None = None) -> None:
+        super().__init__()
+        self.setWindowTitle(APP_NAME)
+        self.setObjectName("mainWindow")
+        self.store = store
+        self.settings = settings
+        self.data_dir = Path(data_dir)
+        self.client = client or EngineClient(self)
+        self.session = ChatSession(store, self.client, settings, self)
+        self._editing_position: int | None = None  # a user prompt being edited for resend
+        self._closed = False
+
+        self._build_widgets()
+        self._build_status_bar()
+        self._build_actions()
+        self._connect()
+
+        self.transcript.thinking_expanded = settings.thinking_expanded
+        if settings.window_geometry:
+            self.restoreGeometry(QByteArray.fromBase64(settings.window_geometry.encode("ascii")))
+        else:
+            self.resize(1200, 800)
+        self._refresh_conversations()
+        self._show_page()
+        self._update_controls()
+        if store.recovered_from is not None:
+            self.notice.show_notice(
+                "The conversation database was damaged. It was moved aside to "
+                f"{store.recovered_from} and a new, empty one was started."
+            )
+
+    # --- construction ---------------------------------------------------------------
+
+    def _build_widgets(self) -> None:
+        self.conversations = ConversationList()
+        self.welcome = WelcomePage()
+        self.transcript = Transcript()
+        self.notice = NoticeBar()
+
+        self.pages = QStackedWidget(objectName="centrePages")
+        self.pages.addWidget(self.welcome)
+        self.pages.addWidget(self.transcript)
+
+        self.prompt_input = PromptInput()
+        self.edit_banner = QLabel(objectName="editBanner")
+        self.edit_banner.setText("Editing a prompt: Enter sends it again and replaces the answers after it. Esc cancels.")
+        self.edit_banner.setWordWrap(True)
+        self.edit_banner.hide()
+        self.send_button = QPushButton("Send", objectName="sendButton")
+        self.send_button.setToolTip("Send the prompt (Enter)")
+        self.stop_button = QPushButton("Stop", objectName="stopButton")
+        self.stop_button.setToolTip("Stop the answer; what was generated is kept (Esc)")
+
+        buttons = QVBoxLayout()
+        buttons.setSpacing(6)
+        buttons.addWidget(self.send_button)
+        buttons.addWidget(self.stop_button)
+        buttons.addStretch(1)
+        prompt_row = QHBoxLayout()
+        prompt_row.setSpacing(8)
+        prompt_row.addWidget(self.prompt_input, 1)
+        prompt_row.addLayout(buttons)
+        bottom = QWidget(objectName="promptArea")
+        bottom_layout = QVBoxLayout(bottom)
+        bottom_layout.setContentsMargins(16, 8, 16, 12)
+        bottom_layout.setSpacing(4)
+        bottom_layout.addWidget(self.edit_banner)
+        bottom_layout.addLayout(prompt_row)
+
+        centre = QWidget(objectName="centre")
+        centre_layout = QVBoxLayout(centre)
+        centre_layout.setContentsMargins(0, 0, 0, 0)
+        centre_layout.setSpacing(0)
+        centre_layout.addWidget(self.notice)
+        centre_layout.addWidget(self.pages, 1)
+        centre_layout.addWidget(bottom)
+
+        splitter = QSplitter(Qt.Orientation.Horizontal, objectName="mainSplitter")
+        splitter.addWidget(self.conversations)
+        splitter.addWidget(centre)
+        splitter.setStretchFactor(0, 0)
+        splitter.setStretchFactor(1, 1)
+        splitter.setSizes([260, 940])
+        splitter.setChildrenCollapsible(False)
+        self.setCentralWidget(splitter)
+
+    def _build_status_bar(self) -> None:
+        bar = self.statusBar()
+        bar.setObjectName("statusBar")
+        self.status_model = QLabel(objectName="statusModel")
+        self.status_device = QLabel(objectName="statusDevice")
+        self.status_context = QLabel(objectName="statusContext")
+        self.status_speed = QLabel(objectName="statusSpeed")
+        self.status_progress = QProgressBar(objectName="statusProgress")
+        self.status_progress.setMaximumWidth(160)
+        self.status_progress.setMaximumHeight(14)
+        self.status_progress.setTextVisible(False)
+        self.status_progress.hide()
+        bar.addWidget(self.status_model)
+        bar.addWidget(self.status_progress)
+        for label in (self.status_device, self.status_context, self.status_speed):
+            bar.addPermanentWidget(label)
+        self._show_model_status(None)
+
+    def _build_actions(self) -> None:
+        def action(text: str, slot, shortcut=None, tip: str | None = None) -> QAction:
+            act = QAction(text, self)
+            if shortcut is not None:
+                act.setShortcut(QKeySequence(shortcut))
+            if tip:
+                act.setStatusTip(tip)
+            act.triggered.connect(slot)
+            self.addAction(act)
+            return act
+
+        self.open_model_action = action("&Open model…", self.choose_model, QKeySequence.StandardKey.Open)
+        self.new_chat_action = action("&New chat", self.new_chat, QKeySequence.StandardKey.New)
+        self.settings_action = action("&Settings…", self.open_settings, "Ctrl+,")
+        self.quit_action = action("&Quit", self.close, QKeySequence.StandardKey.Quit)
+        self.find_action = action("&Search chats", self.conversations.focus_search, QKeySequence.StandardKey.Find)
+        self.copy_answer_action = action("&Copy last answer", self.copy_last_answer, "Ctrl+Shift+C")
+        # Esc stops an answer, else cancels an edit, else clears the search (see _on_escape).
+        self.stop_action = action("S&top answer", self._on_escape, Qt.Key.Key_Escape)
+
+        menu = self.menuBar()
+        file_menu = menu.addMenu("&File")
+        for act in (self.new_chat_action, self.open_model_action, self.settings_action):
+            file_menu.addAction(act)
+        file_menu.addSeparator()
+        file_menu.addAction(self.quit_action)
+        edit_menu = menu.addMenu("&Edit")
+        edit_menu.addAction(self.find_action)
+        edit_menu.addAction(self.copy_answer_action)
+        chat_menu = menu.addMenu("&Chat")
+        chat_menu.addAction(self.stop_action)
+
+    def _connect(self) -> None:
+        s = self.session
+        s.transcript_reset.connect(self._on_transcript_reset)
+        s.message_added.connect(self._on_message_added)
+        s.stream_segment.connect(self.transcript.live_segment)
+        s.stream_counts.connect(self.transcript.live_counts)
+        s.answer_finished.connect(self._on_answer_finished)
+        s.conversations_changed.connect(self._refresh_conversations)
+        s.busy_changed.connect(self._update_controls)
+        s.error_occurred.connect(self._show_error)
+
+        c = self.client
+        c.load_started.connect(self._on_load_started)
+        c.load_progress.connect(self._on_load_progress)
+        c.loaded.connect(self._on_loaded)
+        c.load_failed.connect(self._on_load_failed)
+
+        lst = self.conversations
+        lst.conversation_selected.connect(self._on_conversation_selected)
+        lst.new_requested.connect(self.new_chat)
+        lst.rename_requested.connect(s.rename_conversation)
+        lst.delete_requested.connect(self.delete_conversation)
+        lst.search_requested.connect(self._on_search)
+        lst.hit_activated.connect(self._on_hit_activated)
+
+        self.welcome.choose_model_requested.connect(self.choose_model)
+        self.transcript.regenerate_requested.connect(self._on_regenerate_requested)
+        self.transcript.edit_requested.connect(self._on_edit_requested)
+        self.prompt_input.submitted.connect(self.send_prompt)
+        self.prompt_input.textChanged.connect(self._update_controls)
+        self.send_button.clicked.connect(self.send_prompt)
+        self.stop_button.clicked.connect(s.stop)
+
+    # --- model ----------------------------------------------------------------------
+
+    def load_model(self, path: str | Path) -> None:
+        """Load a GGUF on the engine thread; the window shows progress meanwhile."""
+        self.client.load(path, load_options(self.settings))
+
+    @Slot()
+    def choose_model(self) -> None:
+        if self.client.loading:
+            return
+        start = self.settings.last_model_path
+        folder = str(Path(start).parent) if start else str(Path.home())
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Choose a GGUF model", folder, "GGUF models (*.gguf);;All files (*)"
+        )
+        if path:
+            self.load_model(path)
+
+    @Slot(str)
+    def _on_load_started(self, path: str) -> None:
+        self.welcome.show_loading(path)
+        self.status_model.setText(f"Loading {Path(path).name}…")
+        self.status_progress.setRange(0, 0)
+        self.status_progress.show()
+        self._update_controls()
+
+    @Slot(float)
+    def _on_load_progress(self, fraction: float) -> None:
+        self.welcome.set_progress(fraction)
+        if self.status_progress.maximum() == 0:
+            self.status_progress.setRange(0, 1000)
+        self.status_progress.setValue(int(fraction * 1000))
+
+    @Slot(object)
+    def _on_loaded(self, info: ModelInfo) -> None:
+        self.status_progress.hide()
+        self.welcome.show_ready(info.name)
+        self._show_model_status(info)
+        self.settings.last_model_path = str(info.path)
+        self._save_settings()
+        notes = [n for n in (info.gpu_note, info.template_note) if n]
+        if notes:
+            self.notice.show_notice(" ".join(notes))
+        elif self.notice.property("kind") == "error":
+            self.notice.hide()  # an earlier load error no longer applies
+        self._update_controls()
+
+    @Slot(str)
+    def _on_load_failed(self, message: str) -> None:
+        self.status_progress.hide()
+        self.welcome.show_failed(message)
+        self._show_model_status(None)
+        self.notice.show_notice(message, error=True, action=("Choose a GGUF file…", self.choose_model))
+        self._update_controls()
+
+    def _show_model_status(self, info: ModelInfo | None) -> None:
+        if info is None:
+            self.status_model.setText("No model loaded")
+            self.status_model.setToolTip("")
+            self.status_device.setText("")
+            self.status_context.setText("")
+            self.status_speed.setText("")
+            return
+        self.status_model.setText(f"{info.name} · {info.quantization}")
+        self.status_model.setToolTip(str(info.path))
+        if info.backend == "CPU" or info.n_gpu_layers <= 0:
+            self.status_device.setText("CPU")
+        else:
+            total = info.n_layers + 1  # the output layer counts as one more
+            self.status_device.setText(f"GPU ({info.backend}) · {info.n_gpu_layers}/{total} layers")
+        self.status_device.setToolTip(info.gpu_note or "")
+        self._show_context_status()
+
+    def _show_context_status(self) -> None:
+        info = self.client.info
+        if info is None:
+            return
+        last = self._last_stats()
+        used = last.get("context_used", 0) if last else 0
+        self.status_context.setText(f"Context {used:,} / {info.n_ctx:,}")
+        speed = last.get("decode_tokens_per_s") if last else None
+        self.status_speed.setText(f"{speed:.1f} tokens/s" if speed else "")
+
+    def _last_stats(self) -> dict | None:
+        for m in reversed(self.session.messages):
+            if m.role == "assistant" and m.stats and "context_used" in m.stats:
+                return m.stats
+        return None
+
+    # --- conversations --------------------------------------------------------------
+
+    @Slot()
+    def new_chat(self) -> None:
+        self._cancel_edit()
+        self.session.new_conversation()
+        self.conversations.set_current(None)
+        self.prompt_input.setFocus()
+
+    @Slot(int)
+    def _on_conversation_selected(self, conv_id: int) -> None:
+        self._cancel_edit()
+        self.session.open_conversation(conv_id)
+
+    @Slot(int)
+    def delete_conversation(self, conv_id: int) -> None:
+        snapshot = self.session.delete_conversation(conv_id)
+        if snapshot is None:
+            return
+        self.notice.show_notice(
+            f"Deleted “{snapshot.title}”.", action=("Undo", lambda: self._undo_delete(snapshot)),
+            timeout_ms=UNDO_DELETE_MS,
+        )
+
+    def _undo_delete(self, snapshot: Conversation) -> None:
+        conv_id = self.session.restore_conversation(snapshot)
+        if conv_id is not None:
+            self.session.open_conversation(conv_id)
+            self.conversations.set_current(conv_id)
+
+    @Slot()
+    def _refresh_conversations(self) -> None:
+        try:
+            conversations = self.store.list_conversations()
+        except PonderError as exc:
+            self._show_error(str(exc))
+            return
+        self.conversations.set_conversations(conversations, self.session.conversation_id)
+
+    @Slot(str)
+    def _on_search(self, query: str) -> None:
+        if query:
+            self.conversations.show_hits(self.session.search(query))
+
+    @Slot(object)
+    def _on_hit_activated(self, hit: SearchHit) -> None:
+        if not self.session.open_conversation(hit.conversation_id):
+            return
+        self.conversations.set_current(hit.conversation_id)
+        for view in self.transcript.views():
+            if getattr(view, "position", None) == hit.position:
+                if hit.field == "thinking" and isinstance(view, AssistantMessageView):
+                    view.set_thinking_expanded(True)
+                self.transcript.scroll_to_view(view)
+                break
+
+    # --- transcript -----------------------------------------------------------------
+
+    @Slot(list)
+    def _on_transcript_reset(self, messages: list[Message]) -> None:
+        self.transcript.reset(messages)
+        self.conversations.set_current(self.session.conversation_id)
+        self._show_page()
+        self._show_context_status()
+
+    @Slot(object)
+    def _on_message_added(self, message: Message) -> None:
+        self.transcript.append(message)
+        self._show_page()
+
+    @Slot(object)
+    def _on_answer_finished(self, message: Message) -> None:
+        self.transcript.finish_live(message)
+        self._show_context_status()
+
+    def _show_page(self) -> None:
+        self.pages.setCurrentWidget(self.transcript if self.session.messages else self.welcome)
+
+    # --- prompt ---------------------------------------------------------------------
+
+    @Slot()
+    def send_prompt(self) -> None:
+        text = self.prompt_input.toPlainText().strip()
+        if not text or self.session.busy:
+            return
+        if self._editing_position is not None:
+            message = self.session.message_at(self._editing_position)
+            sent = message is not None and self.session.edit_and_resend(message.id, text)
+        else:
+            sent = self.session.send(text)
+        if sent:
+            self.prompt_input.clear()
+            self._cancel_edit()
+
+    @Slot(int)
+    def _on_regenerate_requested(self, position: int) -> None:
+        message = self.session.message_at(position)
+        if message is not None:
+            self._cancel_edit()
+            self.session.regenerate(message.id)
+
+    @Slot(int)
+    def _on_edit_requested(self, position: int) -> None:
+        message = self.session.message_at(position)
+        if message is None or message.role != "user":
+            return
+        self._editing_position = position
+        self.prompt_input.setPlainText(message.content)
+        self.prompt_input.moveCursor(self.prompt_input.textCursor().MoveOperation.End)
+        self.prompt_input.setFocus()
+        self.edit_banner.show()
+
+    def _cancel_edit(self) -> None:
+        if self._editing_position is not None:
+            self._editing_position = None
+            self.edit_banner.hide()
+            self.prompt_input.clear()
+
+    @Slot()
+    def _on_escape(self) -> None:
+        if self.session.busy:
+            self.session.stop()
+        elif self._editing_position is not None:
+            self._cancel_edit()
+        elif self.conversations.search_input.hasFocus():
+            self.conversations.clear_search()
+
+    @Slot()
+    def copy_last_answer(self) -> None:
+        for m in reversed(self.session.messages):
+            if m.role == "assistant" and m.status != "streaming" and m.content:
+                QGuiApplication.clipboard().setText(m.content)
+                self.statusBar().showMessage("Answer copied", 2000)
+                return
+        self.statusBar().showMessage("No answer to copy yet", 2000)
+
+    @Slot()
+    def _update_controls(self, *_args) -> None:
+        ready = self.client.info is not None
+        busy = self.session.busy
+        has_text = bool(self.prompt_input.toPlainText().strip())
+        self.send_button.setEnabled(ready and not busy and has_text)
+        self.stop_button.setEnabled(busy)
+        self.open_model_action.setEnabled(not self.client.loading)
+        if not ready:
+            self.send_button.setToolTip("Waiting for the model to load" if self.client.loading else NO_MODEL_MESSAGE)
+        else:
+            self.send_button.setToolTip("Send the prompt (Enter)")
+
+    @Slot(str)
+    def _show_error(self, message: str) -> None:
+        action = None if self.client.info is not None or self.client.loading else ("Choose a GGUF file…",
+                                                                                   self.choose_model)
+        self.notice.show_notice(message, error=True, action=action)
+
+    # --- settings -------------------------------------------------------------------
+
+    @Slot()
+    def open_settings(self) -> None:
+        dialog = SettingsDialog(self.settings, self)
+        if dialog.exec() != SettingsDialog.DialogCode.Accepted:
+            return
+        self.apply_settings(dialog.result_settings(), reload=dialog.needs_reload())
+
+    def apply_settings(self, new: Settings, *, reload: bool = False) -> None:
+        """Take new settings (in place: the session reads the same object) and save them."""
+        theme_changed = new.theme != self.settings.theme
+        for f in dataclasses.fields(Settings):
+            setattr(self.settings, f.name, getattr(new, f.name))
+        self.transcript.thinking_expanded = new.thinking_expanded
+        if theme_changed:
+            theme.apply_theme(QApplication.instance(), new.theme)
+        self._save_settings()
+        model = self.client.info.path if self.client.info is not None else None
+        if reload and model is not None:
+            self.load_model(model)
+
+    def _save_settings(self) -> None:
+        try:
+            save_settings(self.data_dir, self.settings)
+        except PonderError as exc:
+            self._show_error(str(exc))
+
+    # --- closing --------------------------------------------------------------------
+
+    def sizeHint(self) -> QSize:
+        return QSize(1200, 800)
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 (Qt API)
+        if not self._closed:
+            self._closed = True
+            self.session.close()
+            self.settings.window_geometry = bytes(self.saveGeometry().toBase64()).decode("ascii")
+            self._save_settings()
+            self.client.shutdown()
+        super().closeEvent(event)

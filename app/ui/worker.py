@@ -1,0 +1,258 @@
+"""The engine thread: one QThread owns the Engine (and its llama.cpp model) for its whole life.
+
+The GUI talks to it only through `EngineClient`: requests cross to the worker by
+queued signals, results come back as plain data, and Stop is a `threading.Event`
+set directly from the GUI thread (a queued "stop" would wait behind the running
+generation). Every chat request carries an id; results of a request the GUI no
+longer waits for are dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from pathlib import Path
+
+from PySide6.QtCore import QObject, QThread, Signal, Slot
+
+from app.core.engine import Engine, LoadOptions, Sampling
+from app.core.errors import PonderError
+
+log = logging.getLogger(__name__)
+
+# Text pieces are batched for this long before crossing to the GUI thread, so a
+# fast model costs a few dozen signals a second instead of one per token.
+FLUSH_INTERVAL_S = 0.02
+
+NO_MODEL_MESSAGE = "No model is loaded. Choose a GGUF file first."
+
+
+class EngineWorker(QObject):
+    """Lives on the engine thread; creates, uses and closes the Engine there.
+
+    Signals (all emitted on the engine thread, carrying plain data):
+      load_progress(float): 0..1 while a model loads.
+      loaded(ModelInfo): a model is ready.
+      load_failed(str): a sentence saying why the model did not load.
+      segment(int req_id, str kind, str text): "think" or "answer" text, in order.
+      counts(int req_id, int thinking_tokens, int answer_tokens): live token counters.
+      finished(int req_id, dict result): thinking, answer, flags, stats (Stats.to_dict()).
+      failed(int req_id, str message): the request ended with an error; nothing more comes.
+      closed(): the engine is closed and the thread is about to stop.
+    """
+
+    load_progress = Signal(float)
+    loaded = Signal(object)
+    load_failed = Signal(str)
+    segment = Signal(int, str, str)
+    counts = Signal(int, int, int)
+    finished = Signal(int, object)
+    failed = Signal(int, str)
+    closed = Signal()
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._engine: Engine | None = None
+
+    @Slot(str, object)
+    def load(self, path: str, options: LoadOptions) -> None:
+        self._close_engine()  # one model at a time: free the old one before loading
+        last_report = [0.0]
+
+        def progress(fraction: float) -> bool:
+            now = time.monotonic()
+            if now - last_report[0] >= 0.05 or fraction >= 1.0:
+                last_report[0] = now
+                self.load_progress.emit(float(fraction))
+            return True
+
+        try:
+            self._engine = Engine.load(Path(path), options, progress=progress)
+        except PonderError as exc:
+            self.load_failed.emit(str(exc))
+        except Exception as exc:  # a bug, not a bad file: log it with its traceback
+            log.exception("model load crashed")
+            self.load_failed.emit(f"The model could not be loaded because of an internal error: {exc}")
+        else:
+            self.loaded.emit(self._engine.info)
+
+    @Slot(int, object, object, object)
+    def chat(self, req_id: int, messages: list, sampling: Sampling, stop: threading.Event) -> None:
+        if self._engine is None:
+            self.failed.emit(req_id, NO_MODEL_MESSAGE)
+            return
+        try:
+            run = self._engine.chat(messages, sampling, stop)
+            kind, pieces, last_flush = None, [], 0.0
+            for seg in run:
+                if seg.kind != kind and pieces:
+                    self.segment.emit(req_id, kind, "".join(pieces))
+                    pieces = []
+                kind = seg.kind
+                pieces.append(seg.text)
+                now = time.monotonic()
+                if now - last_flush >= FLUSH_INTERVAL_S:
+                    self.segment.emit(req_id, kind, "".join(pieces))
+                    self.counts.emit(req_id, run.thinking_tokens, run.answer_tokens)
+                    pieces, last_flush = [], now
+            if pieces:
+                self.segment.emit(req_id, kind, "".join(pieces))
+            self.counts.emit(req_id, run.thinking_tokens, run.answer_tokens)
+            result = {
+                "thinking": run.thinking,
+                "answer": run.answer,
+                "flags": list(run.flags),
+                "stats": run.stats.to_dict(),
+            }
+        except PonderError as exc:
+            self.failed.emit(req_id, str(exc))
+        except Exception as exc:
+            log.exception("generation crashed")
+            self.failed.emit(req_id, f"Generation stopped because of an internal error: {exc}")
+        else:
+            self.finished.emit(req_id, result)
+
+    @Slot()
+    def close(self) -> None:
+        self._close_engine()
+        self.closed.emit()
+        QThread.currentThread().quit()
+
+    def _close_engine(self) -> None:
+        if self._engine is not None:
+            engine, self._engine = self._engine, None
+            try:
+                engine.close()
+            except Exception:
+                log.exception("closing the engine failed")
+
+
+class EngineClient(QObject):
+    """The GUI thread's handle on the engine thread.
+
+    Starts the thread, forwards requests, and re-emits the worker's results on the
+    GUI thread, dropping those of requests that are no longer current.
+
+    Signals:
+      load_started(str path), load_progress(float), loaded(ModelInfo), load_failed(str)
+      segment(int req_id, str kind, str text), counts(int req_id, int thinking, int answer)
+      finished(int req_id, dict result), failed(int req_id, str message)
+    """
+
+    load_started = Signal(str)
+    load_progress = Signal(float)
+    loaded = Signal(object)
+    load_failed = Signal(str)
+    segment = Signal(int, str, str)
+    counts = Signal(int, int, int)
+    finished = Signal(int, object)
+    failed = Signal(int, str)
+
+    # Requests; queued across to the worker because it lives on another thread.
+    _load_requested = Signal(str, object)
+    _chat_requested = Signal(int, object, object, object)
+    _close_requested = Signal()
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.info = None  # ModelInfo of the loaded model, or None
+        self.loading = False
+        self._next_id = 1
+        self._current_id: int | None = None
+        self._stop: threading.Event | None = None
+
+        self._thread = QThread()
+        self._thread.setObjectName("engine")
+        self._worker = EngineWorker()
+        self._worker.moveToThread(self._thread)
+        self._load_requested.connect(self._worker.load)
+        self._chat_requested.connect(self._worker.chat)
+        self._close_requested.connect(self._worker.close)
+        self._worker.load_progress.connect(self._on_load_progress)
+        self._worker.loaded.connect(self._on_loaded)
+        self._worker.load_failed.connect(self._on_load_failed)
+        self._worker.segment.connect(self._on_segment)
+        self._worker.counts.connect(self._on_counts)
+        self._worker.finished.connect(self._on_finished)
+        self._worker.failed.connect(self._on_failed)
+        self._thread.start()
+
+    @property
+    def busy(self) -> bool:
+        """A chat request is running (or queued)."""
+        return self._current_id is not None
+
+    def load(self, path: str | Path, options: LoadOptions) -> None:
+        """Load a model (closing the current one). A running answer is stopped first and
+        still delivers its `finished` (the worker handles requests in order)."""
+        self.stop()
+        self.loading = True
+        self.info = None
+        self.load_started.emit(str(path))
+        self._load_requested.emit(str(path), options)
+
+    def chat(self, messages: list[dict], sampling: Sampling) -> int:
+        """Start an answer; returns its request id. Any earlier request becomes stale."""
+        self.stop()
+        req_id = self._next_id
+        self._next_id += 1
+        self._current_id = req_id
+        self._stop = threading.Event()
+        self._chat_requested.emit(req_id, list(messages), sampling, self._stop)
+        return req_id
+
+    def stop(self) -> None:
+        """Ask the running answer to end after its current token; what it said is kept."""
+        if self._stop is not None:
+            self._stop.set()
+
+    def shutdown(self, timeout_ms: int = 10_000) -> None:
+        """Stop any answer, close the engine on its own thread and end the thread."""
+        if not self._thread.isRunning():
+            return
+        self.stop()
+        self._close_requested.emit()
+        if not self._thread.wait(timeout_ms):
+            log.warning("the engine thread did not stop in time")
+
+    def _is_current(self, req_id: int) -> bool:
+        return req_id == self._current_id
+
+    @Slot(float)
+    def _on_load_progress(self, fraction: float) -> None:
+        self.load_progress.emit(fraction)
+
+    @Slot(object)
+    def _on_loaded(self, info) -> None:
+        self.loading = False
+        self.info = info
+        self.loaded.emit(info)
+
+    @Slot(str)
+    def _on_load_failed(self, message: str) -> None:
+        self.loading = False
+        self.info = None
+        self.load_failed.emit(message)
+
+    @Slot(int, str, str)
+    def _on_segment(self, req_id: int, kind: str, text: str) -> None:
+        if self._is_current(req_id):
+            self.segment.emit(req_id, kind, text)
+
+    @Slot(int, int, int)
+    def _on_counts(self, req_id: int, thinking: int, answer: int) -> None:
+        if self._is_current(req_id):
+            self.counts.emit(req_id, thinking, answer)
+
+    @Slot(int, object)
+    def _on_finished(self, req_id: int, result: dict) -> None:
+        if self._is_current(req_id):
+            self._current_id, self._stop = None, None
+            self.finished.emit(req_id, result)
+
+    @Slot(int, str)
+    def _on_failed(self, req_id: int, message: str) -> None:
+        if self._is_current(req_id):
+            self._current_id, self._stop = None, None
+            self.failed.emit(req_id, message)
