@@ -1,0 +1,78 @@
+"""`ponder recommend`: the model this machine (or a described one) should run, and why."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from app.core.catalog import load_catalog
+from app.core.hardware import GiB, describe, probe
+from app.core.sizing import Recommendation, format_speed, recommend
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "recommend",
+        help="pick the best model for this machine, or for a described one",
+        description="Without options: plans for this machine. With --vram-gb/--gpu-name/--ram-gb: "
+        "plans for a described machine (RAM and CPU cores not given are this machine's).",
+    )
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--vram-gb", type=float, metavar="X", help="GPU memory per GPU, in GB (0: no GPU)")
+    p.add_argument("--ram-gb", type=float, metavar="Y", help="system RAM (unified memory on a Mac), in GB")
+    p.add_argument("--gpu-name", metavar="NAME", help="GPU or Apple chip, e.g. 'RTX 4090' or 'Apple M3 Max'")
+    p.add_argument("--gpus", type=int, default=1, metavar="N", help="number of such GPUs (default 1)")
+    p.add_argument("--unified", action="store_true", help="Apple Silicon: the GPU shares --ram-gb")
+    p.add_argument("--catalog", metavar="PATH", help=argparse.SUPPRESS)  # tests and catalog authors
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    catalog = load_catalog(args.catalog)
+    described = any(x is not None for x in (args.vram_gb, args.ram_gb, args.gpu_name)) or args.unified
+    if described:
+        here = probe()
+        ram_gb = args.ram_gb if args.ram_gb is not None else here.ram_total_bytes / GiB
+        hw = describe(vram_gb=args.vram_gb, ram_gb=ram_gb, gpu_name=args.gpu_name, n_gpus=args.gpus,
+                      unified=args.unified, cpu_cores=here.cpu_physical_cores)
+    else:
+        hw = probe()
+    rec = recommend(hw, catalog)
+    if args.json:
+        data = rec.to_dict()
+        data["machine"] = hw.to_dict()
+        print(json.dumps(data, indent=2))
+    else:
+        print(format_recommendation(rec))
+    return 0 if rec.plan is not None else 1
+
+
+def _gb(n: int) -> str:
+    return f"{n / 1e9:.1f} GB"
+
+
+def format_recommendation(rec: Recommendation) -> str:
+    lines = [f"Machine: {rec.hardware_summary}", ""]
+    if rec.plan is None:
+        lines.append(rec.reason)
+    else:
+        p, m = rec.plan, rec.model
+        lines += [
+            f"Recommended: {m.name} {p.quant}  ({m.repo})",
+            f"  file     {', '.join(rec.files)}  ({_gb(p.file_size)})",
+            f"  context  {p.n_ctx:,} tokens, {p.kv_type} KV cache",
+            f"  layers   {p.n_gpu_layers} of {p.n_layers + 1} on the GPU",
+            f"  memory   ~{_gb(p.gpu_bytes)} GPU, ~{_gb(p.ram_bytes)} RAM",
+            f"  speed    ~{format_speed(p.expected_tokens_per_s)} tokens/s",
+            "",
+            rec.reason,
+        ]
+    lines += ["", "All models:"]
+    badges = {"fits": "fits", "partial": "partial offload", "too_big": "too big"}
+    for a in rec.alternatives:
+        p = a.plan
+        mark = "*" if a.recommended else " "
+        slow = "  (too slow)" if p.fits and not a.usable else ""
+        lines.append(f" {mark} {a.name:<24} {p.quant:<11} {badges[p.fit]:<16} {_gb(p.file_size):>9}  "
+                     f"~{format_speed(p.expected_tokens_per_s)} tok/s{slow}")
+    return "\n".join(lines)

@@ -1,0 +1,702 @@
+"""How much memory a model needs on each device, how many layers fit on the GPU, how fast it
+will decode, and which model this machine should download.
+
+Memory, per device, for llama.cpp with flash attention (how Ponder loads models):
+- Weights. Each repeating layer lives on the device it is assigned to. `token_embd` always stays
+  in system RAM (llama.cpp keeps the input layer on the CPU). The output layer counts as one
+  extra, last layer: llama.cpp offloads the *last* n_gpu_layers of the n_layers + 1, so the output
+  layer goes first and n_gpu_layers = n_layers + 1 offloads everything; it splits the offloaded
+  layers across GPUs in proportion to their memory.
+- KV cache: 2 (K and V) × kv_heads × head_dim × bytes per element × n_ctx rounded up to 256,
+  per layer, on that layer's device. q8_0 stores 34 bytes per 32 elements.
+- Compute buffer: the largest of the logits (n_ubatch × vocab × 4 bytes, on the output layer's
+  device), attention (KQ mask n_ctx × n_ubatch f16 plus activations; without flash attention the
+  n_head × n_ctx × n_ubatch f32 scores) and the FFN activations. At n_ubatch 512 the logits win:
+  ~297 MiB for a 152k vocabulary; DESIGN.md measured 300-307 MiB. With a partial offload
+  llama.cpp also copies the largest CPU-resident weight to the GPU for prompt batches.
+- Runtime: 530 MiB per CUDA GPU (what the H100 measurement left over: 530.5-531.6 MiB), guesses
+  for ROCm/Vulkan and Metal, and 300 MiB of RAM for Python, Qt and llama.cpp's host buffers.
+- Margin (GPUs only): 256 MiB + 5% of the GPU's memory, for fragmentation, the display, other
+  programs and our own error. It is not part of the predicted use, but a plan fits only with it.
+  RAM has no margin of its own: its budget already leaves 25% (at least 3 GB) to the OS.
+
+Speed: decoding one token reads every weight once (the active share for a mixture of experts)
+plus the KV cache so far, each from the memory of the device that holds it:
+  seconds/token = Σ devices bytes / (bandwidth × efficiency) + layers × per-layer overhead.
+GPU: efficiency 0.54 and 48 µs per layer, fit to DESIGN.md's H100 decode rates for the 1.5B/7B/14B
+Q4_K_M distills (525/264/147 tok/s; this model says 525/264/141). CPU: efficiency 0.6 of
+min(RAM bandwidth, 10 GB/s per physical core) and 15 µs per layer. The number is llama.cpp's own
+decode rate early in a reply (1024 tokens of context); Python-side sampling can deliver less.
+
+Recommendation (`recommend`), designed so that more memory never yields a smaller model:
+1. F: the highest-tier model that fits entirely in GPU memory at Q4 or better with a 16k context
+   and decodes at ≥ 5 tokens/s. Its quantisation is the highest that still fits entirely and
+   keeps ≥ 15 tokens/s (comfortable for long reasoning traces), else the smallest ≥ Q4 that fits.
+   An f16 KV cache is preferred; an 8-bit one is used when that is what makes it fit.
+2. C: the highest-tier model that runs at Q4_K_M on the CPU alone, within the RAM budget, at
+   ≥ 5 tokens/s. A GPU never makes the pick worse than ignoring it: if C outranks F, C's model
+   is used with as many layers on the GPU as fit (partial offload).
+3. If neither exists, the lightest model that fits at all: Q4_K_M, else Q3_K_M, else Q2_K
+   (never below 2 bits), 16k context, else 8k (never less).
+Between models of the same tier the higher quantisation, then the smaller footprint wins. The
+full 671B R1 exists only as ≤ 2.5-bit quants, so it is never the pick (rule: not below Q4 while
+anything else fits); it appears among the alternatives, with its fit badge, where memory allows.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from dataclasses import dataclass, field
+
+from app.core.catalog import Catalog, CatalogModel, Quant
+from app.core.errors import PonderError
+from app.core.hardware import GiB, GPUInfo, HardwareInfo
+
+MiB = 1024**2
+
+KV_BYTES_PER_ELEMENT = {"f16": 2.0, "q8_0": 34 / 32, "q4_0": 18 / 32}
+N_CTX_PAD = 256  # llama.cpp rounds the context up to a multiple of 256 (llama-context.cpp)
+DEFAULT_N_UBATCH = 512
+TARGET_N_CTX = 16384
+MIN_N_CTX = 8192
+
+GPU_RUNTIME_BYTES = {"nvidia": 530 * MiB, "amd": 400 * MiB, "apple": 256 * MiB}
+HOST_RUNTIME_BYTES = 300 * MiB
+GPU_MARGIN_FIXED = 256 * MiB
+GPU_MARGIN_SHARE = 0.05
+
+GPU_EFFICIENCY = 0.54
+GPU_LAYER_OVERHEAD_S = 48e-6
+CPU_EFFICIENCY = 0.6
+CPU_LAYER_OVERHEAD_S = 15e-6
+CPU_GBPS_PER_CORE = 10.0
+ASSUMED_CPU_CORES = 8  # a described machine whose cores nobody gave
+SPEED_CONTEXT_FILL = 1024
+# A machine given as hw=None: one CUDA GPU without a memory limit, at H100 SXM bandwidth.
+UNLIMITED_GPU_BANDWIDTH_GBPS = 3350.0
+
+MIN_TOKENS_PER_S = 5.0
+COMFORT_TOKENS_PER_S = 15.0
+PREFERRED_MIN_BITS = 4
+ABSOLUTE_MIN_BITS = 2
+# Share of one layer's weights in its largest matrix (an FFN projection: 22-29% in the distills).
+LARGEST_LAYER_TENSOR_SHARE = 0.3
+
+# GGUF general.file_type (llama_ftype) → quantisation name.
+GGUF_FILE_TYPES = {
+    0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 7: "Q8_0", 8: "Q5_0", 9: "Q5_1", 10: "Q2_K",
+    11: "Q3_K_S", 12: "Q3_K_M", 13: "Q3_K_L", 14: "Q4_K_S", 15: "Q4_K_M", 16: "Q5_K_S",
+    17: "Q5_K_M", 18: "Q6_K", 19: "IQ2_XXS", 20: "IQ2_XS", 21: "Q2_K_S", 22: "IQ3_XS",
+    23: "IQ3_XXS", 24: "IQ1_S", 25: "IQ4_NL", 26: "IQ3_S", 27: "IQ3_M", 28: "IQ2_S",
+    29: "IQ2_M", 30: "IQ4_XS", 31: "IQ1_M", 32: "BF16", 36: "TQ1_0", 37: "TQ2_0",
+}
+
+
+def _embd_output_bpw(quant: str) -> tuple[float, float]:
+    """Bits per weight of token_embd and output.weight in a llama.cpp quantisation: the
+    embeddings take the file type's base type, the output layer Q6_K (Q8_0/F16 files: their own)."""
+    q = quant.upper().removeprefix("UD-")
+    if q == "F32":
+        return 32.0, 32.0
+    if q in ("F16", "BF16"):
+        return 16.0, 16.0
+    if q.startswith("Q8"):
+        return 8.5, 8.5
+    for prefix, bpw in (("Q6", 6.5625), ("Q5", 5.5), ("Q4", 4.5), ("IQ4", 4.5), ("Q3", 3.4375),
+                        ("IQ3", 3.4375), ("Q2", 2.625)):
+        if q.startswith(prefix):
+            return bpw, 6.5625
+    return 4.5, 6.5625  # IQ1/IQ2 and other low-bit files keep embeddings at about Q4_K
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """What the planner needs about one model file. Build it with `from_catalog` (before a
+    download) or `from_summary` (from a GGUF's metadata, `app.core.modelfile.inspect_gguf`)."""
+
+    name: str
+    quant: str
+    file_size: int
+    n_layers: int
+    n_embd: int
+    n_head: int
+    n_head_kv: int
+    head_dim_k: int
+    head_dim_v: int
+    vocab_size: int
+    n_ff: int
+    n_ctx_train: int | None = None
+    active_ratio: float = 1.0  # share of layer weights read per token (mixture of experts)
+    model_id: str | None = None
+
+    @classmethod
+    def from_catalog(cls, model: CatalogModel, quant: str | Quant = "Q4_K_M") -> ModelShape:
+        q = quant if isinstance(quant, Quant) else model.quant(quant)
+        a = model.architecture
+        active = (model.active_params_b / model.params_b) if model.active_params_b else 1.0
+        return cls(name=model.short_name, quant=q.name, file_size=q.size_bytes, n_layers=a.n_layers,
+                   n_embd=a.n_embd, n_head=a.n_head, n_head_kv=a.n_head_kv, head_dim_k=a.head_dim,
+                   head_dim_v=a.head_dim_v, vocab_size=a.vocab_size, n_ff=a.n_ff,
+                   n_ctx_train=a.n_ctx_train, active_ratio=active, model_id=model.id)
+
+    @classmethod
+    def from_summary(cls, summary) -> ModelShape:
+        """From `app.core.modelfile.ModelSummary` (file_size covers every part of a split model).
+        Optional numbers it lacks (n_ff 0, head_dim_v, experts) get the usual defaults."""
+        n_embd, n_head = int(summary.n_embd), int(summary.n_head)
+        n_head_kv = int(getattr(summary, "n_head_kv", None) or n_head)
+        head_dim = int(getattr(summary, "head_dim", None) or n_embd // n_head)
+        file_type = getattr(summary, "file_type", None)  # a label ("Q4_K_M") or llama_ftype number
+        quant = file_type if isinstance(file_type, str) and file_type != "unknown" else GGUF_FILE_TYPES.get(file_type)
+        if quant is None:  # unknown type: name it by its average bits per weight
+            n_params = getattr(summary, "n_params", None)
+            quant = f"{summary.file_size * 8 / n_params:.1f} bpw" if n_params else "unknown"
+        n_expert = getattr(summary, "n_expert", None)
+        n_expert_used = getattr(summary, "n_expert_used", None)
+        # Roughly: the used experts' share plus attention and shared weights.
+        active = min(1.0, n_expert_used / n_expert + 0.03) if n_expert and n_expert_used else 1.0
+        path = getattr(summary, "path", None)
+        name = getattr(summary, "name", None) or (str(path).replace("\\", "/").rsplit("/", 1)[-1] if path else "model")
+        return cls(name=name, quant=quant, file_size=int(summary.file_size), n_layers=int(summary.n_layers),
+                   n_embd=n_embd, n_head=n_head, n_head_kv=n_head_kv, head_dim_k=head_dim,
+                   head_dim_v=int(getattr(summary, "head_dim_v", None) or head_dim),
+                   vocab_size=int(summary.vocab_size), n_ff=int(getattr(summary, "n_ff", None) or 4 * n_embd),
+                   n_ctx_train=getattr(summary, "n_ctx_train", None), active_ratio=active)
+
+    @property
+    def metadata_bytes(self) -> int:
+        """GGUF header: mostly the tokenizer (token strings, types, merges), ~36 bytes a token."""
+        return self.vocab_size * 36 + 64 * 1024
+
+    @property
+    def token_embd_bytes(self) -> int:
+        return int(self.vocab_size * self.n_embd * _embd_output_bpw(self.quant)[0] / 8)
+
+    @property
+    def output_bytes(self) -> int:
+        return int(self.vocab_size * self.n_embd * _embd_output_bpw(self.quant)[1] / 8)
+
+    @property
+    def layer_bytes(self) -> float:
+        rest = self.file_size - self.metadata_bytes - self.token_embd_bytes - self.output_bytes
+        return max(rest, 0) / self.n_layers
+
+    def kv_bytes_per_token_layer(self, kv_type: str) -> float:
+        return self.n_head_kv * (self.head_dim_k + self.head_dim_v) * KV_BYTES_PER_ELEMENT[kv_type]
+
+
+@dataclass
+class DeviceUse:
+    """Planned bytes on one device. `total_bytes` is the predicted use; the plan fits when
+    total + margin ≤ budget on every device."""
+
+    name: str
+    kind: str  # "gpu" or "cpu"
+    layers: int = 0
+    has_output: bool = False
+    weights_bytes: int = 0
+    kv_bytes: int = 0
+    compute_bytes: int = 0
+    runtime_bytes: int = 0
+    margin_bytes: int = 0
+    budget_bytes: int | None = None
+
+    @property
+    def total_bytes(self) -> int:
+        return self.weights_bytes + self.kv_bytes + self.compute_bytes + self.runtime_bytes
+
+    @property
+    def fits(self) -> bool:
+        return self.budget_bytes is None or self.total_bytes + self.margin_bytes <= self.budget_bytes
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name, "kind": self.kind, "layers": self.layers, "has_output": self.has_output,
+            "weights_bytes": self.weights_bytes, "kv_bytes": self.kv_bytes, "compute_bytes": self.compute_bytes,
+            "runtime_bytes": self.runtime_bytes, "margin_bytes": self.margin_bytes,
+            "total_bytes": self.total_bytes, "budget_bytes": self.budget_bytes, "fits": self.fits,
+        }
+
+
+@dataclass
+class Plan:
+    model_name: str
+    model_id: str | None
+    quant: str
+    file_size: int
+    n_ctx: int
+    kv_type: str
+    n_gpu_layers: int  # llama.cpp's count: n_layers + 1 means every layer and the output layer
+    n_layers: int
+    flash_attn: bool
+    n_ubatch: int
+    devices: list[DeviceUse]
+    expected_tokens_per_s: float
+    has_gpu: bool  # the machine has a GPU llama.cpp can use
+
+    @property
+    def full_offload(self) -> bool:
+        return self.n_gpu_layers >= self.n_layers + 1
+
+    @property
+    def placement(self) -> str:
+        if self.n_gpu_layers == 0:
+            return "cpu"
+        return "gpu" if self.full_offload else "split"
+
+    @property
+    def fits(self) -> bool:
+        return all(d.fits for d in self.devices)
+
+    @property
+    def fit(self) -> str:
+        """The badge: 'fits' (all on the GPU, or in RAM on a machine without one), 'partial'
+        (runs, but some or all layers on the CPU of a GPU machine), 'too_big'."""
+        if not self.fits:
+            return "too_big"
+        if self.full_offload or (self.placement == "cpu" and not self.has_gpu):
+            return "fits"
+        return "partial"
+
+    @property
+    def gpu_bytes(self) -> int:
+        """Predicted GPU memory use (what nvidia-smi would show), all GPUs together."""
+        return sum(d.total_bytes for d in self.devices if d.kind == "gpu")
+
+    @property
+    def ram_bytes(self) -> int:
+        return sum(d.total_bytes for d in self.devices if d.kind == "cpu")
+
+    @property
+    def n_ctx_label(self) -> str:
+        return f"{self.n_ctx // 1024}k" if self.n_ctx % 1024 == 0 else f"{self.n_ctx:,}-token"
+
+    def to_dict(self) -> dict:
+        return {
+            "model": self.model_name, "model_id": self.model_id, "quant": self.quant,
+            "file_size": self.file_size, "n_ctx": self.n_ctx, "kv_type": self.kv_type,
+            "n_gpu_layers": self.n_gpu_layers, "n_layers": self.n_layers, "placement": self.placement,
+            "flash_attn": self.flash_attn, "n_ubatch": self.n_ubatch, "fit": self.fit,
+            "estimated_vram_bytes": self.gpu_bytes, "estimated_ram_bytes": self.ram_bytes,
+            "expected_tokens_per_s": round(self.expected_tokens_per_s, 1),
+            "devices": [d.to_dict() for d in self.devices],
+        }
+
+    def breakdown(self) -> str:
+        """A table in MiB, for scripts that compare the plan with a measurement."""
+        head = (f"{self.model_name} {self.quant}: n_ctx {self.n_ctx} ({self.kv_type} KV), "
+                f"{self.n_gpu_layers}/{self.n_layers + 1} layers on GPU, ~{self.expected_tokens_per_s:.0f} tok/s, "
+                f"{self.fit}")
+        rows = [f"{'device':<28}{'weights':>10}{'KV':>9}{'compute':>9}{'runtime':>9}{'total':>10}"
+                f"{'margin':>9}{'budget':>10}"]
+        for d in self.devices:
+            budget = f"{d.budget_bytes / MiB:10.0f}" if d.budget_bytes is not None else f"{'-':>10}"
+            rows.append(f"{d.name[:27]:<28}{d.weights_bytes / MiB:10.1f}{d.kv_bytes / MiB:9.1f}"
+                        f"{d.compute_bytes / MiB:9.1f}{d.runtime_bytes / MiB:9.1f}{d.total_bytes / MiB:10.1f}"
+                        f"{d.margin_bytes / MiB:9.0f}{budget}")
+        return "\n".join([head, *rows])
+
+
+@dataclass(frozen=True)
+class _Gpu:
+    name: str
+    vendor: str
+    budget: int | None
+    memory: int | None
+    bandwidth_gbps: float
+
+
+def _gpu_targets(hw: HardwareInfo | None) -> list[_Gpu]:
+    if hw is None:
+        return [_Gpu("GPU 0", "nvidia", None, None, UNLIMITED_GPU_BANDWIDTH_GBPS)]
+    return [_Gpu(f"GPU {g.index} ({g.short_name})", g.vendor, g.usable_bytes,
+                 g.usable_bytes if g.unified else g.memory_total_bytes, g.bandwidth_gbps)
+            for g in hw.usable_gpus]
+
+
+def model_shape(model, quant: str | Quant | None = None) -> ModelShape:
+    if isinstance(model, ModelShape):
+        return model
+    if isinstance(model, CatalogModel):
+        return ModelShape.from_catalog(model, quant or "Q4_K_M")
+    if hasattr(model, "file_size") and hasattr(model, "n_layers"):
+        return ModelShape.from_summary(model)
+    raise TypeError(f"cannot plan for {type(model).__name__}: give a catalog model, a ModelSummary or a ModelShape")
+
+
+def plan(model, *, quant: str | Quant | None = None, n_ctx: int = TARGET_N_CTX, kv_type: str = "f16",
+         n_gpu_layers: int | None = None, hw: HardwareInfo | None = None,
+         n_ubatch: int = DEFAULT_N_UBATCH, flash_attn: bool = True) -> Plan:
+    """Where a model's bytes go and how fast it decodes.
+
+    `model`: a catalog model (with `quant`, default Q4_K_M), a `ModelSummary` or a `ModelShape`.
+    `n_gpu_layers`: None = as many as fit on `hw`'s GPUs; -1 = all; otherwise llama.cpp's count.
+    `hw`: None plans for one CUDA GPU with no memory limit (for measurement scripts)."""
+    shape = model_shape(model, quant)
+    if kv_type not in KV_BYTES_PER_ELEMENT:
+        raise PonderError(f"Unknown KV cache type {kv_type!r}; use one of {', '.join(KV_BYTES_PER_ELEMENT)}.")
+    if n_ctx < 1:
+        raise PonderError("The context must be at least 1 token.")
+    if not flash_attn and kv_type != "f16":
+        raise PonderError("A quantized KV cache needs flash attention.")
+    gpus = _gpu_targets(hw)
+    full = shape.n_layers + 1
+    if n_gpu_layers is None:
+        n = _max_gpu_layers(shape, gpus, hw, n_ctx, kv_type, n_ubatch, flash_attn)
+    else:
+        n = full if n_gpu_layers < 0 else min(n_gpu_layers, full)
+        n = n if gpus else 0
+    devices = _place(shape, n, gpus, hw, n_ctx, kv_type, n_ubatch, flash_attn)
+    speed = _tokens_per_s(shape, devices, gpus, hw, kv_type)
+    return Plan(model_name=shape.name, model_id=shape.model_id, quant=shape.quant, file_size=shape.file_size,
+                n_ctx=n_ctx, kv_type=kv_type, n_gpu_layers=n, n_layers=shape.n_layers, flash_attn=flash_attn,
+                n_ubatch=n_ubatch, devices=devices, expected_tokens_per_s=speed, has_gpu=bool(gpus))
+
+
+def _max_gpu_layers(shape, gpus, hw, n_ctx, kv_type, n_ubatch, flash_attn) -> int:
+    if not gpus:
+        return 0
+    for n in range(shape.n_layers + 1, 0, -1):
+        devices = _place(shape, n, gpus, hw, n_ctx, kv_type, n_ubatch, flash_attn)
+        if all(d.fits for d in devices if d.kind == "gpu"):
+            return n
+    return 0
+
+
+def _place(shape: ModelShape, n: int, gpus: list[_Gpu], hw, n_ctx, kv_type, n_ubatch, flash_attn) -> list[DeviceUse]:
+    full = shape.n_layers + 1
+    n_ctx_pad = math.ceil(n_ctx / N_CTX_PAD) * N_CTX_PAD
+    gpu_devs = [DeviceUse(name=g.name, kind="gpu") for g in gpus] if n > 0 else []
+    cpu = DeviceUse(name="CPU", kind="cpu")
+    # llama.cpp: layers i_gpu_start.. (and the output, index n_layers) go to the GPUs, split in
+    # proportion to their memory.
+    i_gpu_start = full - n
+    weights = [g.budget or 1 for g in gpus]
+    splits = [sum(weights[: i + 1]) / sum(weights) for i in range(len(weights))]
+    for il in range(full):
+        if il < i_gpu_start or not gpu_devs:
+            dev = cpu
+        else:
+            dev = gpu_devs[min(bisect.bisect_right(splits, (il - i_gpu_start) / n), len(gpu_devs) - 1)]
+        if il == shape.n_layers:
+            dev.has_output = True
+        else:
+            dev.layers += 1
+    kv_layer = shape.kv_bytes_per_token_layer(kv_type) * n_ctx_pad
+    logits = n_ubatch * shape.vocab_size * 4 + shape.n_embd * n_ubatch * 4
+    activations = 4 * shape.n_embd * n_ubatch * 4
+    attention = (n_ctx_pad * n_ubatch * 2 if flash_attn else shape.n_head * n_ctx_pad * n_ubatch * 4) + activations
+    ffn = 3 * shape.n_ff * n_ubatch * 4
+    layer_work = max(attention, ffn)
+    cpu_weights_present = cpu.layers > 0 or cpu.has_output
+    # The biggest CPU weight llama.cpp copies to the GPU to run a prompt batch there (op offload).
+    offload_copy = 0
+    if gpu_devs and cpu_weights_present:
+        offload_copy = shape.output_bytes if cpu.has_output else int(shape.layer_bytes * LARGEST_LAYER_TENSOR_SHARE)
+    for dev, g in zip(gpu_devs, gpus):
+        dev.weights_bytes = int(dev.layers * shape.layer_bytes + (shape.output_bytes if dev.has_output else 0))
+        dev.kv_bytes = int(dev.layers * kv_layer)
+        dev.compute_bytes = max(logits if dev.has_output else 0, layer_work if dev.layers else 0)
+        if kv_type != "f16" and g.vendor == "nvidia" and dev.layers:
+            # CUDA flash attention converts a quantized K/V to f16 for prompt batches.
+            dev.compute_bytes += int(n_ctx_pad * shape.n_head_kv * (shape.head_dim_k + shape.head_dim_v) * 2)
+        dev.runtime_bytes = GPU_RUNTIME_BYTES.get(g.vendor, GPU_RUNTIME_BYTES["nvidia"])
+        dev.budget_bytes = g.budget
+        dev.margin_bytes = int(GPU_MARGIN_FIXED + GPU_MARGIN_SHARE * (g.memory or 0)) if g.budget is not None else 0
+    if gpu_devs:
+        gpu_devs[0].compute_bytes += offload_copy
+    cpu.weights_bytes = int(shape.token_embd_bytes + cpu.layers * shape.layer_bytes
+                            + (shape.output_bytes if cpu.has_output else 0))
+    cpu.kv_bytes = int(cpu.layers * kv_layer)
+    if cpu_weights_present:
+        cpu.compute_bytes = max(logits if cpu.has_output else 0, layer_work if cpu.layers else 0)
+    else:  # inputs staged on the host: embeddings of the batch and the attention mask
+        cpu.compute_bytes = 2 * shape.n_embd * n_ubatch * 4 + n_ctx_pad * n_ubatch * 2
+    cpu.runtime_bytes = HOST_RUNTIME_BYTES
+    if hw is not None:
+        cpu.budget_bytes = hw.ram_budget_bytes
+        if hw.unified_memory:  # one pool: what the GPU takes, the CPU cannot
+            cpu.budget_bytes = max(0, cpu.budget_bytes - sum(d.total_bytes for d in gpu_devs))
+    return [*gpu_devs, cpu]
+
+
+def cpu_effective_gbps(hw: HardwareInfo | None) -> float:
+    if hw is None:
+        return 50.0 * CPU_EFFICIENCY
+    cores = hw.cpu_physical_cores or ASSUMED_CPU_CORES
+    return min(hw.cpu_bandwidth_gbps, cores * CPU_GBPS_PER_CORE) * CPU_EFFICIENCY
+
+
+def _tokens_per_s(shape: ModelShape, devices: list[DeviceUse], gpus: list[_Gpu], hw, kv_type: str) -> float:
+    kv_token = shape.kv_bytes_per_token_layer(kv_type) * SPEED_CONTEXT_FILL
+    seconds = 0.0
+    gpu_by_name = {g.name: g for g in gpus}
+    for dev in devices:
+        read = dev.layers * (shape.layer_bytes * shape.active_ratio + kv_token)
+        read += shape.output_bytes if dev.has_output else 0
+        if dev.kind == "gpu":
+            bandwidth = gpu_by_name[dev.name].bandwidth_gbps * 1e9 * GPU_EFFICIENCY
+            seconds += read / bandwidth + (dev.layers + dev.has_output) * GPU_LAYER_OVERHEAD_S
+        else:
+            seconds += read / (cpu_effective_gbps(hw) * 1e9) + dev.layers * CPU_LAYER_OVERHEAD_S
+    return 1.0 / seconds if seconds > 0 else 0.0
+
+
+# ---------------------------------------------------------------------------------------------
+# recommendation
+
+
+@dataclass
+class Alternative:
+    """One catalog model as this machine would run it, with its fit badge."""
+
+    model_id: str
+    name: str
+    description: str
+    tier: int
+    plan: Plan
+    files: list[str]
+    repo: str
+    recommended: bool = False
+
+    @property
+    def usable(self) -> bool:
+        return self.plan.fits and self.plan.expected_tokens_per_s >= MIN_TOKENS_PER_S
+
+    def to_dict(self) -> dict:
+        p = self.plan
+        return {
+            "model_id": self.model_id, "name": self.name, "description": self.description, "tier": self.tier,
+            "quant": p.quant, "repo": self.repo, "file": self.files[0], "files": self.files,
+            "size_bytes": p.file_size, "fit": p.fit, "usable": self.usable, "recommended": self.recommended,
+            "n_ctx": p.n_ctx, "kv_type": p.kv_type, "n_gpu_layers": p.n_gpu_layers,
+            "estimated_vram_bytes": p.gpu_bytes, "estimated_ram_bytes": p.ram_bytes,
+            "expected_tokens_per_s": round(p.expected_tokens_per_s, 1),
+        }
+
+
+@dataclass
+class Recommendation:
+    plan: Plan | None
+    model: CatalogModel | None
+    reason: str
+    alternatives: list[Alternative] = field(default_factory=list)
+    hardware_summary: str = ""
+
+    @property
+    def model_id(self) -> str | None:
+        return self.model.id if self.model else None
+
+    @property
+    def files(self) -> list[str]:
+        if not (self.model and self.plan):
+            return []
+        return [f.path for f in self.model.quant(self.plan.quant).files]
+
+    def to_dict(self) -> dict:
+        p, m = self.plan, self.model
+        return {
+            "model_id": self.model_id,
+            "name": m.short_name if m else None,
+            "repo": m.repo if m else None,
+            "quant": p.quant if p else None,
+            "file": self.files[0] if self.files else None,
+            "files": self.files,
+            "size_bytes": p.file_size if p else None,
+            "n_ctx": p.n_ctx if p else None,
+            "kv_type": p.kv_type if p else None,
+            "n_gpu_layers": p.n_gpu_layers if p else None,
+            "placement": p.placement if p else None,
+            "fit": p.fit if p else "too_big",
+            "estimated_vram_bytes": p.gpu_bytes if p else None,
+            "estimated_ram_bytes": p.ram_bytes if p else None,
+            "expected_tokens_per_s": round(p.expected_tokens_per_s, 1) if p else None,
+            "reason": self.reason,
+            "hardware": self.hardware_summary,
+            "plan": p.to_dict() if p else None,
+            "alternatives": [a.to_dict() for a in self.alternatives],
+        }
+
+
+def recommend(hw: HardwareInfo, catalog: Catalog) -> Recommendation:
+    """The model this machine should download, why, and every catalog model's fit."""
+    models = [m for m in catalog if m.reasoning]
+    gpu_choice = _best(models, lambda m: _full_gpu_choice(hw, m, PREFERRED_MIN_BITS))
+    cpu_choice = _best(models, lambda m: _cpu_choice(hw, m))
+    if gpu_choice and (not cpu_choice or gpu_choice[0].tier >= cpu_choice[0].tier):
+        model, chosen = gpu_choice
+        fallback = False
+    elif cpu_choice:
+        model = cpu_choice[0]
+        chosen = _best_placement(_placements(hw, model, _preferred_quant(model), _n_ctx(model, TARGET_N_CTX)))
+        fallback = False
+    else:
+        found = _lightest_that_fits(hw, models)
+        if found is None:
+            return Recommendation(None, None, _nothing_fits_reason(hw, models), _alternatives(hw, catalog, None),
+                                  hw.summary())
+        model, chosen = found
+        fallback = True
+    alternatives = _alternatives(hw, catalog, (model, chosen))
+    return Recommendation(chosen, model, _reason(hw, model, chosen, fallback), alternatives, hw.summary())
+
+
+def _n_ctx(model: CatalogModel, wanted: int) -> int:
+    return min(wanted, model.architecture.n_ctx_train)
+
+
+def _preferred_quant(model: CatalogModel) -> Quant:
+    """The smallest quantisation at 4 bits or more (Q4_K_M), else the largest below."""
+    at_least = [q for q in model.quants if q.bits >= PREFERRED_MIN_BITS]
+    return min(at_least, key=lambda q: q.bits) if at_least else max(model.quants, key=lambda q: q.bits)
+
+
+def _placements(hw, model, quant, n_ctx, n_gpu_layers=None) -> list[Plan]:
+    return [plan(model, quant=quant, n_ctx=n_ctx, kv_type=kv, n_gpu_layers=n_gpu_layers, hw=hw)
+            for kv in ("f16", "q8_0")]
+
+
+def _best_placement(plans: list[Plan]) -> Plan:
+    """Among the same file with f16 and q8_0 KV: the one that puts more layers on the GPU,
+    f16 when both put the same; the first plan when none fits."""
+    fitting = [p for p in plans if p.fits]
+    if not fitting:
+        return plans[0]
+    return max(fitting, key=lambda p: (p.n_gpu_layers, p.kv_type == "f16"))
+
+
+def _full_gpu_choice(hw, model: CatalogModel, min_bits: float) -> Plan | None:
+    """The best configuration of `model` with every layer on the GPU, or None."""
+    if not hw.usable_gpus:
+        return None
+    n_ctx = _n_ctx(model, TARGET_N_CTX)
+    fitting: list[Plan] = []
+    for quant in sorted(model.quants, key=lambda q: q.bits):
+        if quant.bits < min_bits:
+            continue
+        for p in _placements(hw, model, quant, n_ctx, n_gpu_layers=-1):
+            if p.fits:
+                fitting.append(p)  # f16 first, so it wins a tie below
+                break
+    if not fitting or fitting[0].expected_tokens_per_s < MIN_TOKENS_PER_S:
+        return None
+    comfortable = [p for p in fitting if p.expected_tokens_per_s >= COMFORT_TOKENS_PER_S]
+    return comfortable[-1] if comfortable else fitting[0]
+
+
+def _cpu_choice(hw, model: CatalogModel) -> Plan | None:
+    quant = _preferred_quant(model)
+    if quant.bits < PREFERRED_MIN_BITS:
+        return None
+    p = _best_placement(_placements(hw, model, quant, _n_ctx(model, TARGET_N_CTX), n_gpu_layers=0))
+    return p if p.fits and p.expected_tokens_per_s >= MIN_TOKENS_PER_S else None
+
+
+def _best(models, choose) -> tuple[CatalogModel, Plan] | None:
+    """Highest tier; then the higher quantisation, f16 KV, the smaller footprint."""
+    options = [(m, p) for m in models if (p := choose(m)) is not None]
+    if not options:
+        return None
+    return max(options, key=lambda mp: (mp[0].tier, mp[0].quant(mp[1].quant).bits, mp[1].kv_type == "f16",
+                                        -(mp[1].gpu_bytes + mp[1].ram_bytes)))
+
+
+def _lightest_that_fits(hw, models) -> tuple[CatalogModel, Plan] | None:
+    for model in sorted(models, key=lambda m: (m.tier, m.params_b)):
+        quants = [q for q in model.quants if ABSOLUTE_MIN_BITS <= q.bits <= PREFERRED_MIN_BITS]
+        for quant in sorted(quants, key=lambda q: -q.bits):
+            for n_ctx in (_n_ctx(model, TARGET_N_CTX), _n_ctx(model, MIN_N_CTX)):
+                p = _best_placement(_placements(hw, model, quant, n_ctx))
+                if p.fits:
+                    return model, p
+    return None
+
+
+def _alternatives(hw, catalog: Catalog, chosen: tuple[CatalogModel, Plan] | None) -> list[Alternative]:
+    rows = []
+    for model in catalog:
+        recommended = bool(chosen) and model.id == chosen[0].id
+        p = chosen[1] if recommended else _as_it_would_run(hw, model)
+        rows.append(Alternative(model_id=model.id, name=model.short_name, description=model.description,
+                                tier=model.tier, plan=p, files=[f.path for f in model.quant(p.quant).files],
+                                repo=model.repo, recommended=recommended))
+    return rows
+
+
+def _as_it_would_run(hw, model: CatalogModel) -> Plan:
+    """The model entirely on the GPU if it fits (≥ Q4 first); else the biggest file up to Q4_K_M
+    that fits split with the CPU; else, to show what it would take, its smallest file."""
+    full = _full_gpu_choice(hw, model, PREFERRED_MIN_BITS) or _full_gpu_choice(hw, model, ABSOLUTE_MIN_BITS)
+    if full:
+        return full
+    n_ctx = _n_ctx(model, TARGET_N_CTX)
+    ceiling = _preferred_quant(model).bits
+    for quant in sorted(model.quants, key=lambda q: -q.bits):
+        if ABSOLUTE_MIN_BITS <= quant.bits <= ceiling:
+            candidate = _best_placement(_placements(hw, model, quant, n_ctx))
+            if candidate.fits:
+                return candidate
+    return _best_placement(_placements(hw, model, min(model.quants, key=lambda q: q.bits), n_ctx))
+
+
+# ---------------------------------------------------------------------------------------------
+# the sentence
+
+
+def _gb(n: float) -> str:
+    value = n / GiB
+    return f"{value:.0f} GB" if value >= 10 or abs(value - round(value)) < 0.05 else f"{value:.1f} GB"
+
+
+def format_speed(tokens_per_s: float) -> str:
+    if tokens_per_s >= 100:
+        return f"{round(tokens_per_s, -1):.0f}"
+    if tokens_per_s >= 10:
+        return f"{tokens_per_s:.0f}"
+    return f"{tokens_per_s:.1f}"
+
+
+def _gpu_phrase(hw: HardwareInfo) -> str:
+    gpus = hw.usable_gpus
+    first: GPUInfo = gpus[0]
+    if first.unified:
+        return f"the {_gb(first.usable_bytes)} of unified memory your {first.name} lets the GPU use"
+    if len(gpus) > 1:
+        return f"your {len(gpus)}× {first.short_name} ({_gb(sum(g.memory_total_bytes for g in gpus))})"
+    size = _gb(first.memory_total_bytes)
+    return f"your {first.short_name}" if size in first.short_name else f"your {first.short_name}'s {size}"
+
+
+def _context_phrase(p: Plan) -> str:
+    kv = " and an 8-bit KV cache" if p.kv_type == "q8_0" else ""
+    article = "an" if p.n_ctx_label.startswith(("8", "11", "18")) else "a"
+    return f"{article} {p.n_ctx_label} context{kv}"
+
+
+def _reason(hw: HardwareInfo, model: CatalogModel, p: Plan, fallback: bool) -> str:
+    what = f"{model.short_name} {p.quant}"
+    speed = f"expect ~{format_speed(p.expected_tokens_per_s)} tokens/s"
+    if p.placement == "gpu":
+        where = f"fits entirely in {_gpu_phrase(hw)}, with {_context_phrase(p)}"
+    elif p.placement == "split":
+        where = (f"runs with {p.n_gpu_layers} of {p.n_layers + 1} layers in {_gpu_phrase(hw)} and the rest on "
+                 f"the CPU, with {_context_phrase(p)}")
+    else:
+        where = f"runs on the CPU in {_gb(hw.ram_total_bytes)} of RAM with {_context_phrase(p)}"
+        if hw.gpus and hw.gpu_offload_supported is False:
+            where += " (this llama.cpp build has no GPU support)"
+    if fallback:
+        if p.expected_tokens_per_s < MIN_TOKENS_PER_S:
+            speed += ", which is slow, but nothing lighter fits"
+        if model.quant(p.quant).bits < PREFERRED_MIN_BITS:
+            speed += f" ({p.quant}, because nothing fits at Q4)"
+    return f"{what} {where}; {speed}."
+
+
+def _nothing_fits_reason(hw: HardwareInfo, models) -> str:
+    lightest = min(models, key=lambda m: (m.tier, m.params_b))
+    quant = min(lightest.quants, key=lambda q: q.bits)
+    p = plan(lightest, quant=quant, n_ctx=_n_ctx(lightest, MIN_N_CTX), kv_type="q8_0", n_gpu_layers=0)
+    return (f"Not enough memory for any model: even {lightest.short_name} {quant.name} needs about "
+            f"{_gb(p.ram_bytes)}, and this machine can give a model about {_gb(hw.ram_budget_bytes)}.")
