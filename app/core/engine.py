@@ -186,7 +186,9 @@ class Engine:
         gpu = gpu_backend_name()
         wanted = options.n_gpu_layers
         if wanted is None:
-            wanted = summary.n_layers + 1 if gpu else 0  # +1: the output layer
+            wanted = _planned_gpu_layers(summary, options) if gpu else 0
+        elif wanted < 0:
+            wanted = summary.n_layers + 1  # +1: the output layer
         gpu_note = None
         if wanted > 0 and not gpu:
             gpu_note = "This build of llama.cpp has no GPU support; running on the CPU."
@@ -285,6 +287,9 @@ class Engine:
         elif options.kv_type != "f16":
             raise PonderError(f"Unknown KV cache type '{options.kv_type}': use f16 or q8_0.")
         cparams.no_perf = False
+        if n_gpu_layers == 0:
+            # Else a GPU build still copies weights to the GPU for big prompt batches (~0.8 GB).
+            cparams.op_offload = False
         ctx = lc.llama_init_from_model(model, cparams)
         if not ctx:
             raise ModelLoadError(self._load_failure(path, f"create a {n_ctx}-token context"))
@@ -544,6 +549,17 @@ class ChatRun:
         for _ in self:
             pass
         return self
+
+
+def _planned_gpu_layers(summary: ModelSummary, options: LoadOptions) -> int:
+    """How many layers fit on this machine's GPU(s), from the memory planner."""
+    from app.core import hardware, sizing
+
+    try:
+        return sizing.plan(summary, n_ctx=options.n_ctx, kv_type=options.kv_type, hw=hardware.probe()).n_gpu_layers
+    except Exception:  # the planner is advice; llama.cpp's own failure falls back to the CPU
+        log.exception("memory planning failed; offloading every layer")
+        return summary.n_layers + 1
 
 
 def _physical_cores() -> int:

@@ -283,7 +283,7 @@ def test_gpu_load_failure_falls_back_to_cpu(scripted_model, monkeypatch):
 
     monkeypatch.setattr(engine_module, "gpu_backend_name", lambda: "CUDA")
     monkeypatch.setattr(Engine, "_open", open_failing_on_gpu)
-    eng = Engine.load(scripted_model("standard_r1"), LoadOptions(n_ctx=512))
+    eng = Engine.load(scripted_model("standard_r1"), LoadOptions(n_ctx=512, n_gpu_layers=-1))
     try:
         assert attempts == [2, 0]  # all layers (1 + output), then none
         assert eng.info.backend == "CPU"
@@ -318,3 +318,17 @@ def test_backend_sampling_follows_the_script_and_detaches(scripted_model):
             assert run.thinking == STANDARD_THINKING.strip()
     finally:
         eng.close()
+
+
+def test_auto_offload_uses_the_memory_plan(scripted_model, monkeypatch):
+    from app.core import hardware
+
+    attempts = []
+    real_open = Engine._open
+    monkeypatch.setattr(engine_module, "gpu_backend_name", lambda: "CUDA")
+    monkeypatch.setattr(Engine, "_open", lambda self, p, o, n, pr: attempts.append(n) or real_open(self, p, o, 0, pr))
+    monkeypatch.setattr(hardware, "probe", lambda: hardware.describe(vram_gb=8, ram_gb=16, gpu_name="RTX 4060"))
+    Engine.load(scripted_model("standard_r1"), LoadOptions(n_ctx=512)).close()
+    monkeypatch.setattr(hardware, "probe", lambda: hardware.describe(ram_gb=16))  # no GPU at all
+    Engine.load(scripted_model("standard_r1"), LoadOptions(n_ctx=512)).close()
+    assert attempts == [2, 0]
