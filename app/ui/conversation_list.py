@@ -55,11 +55,14 @@ class ConversationList(QWidget):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        self.setObjectName("sidebar")
+        self.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, True)  # paint the stylesheet background
         self._current_id: int | None = None
         self._filling = False  # itemChanged fires while the list is rebuilt; ignore those
 
         self.search_input = QLineEdit(objectName="searchInput")
-        self.search_input.setPlaceholderText("Search chats and thinking (Ctrl+F)")
+        self.search_input.setPlaceholderText("Search chats (Ctrl+F)")
+        self.search_input.setToolTip("Search prompts, answers and thinking")
         self.search_input.setClearButtonEnabled(True)
         self._search_timer = QTimer(self, singleShot=True, interval=SEARCH_DELAY_MS)
         self._search_timer.timeout.connect(self._on_search_settled)
@@ -77,6 +80,7 @@ class ConversationList(QWidget):
         self.list.currentItemChanged.connect(self._on_current_changed)
         self.list.itemChanged.connect(self._on_item_changed)
         self.list.setTextElideMode(Qt.TextElideMode.ElideRight)
+        self.list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.list.setUniformItemSizes(True)
         delete = QAction("Delete", self.list, shortcut=QKeySequence.StandardKey.Delete)
         delete.setShortcutContext(Qt.ShortcutContext.WidgetShortcut)
@@ -86,6 +90,7 @@ class ConversationList(QWidget):
         self.hits = QListWidget(objectName="searchResults")
         self.hits.setAccessibleName("Search results")
         self.hits.setWordWrap(True)
+        self.hits.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.hits.itemActivated.connect(self._on_hit_activated)
         self.hits.itemClicked.connect(self._on_hit_activated)
 
@@ -94,7 +99,7 @@ class ConversationList(QWidget):
         self._pages.addWidget(self.hits)
 
         layout = QVBoxLayout(self)
-        layout.setContentsMargins(8, 8, 0, 8)
+        layout.setContentsMargins(10, 10, 10, 10)
         layout.setSpacing(6)
         layout.addWidget(self.new_button)
         layout.addWidget(self.search_input)

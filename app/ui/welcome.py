@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
 
 CHOOSE_LABEL = "Choose a GGUF file…"
 
@@ -53,8 +53,11 @@ class WelcomePage(QWidget):
         self._download_layout = QVBoxLayout(self.download_area)
         self._download_layout.setContentsMargins(0, 0, 0, 0)
 
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(32, 32, 32, 32)
+        # A centred column of readable width; the labels fill it (so word wrap gets its height right).
+        column = QWidget()
+        column.setMaximumWidth(620)
+        layout = QVBoxLayout(column)
+        layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(14)
         layout.addStretch(2)
         layout.addWidget(self.title)
@@ -63,6 +66,11 @@ class WelcomePage(QWidget):
         layout.addWidget(self.choose_button, 0, Qt.AlignmentFlag.AlignHCenter)
         layout.addWidget(self.download_area)
         layout.addStretch(3)
+        outer = QHBoxLayout(self)
+        outer.setContentsMargins(32, 32, 32, 32)
+        outer.addStretch(1)
+        outer.addWidget(column, 100)
+        outer.addStretch(1)
         self.show_no_model()
 
     def set_download_widget(self, widget: QWidget) -> None:

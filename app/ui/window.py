@@ -12,7 +12,7 @@ import dataclasses
 import logging
 from pathlib import Path
 
-from PySide6.QtCore import QByteArray, QSize, Qt, QTimer, Signal, Slot
+from PySide6.QtCore import QByteArray, QEvent, QSize, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QAction, QCloseEvent, QGuiApplication, QKeyEvent, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QApplication,
@@ -166,6 +166,7 @@ class MainWindow(QMainWindow):
         self._closed = False
 
         self._build_widgets()
+        self._apply_colors()
         self._build_status_bar()
         self._build_actions()
         self._connect()
@@ -208,9 +209,9 @@ class MainWindow(QMainWindow):
 
         buttons = QVBoxLayout()
         buttons.setSpacing(6)
+        buttons.addStretch(1)  # the button sits at the bottom as the prompt box grows
         buttons.addWidget(self.send_button)
         buttons.addWidget(self.stop_button)
-        buttons.addStretch(1)
         prompt_row = QHBoxLayout()
         prompt_row.setSpacing(8)
         prompt_row.addWidget(self.prompt_input, 1)
@@ -236,6 +237,7 @@ class MainWindow(QMainWindow):
         splitter.setStretchFactor(0, 0)
         splitter.setStretchFactor(1, 1)
         splitter.setSizes([260, 940])
+        splitter.setHandleWidth(1)  # drawn as a hairline between the sidebar and the chat
         splitter.setChildrenCollapsible(False)
         self.setCentralWidget(splitter)
 
@@ -374,7 +376,8 @@ class MainWindow(QMainWindow):
         self.status_progress.hide()
         self.welcome.show_failed(message)
         self._show_model_status(None)
-        self.notice.show_notice(message, error=True, action=("Choose a GGUF file…", self.choose_model))
+        if self.pages.currentWidget() is not self.welcome:  # else the welcome page says it already
+            self.notice.show_notice(message, error=True, action=("Choose a GGUF file…", self.choose_model))
         self._update_controls()
 
     def _show_model_status(self, info: ModelInfo | None) -> None:
@@ -554,6 +557,9 @@ class MainWindow(QMainWindow):
         has_text = bool(self.prompt_input.toPlainText().strip())
         self.send_button.setEnabled(ready and not busy and has_text)
         self.stop_button.setEnabled(busy)
+        # One button at a time in the same place: Send, or Stop while an answer streams.
+        self.send_button.setVisible(not busy)
+        self.stop_button.setVisible(busy)
         self.open_model_action.setEnabled(not self.client.loading)
         if not ready:
             self.send_button.setToolTip("Waiting for the model to load" if self.client.loading else NO_MODEL_MESSAGE)
@@ -598,6 +604,35 @@ class MainWindow(QMainWindow):
 
     def sizeHint(self) -> QSize:
         return QSize(1200, 800)
+
+    def changeEvent(self, event) -> None:  # noqa: N802 (Qt API)
+        super().changeEvent(event)
+        if event.type() == QEvent.Type.PaletteChange:
+            self._apply_colors()
+
+    def _apply_colors(self) -> None:
+        """Window-level looks the application stylesheet does not cover (they follow the theme)."""
+        c = theme.colors_for(self)
+        self.setStyleSheet(f"""
+#sidebar {{ background-color: {c.thinking_bg}; }}
+#sidebar #conversationList, #sidebar #searchResults {{ background: transparent; border: none; }}
+#searchResults::item {{ padding: 6px 8px; border-bottom: 1px solid {c.border}; }}
+#searchInput {{ background-color: {c.base}; color: {c.text}; border: 1px solid {c.border};
+               border-radius: 8px; padding: 5px 8px; }}
+#searchInput:focus {{ border-color: {c.accent}; }}
+QPushButton#newChatButton {{ background-color: {c.base}; color: {c.text}; border: 1px solid {c.border};
+                            border-radius: 8px; padding: 7px 10px; font-weight: 600; }}
+QPushButton#newChatButton:hover {{ background-color: {c.hover}; }}
+#editBanner {{ color: {c.warn_text}; background-color: {c.warn_bg}; border-radius: 6px; padding: 4px 8px; }}
+QStatusBar {{ color: {c.text_dim}; border-top: 1px solid {c.border}; }}
+QStatusBar QLabel {{ color: {c.text_dim}; padding: 0px 8px; }}
+QSplitter::handle {{ background-color: {c.border}; }}
+QPushButton#chooseModelButton {{ background-color: {c.accent}; color: {c.accent_text}; border: none;
+                                border-radius: 10px; padding: 9px 20px; font-weight: 600; }}
+QPushButton#noticeAction {{ background-color: {c.base}; color: {c.text}; border: 1px solid {c.border};
+                           border-radius: 8px; padding: 4px 12px; }}
+#welcomeMessage {{ color: {c.text_dim}; }}
+""")
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 (Qt API)
         if not self._closed:

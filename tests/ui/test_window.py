@@ -86,17 +86,22 @@ def test_a_malformed_model_file_shows_the_error_and_the_app_stays_usable(
     qtbot.waitUntil(lambda: not window.client.loading, timeout=LOAD_TIMEOUT_MS)
 
     assert window.client.info is None
-    shown = window.notice.label.text()
-    assert window.notice.isVisible() and "bad_magic.gguf" in shown and "not a GGUF model file" in shown
-    assert shown in window.welcome.message.text()
+    shown = window.welcome.message.text()
+    assert "bad_magic.gguf" in shown and "not a GGUF model file" in shown
     assert window.findChild(QWidget, "chooseModelButton").isVisible()
     assert window.status_model.text() == "No model loaded"
     assert load_settings(data_dir).last_model_path is None  # a file that failed is not remembered
 
     window.load_model(scripted_model("standard_r1"))
     qtbot.waitUntil(lambda: window.client.info is not None, timeout=LOAD_TIMEOUT_MS)
-    assert not window.notice.isVisible()
     assert send(qtbot, window).status == "complete"
+
+    # With a conversation on screen, the error comes as a notice above it.
+    window.load_model(bad)
+    qtbot.waitUntil(lambda: not window.client.loading, timeout=LOAD_TIMEOUT_MS)
+    assert window.notice.isVisible() and window.notice.label.text() in shown
+    assert window.notice.action_button.text() == "Choose a GGUF file…"
+    assert window.transcript.isVisible() and len(window.transcript.views()) == 2
 
 
 def test_python_m_app_with_model_opens_the_window_and_loads_it(qtbot, data_dir, scripted_model):
