@@ -244,11 +244,12 @@ class _BlockScanner:
 
     A block is complete once a blank line (outside a fence) is followed by a line
     that starts without indentation: an indented line could still continue a list
-    item, and inside a fence blank lines are part of the code.
+    item, and inside a fence blank lines are part of the code. A top-level code
+    block is complete as soon as its closing fence is.
     """
 
     def __init__(self) -> None:
-        self.fence: tuple[str, int] | None = None
+        self.fence: tuple[str, int, str] | None = None  # (char, length, indent) of the open fence
         self.prev_blank = False
 
     def scan(self, text: str, pos: int) -> tuple[int, int]:
@@ -267,12 +268,14 @@ class _BlockScanner:
             if nl < 0:
                 return pos, boundary
             if self.fence is not None:
-                if _closes_fence(line, *self.fence):
+                if _closes_fence(line, self.fence[0], self.fence[1]):
+                    if not self.fence[2]:  # top level: nothing can continue this block
+                        boundary = nl + 1
                     self.fence = None
             else:
                 opened = _open_fence(line)
                 if opened is not None:
-                    self.fence = (opened[0], opened[1])
+                    self.fence = (opened[0], opened[1], opened[2])
                     self.prev_blank = False
                 else:
                     self.prev_blank = not line.strip()
@@ -301,6 +304,7 @@ class StreamRenderer:
     """Renders a growing markdown text block by block (see module docstring)."""
 
     code_blocks: list[str] = field(default_factory=list)
+    html_parts: list[str] = field(default_factory=list)  # HTML of each rendered piece, in order
     tail: str = ""
     _scanner: _BlockScanner = field(default_factory=_BlockScanner)
     _scan_pos: int = 0  # start of the first line in `tail` not yet fully scanned
@@ -312,6 +316,36 @@ class StreamRenderer:
             return StreamStep("", self.tail)
         stable, self.tail = self.tail[:boundary], self.tail[boundary:]
         self._scan_pos -= boundary
-        rendered = render_markdown(stable, first_code_index=len(self.code_blocks))
+        return StreamStep(self._render(stable), self.tail)
+
+    def close(self) -> StreamStep:
+        """End of text: render the tail too. Costs only the tail, however long the text."""
+        stable, self.tail = self.tail, ""
+        self._scanner, self._scan_pos = _BlockScanner(), 0
+        return StreamStep(self._render(stable) if stable.strip() else "", "")
+
+    @property
+    def in_code(self) -> bool:
+        """The tail is inside an open code fence."""
+        return self._scanner.fence is not None
+
+    @property
+    def html(self) -> str:
+        """Everything rendered so far; equals `render_markdown` of the same text unless a
+        construct spans blocks (a list with blank lines between items, a reference link)."""
+        return "\n".join(self.html_parts)
+
+    def _render(self, text: str) -> str:
+        rendered = render_markdown(text, first_code_index=len(self.code_blocks))
         self.code_blocks.extend(rendered.code_blocks)
-        return StreamStep(rendered.html, self.tail)
+        if rendered.html:
+            self.html_parts.append(rendered.html)
+        return rendered.html
+
+
+def warm_up() -> None:
+    """Import the lazily loaded parts (markdown extensions, common pygments lexers) ahead
+    of time, so the first code block of a stream does not stall it. Safe on any thread."""
+    langs = ("python", "bash", "javascript", "typescript", "c", "cpp", "java", "rust", "go", "json", "sql")
+    sample = "\n\n".join(f"```{lang}\nx = 1\n```" for lang in langs)
+    render_markdown(f"# T\n\n*a* `b` $c$ [d](https://e.org) ![f](g)\n\n| h | i |\n|---|---|\n| 1 | 2 |\n\n1. j\n\n{sample}")

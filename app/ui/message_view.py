@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import math
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from PySide6.QtCore import QEvent, QSize, Qt, QTimer, QUrl, Signal, Slot
+from PySide6.QtCore import QEvent, QObject, QSize, Qt, QTimer, QUrl, Signal, Slot
 from PySide6.QtGui import (
+    QColor,
     QDesktopServices,
+    QFont,
     QGuiApplication,
     QTextBlockFormat,
     QTextCharFormat,
@@ -35,11 +38,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.core.render import COPY_SCHEME, StreamRenderer, render_markdown
+from app.core.render import COPY_SCHEME, Rendered, StreamRenderer, StreamStep, render_markdown, warm_up
 from app.ui import theme
 from app.ui.throttle import Throttle
 
 UPDATE_INTERVAL_MS = 33  # ~30 Hz: smooth to the eye, cheap for the event loop
+SYNC_RENDER_MAX_CHARS = 6000  # longer answers get their final markdown render off the GUI thread
 THINKING_MAX_HEIGHT = 320  # a long trace scrolls inside its pane instead of pushing the answer away
 COPIED_FEEDBACK_MS = 1500
 BUBBLE_PADDING = (14, 9, 14, 9)  # left, top, right, bottom
@@ -327,9 +331,12 @@ class AssistantMessageView(QWidget):
 
     Signals:
       regenerate_requested(int position): the user wants a new answer for this turn.
+      rendered(): the final markdown render of the answer is shown (after `finish`; for
+        a long answer it comes a moment later, from a background thread).
     """
 
     regenerate_requested = Signal(int)
+    rendered = Signal()
 
     def __init__(
         self,
@@ -359,7 +366,11 @@ class AssistantMessageView(QWidget):
         self._stream = StreamRenderer()
         self._tail_start = 0  # document position where the plain-text tail begins
         self._shown_tail = ""
+        self._tail_is_code = False
+        self._code_block_format = QTextBlockFormat()
+        self._code_char_format = QTextCharFormat()
         self._dark: bool | None = None
+        self._render_pending = False
         self.flags: list[str] = []
         self.stats: dict | None = None
         self.status = "streaming"
@@ -445,6 +456,7 @@ class AssistantMessageView(QWidget):
         self._apply_colors()
         self._set_expanded(self.expand_while_thinking)
         self._update_footer()
+        _render_pool()  # warm up the renderer before the first answer streams
 
     # --- building from storage ----------------------------------------------------------
 
@@ -533,7 +545,10 @@ class AssistantMessageView(QWidget):
         else:
             self.thinking_body.set_text(thinking)
         self.thinking_pane.setVisible(bool(thinking))
-        self._render_answer_fully()
+        if len(answer) <= SYNC_RENDER_MAX_CHARS:
+            self._render_answer_fully()
+        else:
+            self._render_answer_in_background(answer)
         self.answer_view.setVisible(bool(answer) or not thinking)
 
         if not self._user_toggled:
@@ -556,6 +571,11 @@ class AssistantMessageView(QWidget):
     @property
     def is_streaming(self) -> bool:
         return self._phase != "done"
+
+    @property
+    def render_pending(self) -> bool:
+        """True between `finish` of a long answer and its final render (see `rendered`)."""
+        return self._render_pending
 
     @property
     def thinking_expanded(self) -> bool:
@@ -598,40 +618,98 @@ class AssistantMessageView(QWidget):
         self._update_footer()
 
     def _append_answer_markdown(self, delta: str) -> None:
-        step = self._stream.feed(delta)
+        self._show_stream_step(self._stream.feed(delta))
+
+    def _show_stream_step(self, step: StreamStep) -> None:
         self.answer_view.code_blocks = self._stream.code_blocks
         cursor = QTextCursor(self.answer_view.document())
-        if not step.html:
+        if step.html:
+            # Blocks completed: replace the plain tail with their HTML, then show the new tail.
+            first = self._tail_start == 0
+            cursor.setPosition(self._tail_start)
+            cursor.movePosition(QTextCursor.MoveOperation.End, QTextCursor.MoveMode.KeepAnchor)
+            cursor.removeSelectedText()
+            # insertHtml merges the fragment's first block into the cursor's block, which
+            # keeps its own format: a paragraph would lose its margins, a heading its level.
+            # So a separator paragraph takes the merge, in a block of no height. (At the
+            # start of the document Qt applies the fragment's format instead: no separator.)
+            cursor.setBlockFormat(_invisible_block_format())
+            cursor.insertHtml(step.html if first else _SEPARATOR_HTML + step.html)
             cursor.movePosition(QTextCursor.MoveOperation.End)
-            cursor.insertText(step.tail[len(self._shown_tail):], QTextCharFormat())
-            self._shown_tail = step.tail
-            return
-        # Blocks completed: replace the plain tail with their HTML, then show the new tail.
-        cursor.setPosition(self._tail_start)
-        cursor.movePosition(QTextCursor.MoveOperation.End, QTextCursor.MoveMode.KeepAnchor)
-        cursor.removeSelectedText()
-        # If Qt inserts the HTML after this emptied block instead of into it, it must take no room.
-        cursor.setBlockFormat(_invisible_block_format())
-        cursor.insertHtml(step.html)
-        cursor.movePosition(QTextCursor.MoveOperation.End)
-        if cursor.block().length() > 1 or cursor.currentList() is not None or cursor.currentTable() is not None:
-            cursor.insertBlock(QTextBlockFormat(), QTextCharFormat())
-        else:
-            cursor.setBlockFormat(QTextBlockFormat())
-        self._tail_start = cursor.position()
-        cursor.insertText(step.tail, QTextCharFormat())
-        self._shown_tail = step.tail
+            # The tail goes in a plain top-level block of its own (not in the last list item).
+            if cursor.block().length() > 1 or cursor.currentList() is not None or cursor.currentTable() is not None:
+                cursor.insertBlock(QTextBlockFormat(), QTextCharFormat())
+            else:
+                cursor.setBlockFormat(QTextBlockFormat())
+            self._tail_start = cursor.position()
+            self._shown_tail, self._tail_is_code = "", False
+        self._show_tail(cursor, step.tail)
+
+    def _show_tail(self, cursor: QTextCursor, tail: str) -> None:
+        """The unfinished block as plain text; an open code fence already looks like code."""
+        is_code = self._stream.in_code and tail.startswith(("```", "~~~"))
+        shown = self._tail_text(self._shown_tail, self._tail_is_code)
+        wanted = self._tail_text(tail, is_code)
+        if is_code == self._tail_is_code and wanted.startswith(shown):
+            cursor.movePosition(QTextCursor.MoveOperation.End)
+            text = wanted[len(shown):]
+        else:  # the tail turned out to be code (or stopped being): show it again, once
+            cursor.setPosition(self._tail_start)
+            cursor.movePosition(QTextCursor.MoveOperation.End, QTextCursor.MoveMode.KeepAnchor)
+            cursor.removeSelectedText()
+            cursor.setBlockFormat(self._code_block_format if is_code else QTextBlockFormat())
+            text = wanted
+        if text:
+            cursor.insertText(text, self._code_char_format if is_code else QTextCharFormat())
+        self._shown_tail, self._tail_is_code = tail, is_code
+
+    @staticmethod
+    def _tail_text(tail: str, is_code: bool) -> str:
+        if not is_code:
+            return tail
+        newline = tail.find("\n")  # the fence line itself is not shown
+        return "" if newline < 0 else tail[newline + 1:]
 
     def _render_answer_fully(self) -> None:
-        rendered = render_markdown(self.answer_text)
+        self._show_rendered(render_markdown(self.answer_text))
+
+    def _show_rendered(self, rendered: Rendered) -> None:
         self.answer_view.code_blocks = list(rendered.code_blocks)
         self.answer_view.setHtml(rendered.html)
+        self._render_pending = False
+        self.rendered.emit()
+
+    def _render_answer_in_background(self, answer: str) -> None:
+        """Long answers: markdown runs on a worker thread, only setHtml on this one.
+
+        Meanwhile the streamed document stays, with its tail rendered (costs the tail only).
+        """
+        self._render_pending = True
+        if self._stream.html_parts or self._shown_tail:
+            self._show_stream_step(self._stream.close())
+        job = _RenderJob(self)
+        job.done.connect(self._on_background_render)
+
+        def work() -> None:
+            rendered = render_markdown(answer)
+            try:
+                job.done.emit(answer, rendered)
+            except RuntimeError:  # the view was closed meanwhile
+                pass
+
+        _render_pool().submit(work)
+
+    @Slot(str, object)
+    def _on_background_render(self, answer: str, rendered: Rendered) -> None:
+        self.sender().deleteLater()
+        if self._phase == "done" and answer == self.answer_text:
+            self._show_rendered(rendered)
 
     def _restream_answer(self) -> None:
         """Rebuild the streamed answer from its text (after a theme change mid-stream)."""
         self.answer_view.clear()
         self._stream = StreamRenderer()
-        self._tail_start, self._shown_tail = 0, ""
+        self._tail_start, self._shown_tail, self._tail_is_code = 0, "", False
         if self.answer_text:
             self._append_answer_markdown(self.answer_text)
 
@@ -660,17 +738,18 @@ class AssistantMessageView(QWidget):
 
     def _update_footer(self) -> None:
         done = self._phase == "done"
-        for button in (self.copy_answer_button, self.regenerate_button):
-            button.setVisible(done)
+        self.regenerate_button.setVisible(done)
+        self.copy_answer_button.setVisible(done and bool(self.answer_text))
         self.copy_thinking_button.setVisible(done and bool(self.thinking_text))
-        if not done:
+        if not done:  # (while thinking, the pane's header says it all)
             if self._phase == "waiting":
                 text = "Starting…"
+            elif self._phase == "answering":
+                text = f"Writing… {_tokens(self._answer_tokens)}" if self._answer_tokens else "Writing…"
             else:
-                text = "Writing…" if self._phase == "answering" else "Thinking…"
-                if self._answer_tokens:
-                    text += f" {_tokens(self._answer_tokens)}"
-            self.stats_label.setText(text)
+                text = ""
+            if text != self.stats_label.text():
+                self.stats_label.setText(text)
             return
         self.stats_label.setText(self._stats_text())
         self.stats_label.setToolTip(self._stats_details())
@@ -692,7 +771,7 @@ class AssistantMessageView(QWidget):
         if s.get("decode_tokens_per_s"):
             parts.append(f"{s['decode_tokens_per_s']:.1f} tokens/s")
         if self._thinking_tokens:
-            parts.append(f"{self._thinking_tokens:,} thinking + {_tokens(self._answer_tokens)}")
+            parts.append(f"{self._thinking_tokens:,} thinking + {self._answer_tokens:,} answer tokens")
         elif self._answer_tokens:
             parts.append(_tokens(self._answer_tokens))
         if s.get("finish_reason"):
@@ -760,6 +839,12 @@ class AssistantMessageView(QWidget):
             return
         self._dark = colors.dark
         self.answer_view.document().setDefaultStyleSheet(theme.document_css(colors))
+        self._code_block_format = QTextBlockFormat()
+        self._code_block_format.setBackground(QColor(colors.code_bg))
+        code_font = QFont(theme.mono_family())
+        code_font.setPixelSize(theme.BASE_FONT_PX - 1)
+        self._code_char_format = QTextCharFormat()
+        self._code_char_format.setFont(code_font, QTextCharFormat.FontPropertiesInheritanceBehavior.FontPropertiesSpecifiedOnly)
         _refresh_icons(self)
         self._refresh_header_icon()
         if self._phase == "done":
@@ -775,6 +860,28 @@ class AssistantMessageView(QWidget):
         super().changeEvent(event)
         if event.type() == QEvent.Type.PaletteChange:
             self._apply_colors()
+
+
+_SEPARATOR_HTML = "<p>\u200b</p>"  # not empty, or the HTML importer drops it
+
+
+class _RenderJob(QObject):
+    """Carries a background render's result back to the GUI thread (a queued signal)."""
+
+    done = Signal(str, object)
+
+
+_pool: ThreadPoolExecutor | None = None
+
+
+def _render_pool() -> ThreadPoolExecutor:
+    """One worker thread for markdown work off the GUI thread; it starts by warming up
+    the renderer (imports of pygments lexers would otherwise stall the first code block)."""
+    global _pool
+    if _pool is None:
+        _pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ponder-render")
+        _pool.submit(warm_up)
+    return _pool
 
 
 def _invisible_block_format() -> QTextBlockFormat:

@@ -162,6 +162,7 @@ QToolTip {{ color: {c.text}; background-color: {c.base}; border: 1px solid {c.bo
 #statusChip {{ border-radius: 8px; padding: 1px 8px; font-size: {BASE_FONT_PX - 2}px; font-weight: 600; }}
 #statusChip[state="stopped"] {{ color: {c.warn_text}; background-color: {c.warn_bg}; }}
 #statusChip[state="error"] {{ color: {c.error_text}; background-color: {c.error_bg}; }}
+#messageError {{ color: {c.error_text}; }}
 #messageStats {{ color: {c.text_dim}; font-size: {BASE_FONT_PX - 2}px; }}
 
 QToolButton#messageAction {{ color: {c.text_dim}; background: transparent; border: none;

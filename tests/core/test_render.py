@@ -157,6 +157,13 @@ def test_split_after_a_closed_fence():
     assert split_stable_blocks(text) == ("```\na\n\nb\n```\n\n", "After")
 
 
+def test_split_right_after_a_top_level_closing_fence():
+    assert split_stable_blocks("Intro\n\n```\ncode\n```\nMore") == ("Intro\n\n```\ncode\n```\n", "More")
+    # An indented fence may sit in a list item that goes on after it.
+    text = "1. Step\n   ```\n   code\n   ```\n   more of step one"
+    assert split_stable_blocks(text) == ("", text)
+
+
 def test_split_waits_while_an_indented_line_may_continue_a_list_item():
     text = "1. item\n\n    more of the item"
     assert split_stable_blocks(text) == ("", text)

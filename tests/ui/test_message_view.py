@@ -240,8 +240,54 @@ def test_streaming_a_long_answer_in_small_pieces_matches_the_final_render(qtbot,
     assert view.answer_view.code_blocks == ["for i in range(3):\n\n    print(i)"]
     view.finish("", text, [], None, "complete")
     final = view.answer_view.toPlainText()
-    # Same visible text once finished; only the unrendered tail differed.
-    assert streamed.replace("Last line", "").split() == final.replace("Last line", "").split()
+    # Same visible text once finished (streaming adds zero-height separators, U+200B).
+    assert "\u200b" not in final
+    assert streamed.replace("\u200b", "").replace("Last line", "").split() == final.replace("Last line", "").split()
+
+
+def test_streamed_blocks_keep_their_own_formats(qtbot, transcript):
+    view = streaming_view(transcript)
+    for piece in ["Intro para.\n\n", "- a\n- b\n\n", "## Heading\n\n", "Closing para.\n\n", "tail"]:
+        view.append_answer(piece)
+        settle(qtbot, view)
+    doc = view.answer_view.document()
+    whole_word = QTextDocument.FindFlag.FindWholeWords | QTextDocument.FindFlag.FindCaseSensitively
+    intro, heading, closing, item = (doc.find(t, 0, whole_word) for t in ("Intro", "Heading", "Closing", "a"))
+    assert heading.charFormat().font().pixelSize() > intro.charFormat().font().pixelSize()
+    assert intro.block().blockFormat().bottomMargin() > 0 and closing.block().blockFormat().bottomMargin() > 0
+    assert item.block().textList() is not None
+    assert view.answer_view.height() < 40 * view.fontMetrics().lineSpacing()
+
+
+def test_an_open_code_block_streams_looking_like_code(qtbot, transcript):
+    view = streaming_view(transcript)
+    for piece in ["Intro.\n\n``", "`python\ndef f():\n", "    pass\n"]:
+        view.append_answer(piece)
+        settle(qtbot, view)
+    doc = view.answer_view.document()
+    assert "```" not in doc.toPlainText()
+    assert doc.find("def f").charFormat().font().family() == theme.mono_family()
+    view.append_answer("```\nAfter")
+    settle(qtbot, view)
+    assert view.answer_view.code_blocks == ["def f():\n    pass"]
+    assert "Copy" in doc.toPlainText() and doc.toPlainText().endswith("After")
+
+
+def test_long_answer_gets_its_final_render_off_the_gui_thread(qtbot, transcript):
+    paragraphs = [f"Paragraph {i} with **bold** text and more words to make it long." for i in range(150)]
+    answer = "\n\n".join(paragraphs) + "\n\n```python\nprint('end')\n```"
+    view = streaming_view(transcript)
+    for i in range(0, len(answer), 500):
+        view.append_answer(answer[i:i + 500])
+        settle(qtbot, view)
+    with qtbot.waitSignal(view.rendered, timeout=5000):
+        view.finish("", answer, [], None, "complete")
+        assert view.render_pending
+    assert not view.render_pending
+    text = view.answer_view.toPlainText()
+    assert "\u200b" not in text and "**" not in text
+    assert text.startswith("Paragraph 0 with bold text") and "print('end')" in text
+    assert view.answer_view.code_blocks == ["print('end')"]
 
 
 def test_html_and_script_in_the_answer_are_shown_as_text(qtbot, transcript):
@@ -338,7 +384,7 @@ def test_footer_shows_stats_and_actions_when_finished(qtbot, transcript):
     view.finish("Trace", "Answer", [], STATS, "complete")
     stats = view.stats_label.text()
     assert "0.4 s to first token" in stats and "38.2 tokens/s" in stats
-    assert "812 thinking + 240 tokens" in stats and stats.endswith("done")
+    assert "812 thinking + 240 answer tokens" in stats and stats.endswith("done")
     assert "Context used: 1,073 tokens" in view.stats_label.toolTip()
     assert view.regenerate_button.isVisible() and view.copy_thinking_button.isVisible()
     assert view.status_chip.isHidden()
