@@ -195,7 +195,9 @@ class ConversationList(QWidget):
     @Slot(QListWidgetItem)
     def _on_item_changed(self, item: QListWidgetItem) -> None:
         if not self._filling:
-            self.rename_requested.emit(item.data(ID_ROLE), item.text())
+            # After the editor has closed: the rename rebuilds this list.
+            conv_id, title = item.data(ID_ROLE), item.text()
+            QTimer.singleShot(0, self, lambda: self.rename_requested.emit(conv_id, title))
 
     @Slot(QListWidgetItem)
     def _on_hit_activated(self, item: QListWidgetItem) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from PySide6.QtCore import QSize, Qt, QTimer
 from PySide6.QtGui import QGuiApplication, QPalette
-from PySide6.QtWidgets import QApplication, QWidget
+from PySide6.QtWidgets import QApplication, QLineEdit, QWidget
 
 import app.__main__ as cli
 from app.core.settings import load_settings
@@ -350,7 +350,11 @@ def test_delete_can_be_undone_and_rename_is_saved(qtbot, data_dir, open_app, scr
     assert window.session.conversation_id == conv_id
     assert [m.id for m in window.session.messages][-1] == message.id
 
-    lst.item(0).setText("Geography")  # what inline editing (F2 or Rename) does
+    window.conversations.start_rename(conv_id)  # what F2 or the context menu's Rename do
+    editor = lst.findChild(QLineEdit)
+    editor.setText("Geography")
+    qtbot.keyClick(editor, Qt.Key.Key_Return)
+    qtbot.waitUntil(lambda: window.store.get_conversation(conv_id).title == "Geography")
     stored = window.store.get_conversation(conv_id)
     assert stored.title == "Geography" and stored.custom_title
     assert lst.item(0).text() == "Geography"

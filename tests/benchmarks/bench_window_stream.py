@@ -1,0 +1,147 @@
+"""Stream a very long scripted answer through the real window and measure the GUI thread (run by hand).
+
+    .venv/bin/python tests/benchmarks/bench_window_stream.py [--thinking 15000]
+
+A scripted GGUF under real llama.cpp writes ~15k tokens of thinking and a long
+markdown answer with code blocks and tables, unpaced (thousands of tokens/s, much
+faster than a real model: the worst case for the GUI). The window runs offscreen.
+
+Prints:
+- event loop stalls while streaming: a 1 ms precise timer records the gaps between
+  its ticks; the longest gap and the 99th percentile are the stalls a user would feel;
+- the cost of one live update of the message view (the throttled ~30 Hz apply),
+  averaged over the first and the last 30 updates: flat means the cost does not grow
+  with the message;
+- the one-off cost of finishing the message (full markdown render).
+Targets (from the issue): p99 stall < 16 ms, longest < 50 ms, flat per-update cost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+import app  # noqa: E402,F401  (llama_cpp before numpy)
+from PySide6.QtCore import Qt, QTimer  # noqa: E402
+from PySide6.QtWidgets import QApplication  # noqa: E402
+
+from app.core.settings import Settings, save_settings  # noqa: E402
+from app.ui import message_view  # noqa: E402
+from app.ui.main import create_app, open_window  # noqa: E402
+from tests.fixtures.scripted_gguf import split_script, words_script, write_scripted_gguf  # noqa: E402
+
+
+def long_answer(sections: int) -> str:
+    parts = []
+    for n in range(sections):
+        parts.append(
+            f"## Part {n}\n\nStep {n} explains why value{n} matters, with `inline{n}` code and **bold{n}** text.\n\n"
+            f"- item{n}a is first\n- item{n}b is second\n\n"
+            f"```python\ndef step_{n}(x):\n    return x * {n} + {n + 1}\n```\n\n"
+            f"| case{n} | result{n} |\n|---|---|\n| a{n} | {n * 7} |\n\n"
+        )
+    return "".join(parts)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--thinking", type=int, default=13000, help="thinking tokens (the script holds 16383 pieces in all)")
+    parser.add_argument("--sections", type=int, default=150, help="markdown sections in the answer")
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="ponder-bench-"))
+    answer = long_answer(args.sections)
+    pieces = words_script(args.thinking) + ["\n\n", "</think>"] + split_script("\n\n" + answer)
+    model = write_scripted_gguf(work / "long.gguf", pieces, name="Bench-long-trace")
+    n_tokens = len(pieces)
+    data = work / "data"
+    save_settings(data, Settings(n_ctx=n_tokens + 1024, n_gpu_layers=0, max_tokens=n_tokens + 100, theme="light"))
+
+    # Time every live update and the final render of the message view.
+    updates: list[float] = []
+    finishes: list[float] = []
+    original_apply = message_view.AssistantMessageView._apply_pending
+    original_finish = message_view.AssistantMessageView.finish
+
+    def timed_apply(self):
+        phase = "answer" if self._pending_answer else "thinking"
+        t0 = time.perf_counter()
+        original_apply(self)
+        updates.append((phase, time.perf_counter() - t0))
+
+    def timed_finish(self, *a, **kw):
+        t0 = time.perf_counter()
+        original_finish(self, *a, **kw)
+        finishes.append(time.perf_counter() - t0)
+
+    message_view.AssistantMessageView._apply_pending = timed_apply
+    message_view.AssistantMessageView.finish = timed_finish
+
+    qapp = create_app()
+    window = open_window(str(data), str(model))
+    window.resize(1200, 800)
+
+    ticks: list[float] = []
+    probe = QTimer(interval=1, timerType=Qt.TimerType.PreciseTimer)
+    probe.timeout.connect(lambda: ticks.append(time.perf_counter()))
+    state: dict[str, float] = {}
+
+    def start() -> None:
+        state["t0"] = time.perf_counter()
+        probe.start()
+        window.prompt_input.setPlainText("Think for a long time, then explain.")
+        window.send_prompt()
+
+    def finished(message) -> None:
+        state["stream_end"] = time.perf_counter()
+        state["answer_start"] = state.get("answer_start", 0)
+        state["stats"] = message.stats
+        QTimer.singleShot(200, lambda: (probe.stop(), window.close(), qapp.quit()))
+
+    window.client.loaded.connect(lambda _info: QTimer.singleShot(200, start))
+    window.client.load_failed.connect(lambda m: (print(m), qapp.exit(1)))
+    window.session.answer_finished.connect(finished)
+    QTimer.singleShot(600_000, lambda: qapp.exit(2))
+    code = qapp.exec()
+    window.store.close()
+    if code:
+        return code
+
+    gaps_ms = [(b - a) * 1000 for a, b in zip(ticks, ticks[1:])]
+    stats = state["stats"]
+    print(f"streamed {stats['thinking_tokens']} thinking + {stats['answer_tokens']} answer tokens "
+          f"in {stats['total_s']:.1f} s ({stats['decode_tokens_per_s']:.0f} tokens/s), {len(updates)} live updates")
+    print(f"event loop: longest stall {max(gaps_ms):.1f} ms, p99 {percentile(gaps_ms, 0.99):.1f} ms, "
+          f"p50 {percentile(gaps_ms, 0.5):.1f} ms over {len(gaps_ms)} ticks")
+    gaps_streaming = [(b - a) * 1000 for a, b in zip(ticks, ticks[1:]) if b <= state["stream_end"]]
+    print(f"while streaming only: longest {max(gaps_streaming):.1f} ms, p99 {percentile(gaps_streaming, 0.99):.1f} ms")
+    for phase in ("thinking", "answer"):
+        costs = [u * 1000 for p, u in updates if p == phase]
+        if len(costs) < 20:
+            continue
+        head, tail = costs[:30], costs[-30:]
+        print(f"live {phase} update ({len(costs)}): first 30 mean {statistics.mean(head):.2f} ms "
+              f"(max {max(head):.2f}), last 30 mean {statistics.mean(tail):.2f} ms (max {max(tail):.2f})")
+    t0, t_end = state["t0"], state["stream_end"]
+    worst = sorted(((b - a) * 1000, a - t0) for a, b in zip(ticks, ticks[1:]))[-3:]
+    print("worst stalls (ms, starting s after send; the stream ended at "
+          f"{t_end - t0:.2f} s):", ", ".join(f"{g:.1f} at {at:.2f}" for g, at in reversed(worst)))
+    print(f"final render (finish): {finishes[-1] * 1000:.1f} ms")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
