@@ -34,6 +34,7 @@ class Transcript(QScrollArea):
         self.thinking_expanded = False  # finished thinking panes start expanded
         self.live_view: AssistantMessageView | None = None
         self._views: list[QWidget] = []
+        self._message_ids: list[int] = []  # the message each view shows, in the same order
         self._follow = True
 
         self._column = QWidget(objectName="transcriptColumn")
@@ -64,13 +65,20 @@ class Transcript(QScrollArea):
         return [v for v in self._views if isinstance(v, AssistantMessageView)]
 
     def reset(self, messages: list[Message]) -> None:
-        """Show exactly these (stored, finished) messages."""
-        self.live_view = None
-        for view in self._views:
+        """Show exactly these (stored, finished) messages.
+
+        When they are the first of the messages already shown (regenerate, edit and
+        resend cut the conversation), only the views after them are removed.
+        """
+        ids = [m.id for m in messages]
+        keep = len(ids) if ids == self._message_ids[: len(ids)] else 0
+        for view in self._views[keep:]:
+            if view is self.live_view:
+                self.live_view = None
             self._layout.removeWidget(view)
             view.deleteLater()
-        self._views = []
-        for message in messages:
+        del self._views[keep:], self._message_ids[keep:]
+        for message in messages[keep:]:
             self.append(message)
         self._follow = True
         self.scroll_to_bottom()
@@ -94,6 +102,7 @@ class Transcript(QScrollArea):
             view.regenerate_requested.connect(self.regenerate_requested)
         self._layout.insertWidget(self._layout.count() - 1, view)  # before the stretch
         self._views.append(view)
+        self._message_ids.append(message.id)
         if self._follow:
             self.scroll_to_bottom()
         return view

@@ -55,8 +55,9 @@ class EngineWorker(QObject):
         super().__init__()
         self._engine: Engine | None = None
 
-    @Slot(str, object)
-    def load(self, path: str, options: LoadOptions) -> None:
+    @Slot(str, object, object)
+    def load(self, path: str, options: LoadOptions, cancel: threading.Event) -> None:
+        """Load a model; setting `cancel` (the app is closing) abandons the load at the next progress tick."""
         self._close_engine()  # one model at a time: free the old one before loading
         last_report = [0.0]
 
@@ -65,7 +66,7 @@ class EngineWorker(QObject):
             if now - last_report[0] >= 0.05 or fraction >= 1.0:
                 last_report[0] = now
                 self.load_progress.emit(float(fraction))
-            return True
+            return not cancel.is_set()
 
         try:
             self._engine = Engine.load(Path(path), options, progress=progress)
@@ -150,7 +151,7 @@ class EngineClient(QObject):
     failed = Signal(int, str)
 
     # Requests; queued across to the worker because it lives on another thread.
-    _load_requested = Signal(str, object)
+    _load_requested = Signal(str, object, object)
     _chat_requested = Signal(int, object, object, object)
     _close_requested = Signal()
 
@@ -161,6 +162,7 @@ class EngineClient(QObject):
         self._next_id = 1
         self._current_id: int | None = None
         self._stop: threading.Event | None = None
+        self._closing = threading.Event()  # abandons a model load when the app closes
 
         self._thread = QThread()
         self._thread.setObjectName("engine")
@@ -190,7 +192,7 @@ class EngineClient(QObject):
         self.loading = True
         self.info = None
         self.load_started.emit(str(path))
-        self._load_requested.emit(str(path), options)
+        self._load_requested.emit(str(path), options, self._closing)
 
     def chat(self, messages: list[dict], sampling: Sampling) -> int:
         """Start an answer; returns its request id. Any earlier request becomes stale."""
@@ -207,14 +209,20 @@ class EngineClient(QObject):
         if self._stop is not None:
             self._stop.set()
 
-    def shutdown(self, timeout_ms: int = 10_000) -> None:
-        """Stop any answer, close the engine on its own thread and end the thread."""
+    def shutdown(self) -> None:
+        """Stop any answer or load, close the engine on its own thread and end the thread.
+
+        Waits for the thread: a stop ends generation within a token and a load at its
+        next progress report, and a QThread must not be destroyed while it runs.
+        """
         if not self._thread.isRunning():
             return
         self.stop()
+        self._closing.set()
         self._close_requested.emit()
-        if not self._thread.wait(timeout_ms):
-            log.warning("the engine thread did not stop in time")
+        if not self._thread.wait(5_000):
+            log.warning("waiting for the engine thread to finish its current step")
+            self._thread.wait()
 
     def _is_current(self, req_id: int) -> bool:
         return req_id == self._current_id

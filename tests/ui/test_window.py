@@ -213,11 +213,12 @@ def test_stop_and_escape_end_the_answer_and_keep_what_was_generated(qtbot, data_
 def test_regenerate_replaces_the_answer(qtbot, data_dir, open_app, scripted_model):
     window = open_app(data_dir, scripted_model("standard_r1"))
     first = send(qtbot, window)
-    view = last_assistant_view(window)
+    user_view, view = window.transcript.views()
 
     with qtbot.waitSignal(window.session.answer_finished, timeout=ANSWER_TIMEOUT_MS) as blocker:
         qtbot.mouseClick(view.regenerate_button, Qt.MouseButton.LeftButton)
     second = blocker.args[0]
+    assert window.transcript.views()[0] is user_view  # only the views after the cut are rebuilt
 
     assert second.id != first.id and second.content == first.content
     stored = window.store.get_conversation(first.conversation_id).messages

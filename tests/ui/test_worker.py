@@ -190,3 +190,10 @@ def test_shutdown_closes_the_engine_and_ends_the_thread(qtbot, scripted_model):
     client.chat(HELLO, Sampling())  # shutdown stops a running answer too
     client.shutdown()
     assert not client._thread.isRunning()
+
+
+def test_shutdown_during_a_load_does_not_hang(qtbot, scripted_model):
+    client = EngineClient()
+    client.load(scripted_model("standard_r1"), OPTIONS)
+    client.shutdown()  # the load is abandoned or finishes; either way the thread ends
+    assert not client._thread.isRunning()
