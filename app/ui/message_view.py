@@ -20,6 +20,7 @@ from PySide6.QtGui import (
     QDesktopServices,
     QFont,
     QGuiApplication,
+    QResizeEvent,
     QTextBlockFormat,
     QTextCharFormat,
     QTextCursor,
@@ -183,6 +184,7 @@ class _ThinkingBody(QPlainTextEdit):
         self.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.document().setDocumentMargin(6)
         self._at_max = False
+        self._wrap_width = -1
         self.setFixedHeight(0)
 
     def append_text(self, text: str) -> None:
@@ -211,6 +213,7 @@ class _ThinkingBody(QPlainTextEdit):
         self.fit_height()
 
     def fit_height(self) -> None:
+        self._check_wrap_width()
         if self._at_max:  # the text only grows while streaming: once full, it stays full
             return
         doc, layout = self.document(), self.document().documentLayout()
@@ -225,9 +228,21 @@ class _ThinkingBody(QPlainTextEdit):
 
     def resizeEvent(self, event) -> None:  # noqa: N802 (Qt API)
         super().resizeEvent(event)
-        if event.oldSize().width() != event.size().width():
-            self._at_max = False  # rewrapped: the text may need more or less room
-            self.fit_height()
+        self.fit_height()
+
+    def _check_wrap_width(self) -> None:
+        """Rewrap when the viewport width changed, even if Qt did not notice.
+
+        QPlainTextEdit rewraps only on a resize event whose old and new widths differ;
+        when its scroll bar appears while the widget is being laid out, the viewport
+        narrows without such an event and lines run under the scroll bar.
+        """
+        width = self.viewport().width()
+        if width == self._wrap_width:
+            return
+        self._wrap_width = width
+        QPlainTextEdit.resizeEvent(self, QResizeEvent(self.viewport().size(), QSize(-1, -1)))
+        self._at_max = False  # rewrapped: the text may need more or less room
 
 
 class UserMessageView(QWidget):

@@ -145,6 +145,15 @@ def stylesheet(c: Colors) -> str:
     return f"""
 QToolTip {{ color: {c.text}; background-color: {c.base}; border: 1px solid {c.border}; padding: 4px; }}
 
+QScrollBar:vertical {{ background: transparent; width: 10px; margin: 0px; }}
+QScrollBar:horizontal {{ background: transparent; height: 10px; margin: 0px; }}
+QScrollBar::handle {{ background-color: {c.border}; border-radius: 3px; margin: 2px; }}
+QScrollBar::handle:hover {{ background-color: {c.text_dim}; }}
+QScrollBar::handle:vertical {{ min-height: 28px; }}
+QScrollBar::handle:horizontal {{ min-width: 28px; }}
+QScrollBar::add-line, QScrollBar::sub-line {{ width: 0px; height: 0px; }}
+QScrollBar::add-page, QScrollBar::sub-page {{ background: transparent; }}
+
 #userBubble {{ background-color: {c.user_bubble}; border-radius: 14px; }}
 #userText {{ color: {c.text}; background: transparent; }}
 
