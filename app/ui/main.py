@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 from pathlib import Path
 
+from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication, QMessageBox
 
 from app import APP_NAME, __version__
@@ -61,6 +63,12 @@ def run_gui(args: argparse.Namespace) -> int:
     except PonderError as exc:
         QMessageBox.critical(None, APP_NAME, str(exc))
         return 1
+    # Ctrl+C in a terminal or a SIGTERM (logout) closes the window properly, saving the live answer.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: window.close())
+    wake = QTimer(interval=250)  # Python runs signal handlers only between bytecodes, not inside Qt
+    wake.timeout.connect(lambda: None)
+    wake.start()
     code = app.exec()
     window.close()  # already closed by the user normally; saves and stops the engine if not
     window.store.close()

@@ -179,11 +179,8 @@ class MainWindow(QMainWindow):
         self._refresh_conversations()
         self._show_page()
         self._update_controls()
-        if store.recovered_from is not None:
-            self.notice.show_notice(
-                "The conversation database was damaged. It was moved aside to "
-                f"{store.recovered_from} and a new, empty one was started."
-            )
+        if store.recovery_message:
+            self.notice.show_notice(store.recovery_message)
 
     # --- construction ---------------------------------------------------------------
 
