@@ -379,9 +379,9 @@ class AssistantMessageView(QWidget):
         self._answer_tokens = 0
         self._user_toggled = False
         self._stream = StreamRenderer()
-        self._tail_start = 0  # document position where the plain-text tail begins
-        self._shown_tail = ""
-        self._tail_is_code = False
+        self._tail_start: QTextCursor  # where the plain-text tail begins; see _reset_tail
+        self._shown_tail = ""  # the tail as last shown
+        self._tail_is_code = False  # ...shown as an open code block
         self._code_block_format = QTextBlockFormat()
         self._code_char_format = QTextCharFormat()
         self._dark: bool | None = None
@@ -426,6 +426,7 @@ class AssistantMessageView(QWidget):
         # Answer
         self.answer_view = _AnswerBrowser(self)
         self.answer_view.setObjectName("answerView")
+        self._reset_tail()
 
         self.error_label = QLabel(self)
         self.error_label.setObjectName("messageError")
@@ -640,8 +641,8 @@ class AssistantMessageView(QWidget):
         cursor = QTextCursor(self.answer_view.document())
         if step.html:
             # Blocks completed: replace the plain tail with their HTML, then show the new tail.
-            first = self._tail_start == 0
-            cursor.setPosition(self._tail_start)
+            first = self._tail_start.position() == 0
+            cursor.setPosition(self._tail_start.position())
             cursor.movePosition(QTextCursor.MoveOperation.End, QTextCursor.MoveMode.KeepAnchor)
             cursor.removeSelectedText()
             # insertHtml merges the fragment's first block into the cursor's block, which
@@ -656,7 +657,7 @@ class AssistantMessageView(QWidget):
                 cursor.insertBlock(QTextBlockFormat(), QTextCharFormat())
             else:
                 cursor.setBlockFormat(QTextBlockFormat())
-            self._tail_start = cursor.position()
+            self._tail_start.setPosition(cursor.position())
             self._shown_tail, self._tail_is_code = "", False
         self._show_tail(cursor, step.tail)
 
@@ -669,7 +670,7 @@ class AssistantMessageView(QWidget):
             cursor.movePosition(QTextCursor.MoveOperation.End)
             text = wanted[len(shown):]
         else:  # the tail turned out to be code (or stopped being): show it again, once
-            cursor.setPosition(self._tail_start)
+            cursor.setPosition(self._tail_start.position())
             cursor.movePosition(QTextCursor.MoveOperation.End, QTextCursor.MoveMode.KeepAnchor)
             cursor.removeSelectedText()
             cursor.setBlockFormat(self._code_block_format if is_code else QTextBlockFormat())
@@ -684,6 +685,13 @@ class AssistantMessageView(QWidget):
             return tail
         newline = tail.find("\n")  # the fence line itself is not shown
         return "" if newline < 0 else tail[newline + 1:]
+
+    def _reset_tail(self) -> None:
+        # A cursor, not a number: it moves along when text before it changes (a code
+        # block's "Copy" link turning into "Copied"), and stays put when the tail grows.
+        self._tail_start = QTextCursor(self.answer_view.document())
+        self._tail_start.setKeepPositionOnInsert(True)
+        self._shown_tail, self._tail_is_code = "", False
 
     def _render_answer_fully(self) -> None:
         self._show_rendered(render_markdown(self.answer_text))
@@ -724,7 +732,7 @@ class AssistantMessageView(QWidget):
         """Rebuild the streamed answer from its text (after a theme change mid-stream)."""
         self.answer_view.clear()
         self._stream = StreamRenderer()
-        self._tail_start, self._shown_tail, self._tail_is_code = 0, "", False
+        self._reset_tail()
         if self.answer_text:
             self._append_answer_markdown(self.answer_text)
 
@@ -938,4 +946,5 @@ def _show_copied(button: QToolButton) -> None:
             button.setIcon(theme.icon(button.property("iconName"), theme.colors_for(button).text_dim))
 
     QTimer.singleShot(COPIED_FEEDBACK_MS, button, restore)
+
 

@@ -329,6 +329,19 @@ def test_code_copy_works_while_streaming(qtbot, transcript):
     assert QGuiApplication.clipboard().text() == "echo two"
 
 
+def test_copy_feedback_mid_stream_does_not_disturb_the_stream(qtbot, transcript):
+    view = streaming_view(transcript)
+    view.append_answer("```\nfirst\n```\n\nSome text that is still")
+    settle(qtbot, view)
+    click_text(qtbot, view.answer_view, "Copy")
+    assert "Copied" in view.answer_view.toPlainText()  # the link says so for a moment
+    view.append_answer(" being written.\n\nNext block")
+    settle(qtbot, view)
+    text = view.answer_view.toPlainText()
+    assert "Some text that is still being written." in text and text.endswith("Next block")
+    assert text.count("first") == 1
+
+
 def test_links_open_in_the_system_browser_and_not_in_place(qtbot, transcript):
     catcher = UrlCatcher()
     QDesktopServices.setUrlHandler("https", catcher, "open")
