@@ -84,6 +84,8 @@ FINISH_WORDS = {"stop": "done", "length": "token limit", "context_full": "contex
 
 
 def _format_seconds(s: float) -> str:
+    if s < 0.1:
+        return f"{s * 1000:.0f} ms"
     return f"{s:.1f} s" if s < 60 else f"{int(s // 60)} min {s % 60:.0f} s"
 
 

@@ -134,7 +134,7 @@ td.code-body {{ padding: 8px 10px 8px 10px; }}
 pre.code {{ font-family: '{mono}'; font-size: {code_px}px; white-space: pre-wrap; margin: 0px; color: {c.text}; }}
 table.md {{ border-collapse: collapse; border-width: 1px; border-style: solid; border-color: {c.border}; }}
 table.md td, table.md th {{ border-width: 1px; border-style: solid; border-color: {c.border}; }}
-table.md th {{ background-color: {c.code_head}; font-weight: 600; }}
+table.md th {{ background-color: {c.code_head}; font-weight: 600; text-align: left; }}
 hr {{ color: {c.border}; }}
 {code_css(c.pygments_style)}
 """
