@@ -501,15 +501,18 @@ class AssistantMessageView(QWidget):
     def append_thinking(self, text: str) -> None:
         if self._phase == "done" or not text:
             return
-        if self._phase == "waiting":
+        if not self._thinking_parts and not self._pending_thinking:  # the first thinking text
             text = text.lstrip()
             if not text:
                 return
-            self._phase = "thinking"
-            self._think_started = time.monotonic()
-            self._clock.start()
             self.thinking_pane.show()
-            self._set_expanded(self.expand_while_thinking)
+            if self._phase == "waiting":
+                self._phase = "thinking"
+                self._think_started = time.monotonic()
+                self._clock.start()
+                self._set_expanded(self.expand_while_thinking)
+            else:  # thinking after answer text (a flagged trace): no live clock, start folded
+                self._set_expanded(False)
         self._pending_thinking.append(text)
         self._throttle.request()
 
@@ -541,9 +544,7 @@ class AssistantMessageView(QWidget):
         error: str | None = None,
     ) -> None:
         """Show the final message: full markdown render, stats, flags, actions. Call once."""
-        self._throttle.cancel()
-        self._pending_thinking.clear()
-        self._pending_answer.clear()
+        self._throttle.flush()  # what is still buffered goes in first, so the texts compare equal
         if self._phase == "thinking":
             self._end_thinking_clock()
         self._clock.stop()
@@ -556,17 +557,17 @@ class AssistantMessageView(QWidget):
                 self._think_seconds = stats["thinking_s"]
 
         thinking, answer = thinking.strip(), answer.strip()
-        streamed_thinking = "".join(self._thinking_parts)
+        streamed_thinking, streamed_answer = self.thinking_text, self.answer_text
         self._thinking_parts, self._answer_parts = [thinking], [answer]
         if streamed_thinking.rstrip() == thinking:
             self.thinking_body.trim_end()  # same text: no need to set it again
         else:
             self.thinking_body.set_text(thinking)
         self.thinking_pane.setVisible(bool(thinking))
-        if len(answer) <= SYNC_RENDER_MAX_CHARS:
-            self._render_answer_fully()
+        if len(answer) > SYNC_RENDER_MAX_CHARS and streamed_answer.rstrip() == answer:
+            self._render_answer_in_background(answer)  # what is shown meanwhile is nearly final
         else:
-            self._render_answer_in_background(answer)
+            self._render_answer_fully()
         self.answer_view.setVisible(bool(answer) or not thinking)
 
         if not self._user_toggled:
@@ -710,8 +711,7 @@ class AssistantMessageView(QWidget):
         Meanwhile the streamed document stays, with its tail rendered (costs the tail only).
         """
         self._render_pending = True
-        if self._stream.html_parts or self._shown_tail:
-            self._show_stream_step(self._stream.close())
+        self._show_stream_step(self._stream.close())
         job = _RenderJob(self)
         job.done.connect(self._on_background_render)
 

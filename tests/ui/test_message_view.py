@@ -195,6 +195,15 @@ def test_no_thinking_flag_is_not_a_warning(qtbot, transcript):
     assert view.badges() == []
 
 
+def test_thinking_that_starts_after_answer_text_still_shows_its_pane(qtbot, transcript):
+    view = streaming_view(transcript)
+    view.append_answer("Sure. ")
+    view.append_thinking("Wait, let me think after all.")
+    settle(qtbot, view)
+    assert view.thinking_pane.isVisible()
+    assert view.thinking_body.toPlainText() == "Wait, let me think after all."
+
+
 def test_non_reasoning_message_hides_the_thinking_pane(qtbot, transcript):
     view = streaming_view(transcript)
     view.append_answer("Just an answer, no reasoning.")
@@ -289,6 +298,13 @@ def test_long_answer_gets_its_final_render_off_the_gui_thread(qtbot, transcript)
     assert "\u200b" not in text and "**" not in text
     assert text.startswith("Paragraph 0 with bold text") and "print('end')" in text
     assert view.answer_view.code_blocks == ["print('end')"]
+
+
+def test_a_long_stored_answer_renders_at_once(qtbot, transcript):
+    answer = "\n\n".join(f"Paragraph {i} with **bold** text and more words to make it long." for i in range(150))
+    view = transcript(AssistantMessageView.from_message(StoredMessage(answer)))
+    assert not view.render_pending
+    assert view.answer_view.toPlainText().startswith("Paragraph 0 with bold text")
 
 
 def test_html_and_script_in_the_answer_are_shown_as_text(qtbot, transcript):
