@@ -105,7 +105,17 @@ def colors_for(widget: QWidget | None = None) -> Colors:
     return DARK if is_dark(palette) else LIGHT
 
 
+# Code fonts that read well, in order; the platform's fixed font if none is installed.
+MONO_PREFERENCES = ("Cascadia Mono", "Consolas", "SF Mono", "Menlo", "JetBrains Mono",
+                    "DejaVu Sans Mono", "Noto Sans Mono", "Liberation Mono")
+
+
+@lru_cache(maxsize=1)
 def mono_family() -> str:
+    installed = set(QFontDatabase.families())
+    for family in MONO_PREFERENCES:
+        if family in installed:
+            return family
     return QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont).family()
 
 
