@@ -442,6 +442,7 @@ class AssistantMessageView(QWidget):
         self.status_chip.hide()
         self.stats_label = QLabel(self)
         self.stats_label.setObjectName("messageStats")
+        self.stats_label.setWordWrap(True)  # wraps on narrow windows instead of widening the transcript
         self.copy_answer_button = _action_button("Copy", "copy", self)
         self.copy_answer_button.setToolTip("Copy the answer (markdown)")
         self.copy_answer_button.clicked.connect(self.copy_answer)

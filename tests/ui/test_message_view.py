@@ -418,6 +418,7 @@ def test_footer_shows_stats_and_actions_when_finished(qtbot, transcript):
     assert "Context used: 1,073 tokens" in view.stats_label.toolTip()
     assert view.regenerate_button.isVisible() and view.copy_thinking_button.isVisible()
     assert view.status_chip.isHidden()
+    assert view.minimumSizeHint().width() < 480  # the long stats line wraps; it never widens the transcript
 
 
 def test_copy_answer_and_copy_thinking(qtbot, transcript):
