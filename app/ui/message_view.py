@@ -870,7 +870,9 @@ class AssistantMessageView(QWidget):
         code_font = QFont(theme.mono_family())
         code_font.setPixelSize(theme.BASE_FONT_PX - 1)
         self._code_char_format = QTextCharFormat()
-        self._code_char_format.setFont(code_font, QTextCharFormat.FontPropertiesInheritanceBehavior.FontPropertiesSpecifiedOnly)
+        self._code_char_format.setFont(
+            code_font, QTextCharFormat.FontPropertiesInheritanceBehavior.FontPropertiesSpecifiedOnly
+        )
         _refresh_icons(self)
         self._refresh_header_icon()
         if self._phase == "done":
