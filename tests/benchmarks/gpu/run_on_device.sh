@@ -17,7 +17,8 @@
 # -- CMD runs CMD afterwards with the environment set (PYTHONPATH, PY, MODELS_DIR); the
 #        same exports are in /tmp/ponder_gpu_env.sh for later commands on this machine.
 #
-# The device call carries .gpucarry (see tests/benchmarks/GPU_NOTES.md).
+# The device call carries .gpucarry/whl plus .gpucarry/build (saved CUDA build) or
+# .gpucarry/sdist (trimmed llama-cpp-python sdist, to compile); see tests/benchmarks/GPU_NOTES.md.
 set -uo pipefail
 cd "$(dirname "$0")/../../.."
 START=$(date +%s)
@@ -58,7 +59,7 @@ elif ls $CARRY/build/llama-cuda.tar.xz.part* >/dev/null 2>&1; then
 else
     log "building llama-cpp-python with CUDA (~4 min)"
     rm -rf /tmp/llama-src $LLAMA && mkdir -p /tmp/llama-src
-    tar -xzf $CARRY/llama_cpp_python-0.3.36-trim.tar.gz -C /tmp/llama-src
+    tar -xzf $CARRY/sdist/llama_cpp_python-0.3.36-trim.tar.gz -C /tmp/llama-src
     if ! CMAKE_ARGS="-DGGML_CUDA=on -DCMAKE_CUDA_ARCHITECTURES=90 -DLLAVA_BUILD=off -DGGML_NATIVE=off" \
         CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) PYTHONPATH=$SITE \
         $PY -m pip install --no-build-isolation --no-deps --no-index --target $LLAMA \
@@ -67,16 +68,25 @@ else
         log "build failed"
         exit 1
     fi
+    # pip --target leaves a second copy of the libraries in lib/ (plus bin/, include/), and
+    # each library three times (.so, .so.0, .so.0.x.y: wheels hold no symlinks): 415 MB.
+    # Keep one file per library under its soname, which is what the others link against.
+    rm -rf $LLAMA/lib $LLAMA/bin $LLAMA/include
+    for f in $LLAMA/llama_cpp/lib/*.so.0; do
+        for d in "${f%.0}" "${f%.0}".0.*; do
+            [ -f "$d" ] && [ ! -L "$d" ] && ln -sf "$(basename "$f")" "$d"
+        done
+    done
     touch $LLAMA/.done
     log "built: $(du -sh $LLAMA | cut -f1)"
     if [ "${SAVE_BUILD:-0}" = 1 ]; then
-        rm -rf $LLAMA/bin $LLAMA/include  # the python package needs neither
-        tar -C /tmp -cf - llama | xz -T0 -6 | split -b 15M - "$OUT/llama-cuda.tar.xz.part"  # the device returns files <= 16 MiB
+        # ~39 MB in 3 pieces: the device returns files of at most 16 MiB.
+        tar -C /tmp -cf - llama | xz -T0 -6 | split -b 15M - "$OUT/llama-cuda.tar.xz.part"
         log "saved the build: $(ls -la "$OUT"/llama-cuda.tar.xz.part* | awk '{print $5, $9}' | tr '\n' ' ')"
     fi
 fi
 
-export PYTHONPATH=$LLAMA:$SITE${PYTHONPATH:+:$PYTHONPATH}
+export PYTHONPATH=$LLAMA:$SITE${PYTHONPATH:+:$PYTHONPATH} PY MODELS_DIR
 cat >/tmp/ponder_gpu_env.sh <<EOF
 export PYTHONPATH=$PYTHONPATH PY=$PY MODELS_DIR=$MODELS_DIR PYTHONUNBUFFERED=1
 EOF
