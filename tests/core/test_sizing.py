@@ -15,6 +15,7 @@ from app.core.errors import PonderError
 from app.core.hardware import GiB, describe
 from app.core.modelfile import ModelSummary, inspect_gguf
 from app.core.sizing import (
+    GPU_RUNTIME_BYTES,
     MIN_N_CTX,
     MIN_TOKENS_PER_S,
     ModelShape,
@@ -115,7 +116,7 @@ def test_layers_are_split_across_gpus_like_llama_cpp_with_the_output_on_the_last
     assert p.full_offload and p.fit == "fits"
     assert (first.layers, second.layers) == (41, 39)  # 81 "layers" with the output, split at half
     assert second.has_output and not first.has_output
-    assert first.runtime_bytes == second.runtime_bytes == 530 * MiB
+    assert first.runtime_bytes == second.runtime_bytes == GPU_RUNTIME_BYTES["nvidia"]
 
 
 def test_a_plan_from_a_real_gguf_summary_accounts_for_the_whole_file(tmp_path):
