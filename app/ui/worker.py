@@ -39,6 +39,7 @@ class EngineWorker(QObject):
       counts(int req_id, int thinking_tokens, int answer_tokens): live token counters.
       finished(int req_id, dict result): thinking, answer, flags, stats (Stats.to_dict()).
       failed(int req_id, str message): the request ended with an error; nothing more comes.
+      unloaded(): the model was closed on request (its file can now be deleted).
       closed(): the engine is closed and the thread is about to stop.
     """
 
@@ -49,6 +50,7 @@ class EngineWorker(QObject):
     counts = Signal(int, int, int)
     finished = Signal(int, object)
     failed = Signal(int, str)
+    unloaded = Signal()
     closed = Signal()
 
     def __init__(self) -> None:
@@ -115,6 +117,11 @@ class EngineWorker(QObject):
             self.finished.emit(req_id, result)
 
     @Slot()
+    def unload(self) -> None:
+        self._close_engine()
+        self.unloaded.emit()
+
+    @Slot()
     def close(self) -> None:
         self._close_engine()
         self.closed.emit()
@@ -139,6 +146,7 @@ class EngineClient(QObject):
       load_started(str path), load_progress(float), loaded(ModelInfo), load_failed(str)
       segment(int req_id, str kind, str text), counts(int req_id, int thinking, int answer)
       finished(int req_id, dict result), failed(int req_id, str message)
+      unloaded(): the model is closed (after `unload()`); nothing is loaded now
     """
 
     load_started = Signal(str)
@@ -149,10 +157,12 @@ class EngineClient(QObject):
     counts = Signal(int, int, int)
     finished = Signal(int, object)
     failed = Signal(int, str)
+    unloaded = Signal()
 
     # Requests; queued across to the worker because it lives on another thread.
     _load_requested = Signal(str, object, object)
     _chat_requested = Signal(int, object, object, object)
+    _unload_requested = Signal()
     _close_requested = Signal()
 
     def __init__(self, parent: QObject | None = None) -> None:
@@ -170,6 +180,7 @@ class EngineClient(QObject):
         self._worker.moveToThread(self._thread)
         self._load_requested.connect(self._worker.load)
         self._chat_requested.connect(self._worker.chat)
+        self._unload_requested.connect(self._worker.unload)
         self._close_requested.connect(self._worker.close)
         self._worker.load_progress.connect(self._on_load_progress)
         self._worker.loaded.connect(self._on_loaded)
@@ -178,6 +189,7 @@ class EngineClient(QObject):
         self._worker.counts.connect(self._on_counts)
         self._worker.finished.connect(self._on_finished)
         self._worker.failed.connect(self._on_failed)
+        self._worker.unloaded.connect(self._on_unloaded)
         self._thread.start()
 
     @property
@@ -204,6 +216,12 @@ class EngineClient(QObject):
         self._chat_requested.emit(req_id, list(messages), sampling, self._stop)
         return req_id
 
+    def unload(self) -> None:
+        """Close the model (after the running answer stops), e.g. to delete its file; `unloaded` follows."""
+        self.stop()
+        self.info = None
+        self._unload_requested.emit()
+
     def stop(self) -> None:
         """Ask the running answer to end after its current token; what it said is kept."""
         if self._stop is not None:
@@ -223,6 +241,11 @@ class EngineClient(QObject):
         if not self._thread.wait(5_000):
             log.warning("waiting for the engine thread to finish its current step")
             self._thread.wait()
+
+    @Slot()
+    def _on_unloaded(self) -> None:
+        self.info = None  # a load queued before the unload has finished by now
+        self.unloaded.emit()
 
     def _is_current(self, req_id: int) -> bool:
         return req_id == self._current_id
