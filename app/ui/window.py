@@ -1,9 +1,11 @@
 """MainWindow: conversations on the left, the transcript in the centre, the prompt box below.
 
-The window wires widgets to the ChatSession (conversation logic) and the
-EngineClient (model loading). It is on screen before any model loads; loading
-shows progress, and a load error is shown as the PonderError's sentence while
-the rest of the window stays usable.
+The window wires widgets to the ChatSession (conversation logic), the
+EngineClient (model loading) and the ModelLibrary (downloads, imports, the
+models on disk). It is on screen before any model loads; loading shows progress,
+and a load error is shown as the PonderError's sentence while the rest of the
+window stays usable. A model that finishes downloading or importing is loaded
+and a new chat opens; a GGUF file dropped onto the window is imported.
 """
 
 from __future__ import annotations
@@ -12,8 +14,17 @@ import dataclasses
 import logging
 from pathlib import Path
 
-from PySide6.QtCore import QByteArray, QEvent, QSize, Qt, QTimer, Signal, Slot
-from PySide6.QtGui import QAction, QCloseEvent, QGuiApplication, QKeyEvent, QKeySequence, QShortcut
+from PySide6.QtCore import QByteArray, QEvent, QMimeData, QSize, Qt, QTimer, Signal, Slot
+from PySide6.QtGui import (
+    QAction,
+    QCloseEvent,
+    QDragEnterEvent,
+    QDropEvent,
+    QGuiApplication,
+    QKeyEvent,
+    QKeySequence,
+    QShortcut,
+)
 from PySide6.QtWidgets import (
     QApplication,
     QFileDialog,
@@ -34,11 +45,13 @@ from PySide6.QtWidgets import (
 from app import APP_NAME
 from app.core.engine import LoadOptions, ModelInfo
 from app.core.errors import PonderError
+from app.core.paths import models_dir
 from app.core.settings import Settings, save_settings
 from app.core.storage import ChatStore, Conversation, Message, SearchHit
 from app.ui import theme
 from app.ui.conversation_list import ConversationList
 from app.ui.message_view import AssistantMessageView
+from app.ui.model_manager import ModelLibrary, ModelManagerDialog, same_file
 from app.ui.session import ChatSession
 from app.ui.settings_dialog import SettingsDialog
 from app.ui.transcript import Transcript
@@ -50,6 +63,11 @@ log = logging.getLogger(__name__)
 UNDO_DELETE_MS = 10_000
 PROMPT_MAX_LINES = 8
 PROMPT_PLACEHOLDER = "Ask anything… (Enter sends, Shift+Enter adds a line)"
+
+
+def dropped_files(mime: QMimeData) -> list[str]:
+    """Local files in a drag (a .gguf, or anything else for import to refuse with a reason)."""
+    return [url.toLocalFile() for url in mime.urls() if url.isLocalFile() and url.toLocalFile()]
 
 
 def load_options(settings: Settings) -> LoadOptions:
@@ -74,6 +92,10 @@ class PromptInput(QPlainTextEdit):
         self.setTabChangesFocus(True)
         self.document().documentLayout().documentSizeChanged.connect(self._fit_height)
         self._fit_height()
+
+    def canInsertFromMimeData(self, source: QMimeData) -> bool:  # noqa: N802 (Qt API)
+        # A dropped file goes to the window (model import), not into the prompt as a path.
+        return not dropped_files(source) and super().canInsertFromMimeData(source)
 
     def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802 (Qt API)
         if event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter):
@@ -162,8 +184,12 @@ class MainWindow(QMainWindow):
         self.data_dir = Path(data_dir)
         self.client = client or EngineClient(self)
         self.session = ChatSession(store, self.client, settings, self)
+        self.library = ModelLibrary(models_dir(self.data_dir), self.client, settings, self)
+        self.model_manager: ModelManagerDialog | None = None
         self._editing_position: int | None = None  # a user prompt being edited for resend
+        self._new_chat_on_load: str | None = None  # a downloaded/imported model: open a new chat when loaded
         self._closed = False
+        self.setAcceptDrops(True)
 
         self._build_widgets()
         self._apply_colors()
@@ -181,12 +207,14 @@ class MainWindow(QMainWindow):
         self._update_controls()
         if store.recovery_message:
             self.notice.show_notice(store.recovery_message)
+        self.library.refresh()  # hardware, recommendation and local models, on a worker thread
 
     # --- construction ---------------------------------------------------------------
 
     def _build_widgets(self) -> None:
         self.conversations = ConversationList()
         self.welcome = WelcomePage()
+        self.welcome.bind(self.library)
         self.transcript = Transcript()
         self.notice = NoticeBar()
 
@@ -267,7 +295,10 @@ class MainWindow(QMainWindow):
             self.addAction(act)
             return act
 
-        self.open_model_action = action("&Open model…", self.choose_model, QKeySequence.StandardKey.Open)
+        self.open_model_action = action("&Import a GGUF file…", self.choose_model, QKeySequence.StandardKey.Open,
+                                        "Check a GGUF model you already have and add it to Ponder's models")
+        self.models_action = action("&Models…", self.open_model_manager, "Ctrl+Shift+M",
+                                    "Downloaded models and models to download")
         self.new_chat_action = action("&New chat", self.new_chat, QKeySequence.StandardKey.New)
         self.settings_action = action("&Settings…", self.open_settings, "Ctrl+,")
         self.quit_action = action("&Quit", self.close, QKeySequence.StandardKey.Quit)
@@ -278,7 +309,7 @@ class MainWindow(QMainWindow):
 
         menu = self.menuBar()
         file_menu = menu.addMenu("&File")
-        for act in (self.new_chat_action, self.open_model_action, self.settings_action):
+        for act in (self.new_chat_action, self.models_action, self.open_model_action, self.settings_action):
             file_menu.addAction(act)
         file_menu.addSeparator()
         file_menu.addAction(self.quit_action)
@@ -304,6 +335,14 @@ class MainWindow(QMainWindow):
         c.load_progress.connect(self._on_load_progress)
         c.loaded.connect(self._on_loaded)
         c.load_failed.connect(self._on_load_failed)
+        c.unloaded.connect(self._on_unloaded)
+
+        lib = self.library
+        lib.load_requested.connect(self._on_model_ready)
+        lib.import_started.connect(self._on_import_started)
+        lib.problem.connect(self._on_library_problem)
+        lib.deleted.connect(self._on_model_deleted)
+        lib.downloads.failed.connect(self._on_download_failed)
 
         lst = self.conversations
         lst.conversation_selected.connect(self._on_conversation_selected)
@@ -314,6 +353,8 @@ class MainWindow(QMainWindow):
         lst.hit_activated.connect(self._on_hit_activated)
 
         self.welcome.choose_model_requested.connect(self.choose_model)
+        self.welcome.models_requested.connect(self.open_model_manager)
+        self.welcome.load_requested.connect(self._switch_to)
         self.transcript.regenerate_requested.connect(self._on_regenerate_requested)
         self.transcript.edit_requested.connect(self._on_edit_requested)
         self.prompt_input.submitted.connect(self.send_prompt)
@@ -337,7 +378,86 @@ class MainWindow(QMainWindow):
             self, "Choose a GGUF model", folder, "GGUF models (*.gguf);;All files (*)"
         )
         if path:
-            self.load_model(path)
+            self.import_model(path)
+
+    def import_model(self, path: str | Path) -> None:
+        """Validate a GGUF, add it to the models folder, then load it (or show why not)."""
+        self.library.import_file(path)
+
+    @Slot()
+    def open_model_manager(self) -> ModelManagerDialog:
+        if self.model_manager is None:
+            self.model_manager = ModelManagerDialog(self.library, self)
+            self.model_manager.load_requested.connect(self.load_model)
+            self.model_manager.import_requested.connect(self.choose_model)
+            self.library.refresh()  # the folder may have changed outside Ponder
+        if self.model_manager.isVisible():  # already open, perhaps behind the window
+            self.model_manager.raise_()
+            self.model_manager.activateWindow()
+        else:
+            self.model_manager.show()
+        return self.model_manager
+
+    @Slot(str)
+    def _on_model_ready(self, path: str) -> None:
+        """A download or import finished: switch to it, unless an answer is streaming."""
+        self.statusBar().clearMessage()
+        if self.session.busy:
+            self.notice.show_notice(f"{Path(path).name} is ready.", action=("Load it", lambda: self._switch_to(path)))
+            return
+        self._switch_to(path)
+
+    @Slot(str)
+    def _switch_to(self, path: str) -> None:
+        self._new_chat_on_load = path
+        self.load_model(path)
+
+    @Slot(str)
+    def _on_import_started(self, name: str) -> None:
+        self.statusBar().showMessage(f"Checking and importing {name}…")
+
+    @Slot(str)
+    def _on_library_problem(self, message: str) -> None:
+        self.statusBar().clearMessage()
+        self.notice.show_notice(message, error=True)
+
+    @Slot(object, str)
+    def _on_download_failed(self, _request, message: str) -> None:
+        # The welcome page and the manager show it in place; elsewhere it needs a notice.
+        shown = self.welcome.download_area.isVisible() or (
+            self.model_manager is not None and self.model_manager.isVisible())
+        if not shown:
+            self.notice.show_notice(message, error=True)
+
+    @Slot(str)
+    def _on_model_deleted(self, path: str) -> None:
+        if same_file(self.settings.last_model_path, path):
+            self.settings.last_model_path = None
+            self._save_settings()
+
+    @Slot()
+    def _on_unloaded(self) -> None:
+        self.welcome.show_no_model()
+        self._show_model_status(None)
+        self._update_controls()
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802 (Qt API)
+        if dropped_files(event.mimeData()):
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    def dragMoveEvent(self, event) -> None:  # noqa: N802 (Qt API)
+        if dropped_files(event.mimeData()):
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802 (Qt API)
+        files = dropped_files(event.mimeData())
+        if not files:
+            event.ignore()
+            return
+        event.acceptProposedAction()
+        self.import_model(files[0])
 
     @Slot(str)
     def _on_load_started(self, path: str) -> None:
@@ -361,6 +481,9 @@ class MainWindow(QMainWindow):
         self._show_model_status(info)
         self.settings.last_model_path = str(info.path)
         self._save_settings()
+        if same_file(self._new_chat_on_load, info.path):
+            self._new_chat_on_load = None
+            self.new_chat()
         notes = [n for n in (info.gpu_note, info.template_note) if n]
         if notes:
             self.notice.show_notice(" ".join(notes))
@@ -624,16 +747,16 @@ QPushButton#newChatButton:hover {{ background-color: {c.hover}; }}
 QStatusBar {{ color: {c.text_dim}; border-top: 1px solid {c.border}; }}
 QStatusBar QLabel {{ color: {c.text_dim}; padding: 0px 8px; }}
 QSplitter::handle {{ background-color: {c.border}; }}
-QPushButton#chooseModelButton {{ background-color: {c.accent}; color: {c.accent_text}; border: none;
-                                border-radius: 10px; padding: 9px 20px; font-weight: 600; }}
 QPushButton#noticeAction {{ background-color: {c.base}; color: {c.text}; border: 1px solid {c.border};
                            border-radius: 8px; padding: 4px 12px; }}
-#welcomeMessage {{ color: {c.text_dim}; }}
 """)
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 (Qt API)
         if not self._closed:
             self._closed = True
+            if self.model_manager is not None:
+                self.model_manager.close()
+            self.library.shutdown()  # a running download stops; its part file resumes next time
             self.session.close()
             self.settings.window_geometry = bytes(self.saveGeometry().toBase64()).decode("ascii")
             self._save_settings()
