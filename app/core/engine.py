@@ -15,6 +15,7 @@ from __future__ import annotations
 import codecs
 import collections
 import ctypes
+import dataclasses
 import logging
 import os
 import threading
@@ -47,7 +48,7 @@ class LoadOptions:
     n_ctx: int = DEFAULT_N_CTX
     n_gpu_layers: int | None = None  # None: offload all layers if the build can; 0: CPU only
     flash_attn: bool = True
-    kv_type: str = "f16"  # "f16" | "q8_0"
+    kv_type: str = "auto"  # "f16" | "q8_0" | "auto": f16 unless q8_0 puts more layers on the GPU
     n_threads: int | None = None
     # Sample inside llama.cpp's graph (experimental in llama.cpp): on a GPU it saves
     # copying 152k logits to the host per token; on the CPU it is slower. None: on for GPUs.
@@ -75,6 +76,7 @@ class ModelInfo:
     n_ctx_train: int
     n_layers: int
     n_gpu_layers: int
+    kv_type: str
     backend: str
     gpu_note: str | None
     is_reasoning: bool
@@ -185,10 +187,12 @@ class Engine:
 
         gpu = gpu_backend_name()
         wanted = options.n_gpu_layers
+        kv_type = "f16" if options.kv_type == "auto" else options.kv_type
         if wanted is None:
-            wanted = _planned_gpu_layers(summary, options) if gpu else 0
+            wanted, kv_type = _auto_placement(summary, options) if gpu else (0, kv_type)
         elif wanted < 0:
             wanted = summary.n_layers + 1  # +1: the output layer
+        options = dataclasses.replace(options, kv_type=kv_type)
         gpu_note = None
         if wanted > 0 and not gpu:
             gpu_note = "This build of llama.cpp has no GPU support; running on the CPU."
@@ -237,6 +241,7 @@ class Engine:
             n_ctx_train=summary.n_ctx_train,
             n_layers=summary.n_layers,
             n_gpu_layers=n_gpu,
+            kv_type=options.kv_type,
             backend=gpu if (gpu and n_gpu > 0) else "CPU",
             gpu_note=gpu_note,
             is_reasoning=summary.is_reasoning,
@@ -551,15 +556,21 @@ class ChatRun:
         return self
 
 
-def _planned_gpu_layers(summary: ModelSummary, options: LoadOptions) -> int:
-    """How many layers fit on this machine's GPU(s), from the memory planner."""
+def _auto_placement(summary: ModelSummary, options: LoadOptions) -> tuple[int, str]:
+    """(GPU layers, KV type) that fit this machine, from the memory planner."""
     from app.core import hardware, sizing
 
+    kv_default = "f16" if options.kv_type == "auto" else options.kv_type
     try:
-        return sizing.plan(summary, n_ctx=options.n_ctx, kv_type=options.kv_type, hw=hardware.probe()).n_gpu_layers
+        hw = hardware.probe()
+        if options.kv_type == "auto":
+            chosen = sizing.best_placement(summary, hw=hw, n_ctx=options.n_ctx)
+        else:
+            chosen = sizing.plan(summary, n_ctx=options.n_ctx, kv_type=options.kv_type, hw=hw)
+        return chosen.n_gpu_layers, chosen.kv_type
     except Exception:  # the planner is advice; llama.cpp's own failure falls back to the CPU
         log.exception("memory planning failed; offloading every layer")
-        return summary.n_layers + 1
+        return summary.n_layers + 1, kv_default
 
 
 def _physical_cores() -> int:

@@ -554,6 +554,13 @@ def _preferred_quant(model: CatalogModel) -> Quant:
     return min(at_least, key=lambda q: q.bits) if at_least else max(model.quants, key=lambda q: q.bits)
 
 
+def best_placement(model, *, hw: HardwareInfo | None, n_ctx: int = TARGET_N_CTX,
+                   quant: str | Quant | None = None) -> Plan:
+    """How to load `model` here: as many layers on the GPU as fit, with an f16 KV cache unless
+    an 8-bit one puts more layers on the GPU. For the engine's automatic placement and the UI."""
+    return _best_placement(_placements(hw, model, quant, n_ctx))
+
+
 def _placements(hw, model, quant, n_ctx, n_gpu_layers=None) -> list[Plan]:
     return [plan(model, quant=quant, n_ctx=n_ctx, kv_type=kv, n_gpu_layers=n_gpu_layers, hw=hw)
             for kv in ("f16", "q8_0")]

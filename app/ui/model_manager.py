@@ -37,7 +37,9 @@ from app.core.downloads import Progress, format_bytes, import_local_gguf, local_
 from app.core.errors import PonderError
 from app.core.hardware import HardwareInfo, probe
 from app.core.modelfile import inspect_gguf
-from app.core.sizing import MIN_TOKENS_PER_S, TARGET_N_CTX, Plan, Recommendation, format_speed, plan, recommend
+from app.core.sizing import (
+    MIN_TOKENS_PER_S, TARGET_N_CTX, Plan, Recommendation, best_placement, format_speed, recommend,
+)
 from app.ui import theme
 from app.ui.download_task import DownloadRequest, Downloads, run_in_background
 
@@ -128,10 +130,7 @@ def survey(models_dir: Path, n_ctx: int, hardware: HardwareInfo | None = None,
 def plan_catalog_quant(hw: HardwareInfo, model: CatalogModel, quant: Quant) -> Plan:
     """How a catalog file would run here, as the recommendation plans it: a 16k context (up to
     the model's own), f16 KV unless an 8-bit cache puts more layers on the GPU."""
-    n_ctx = min(TARGET_N_CTX, model.architecture.n_ctx_train)
-    plans = [plan(model, quant=quant, n_ctx=n_ctx, kv_type=kv, hw=hw) for kv in ("f16", "q8_0")]
-    fitting = [p for p in plans if p.fits]
-    return max(fitting, key=lambda p: (p.n_gpu_layers, p.kv_type == "f16")) if fitting else plans[0]
+    return best_placement(model, hw=hw, quant=quant, n_ctx=min(TARGET_N_CTX, model.architecture.n_ctx_train))
 
 
 def _local_model(path: Path, hw: HardwareInfo, n_ctx: int, catalog: Catalog | None) -> LocalModel:
@@ -140,8 +139,8 @@ def _local_model(path: Path, hw: HardwareInfo, n_ctx: int, catalog: Catalog | No
         summary = inspect_gguf(path)
     except PonderError as exc:
         return LocalModel(path, size, path.stem, "", None, str(exc))
-    # Planned as the engine will load it: the context from the settings, f16 KV cache.
-    p = plan(summary, n_ctx=min(n_ctx, summary.n_ctx_train), hw=hw)
+    # Planned as the engine will load it: the context from the settings, KV type chosen as the engine does.
+    p = best_placement(summary, hw=hw, n_ctx=min(n_ctx, summary.n_ctx_train))
     known = catalog.find_file(path.name) if catalog is not None else None
     name = known[0].short_name if known else summary.name
     return LocalModel(path, summary.file_size, name, known[1].name if known else p.quant, p)
