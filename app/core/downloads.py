@@ -153,6 +153,29 @@ def download_model(
     return finals
 
 
+@dataclass(frozen=True)
+class PartialFile:
+    """A download that stopped part way: `<name>.part` and its note (repo, file, size)."""
+
+    repo_id: str
+    filename: str
+    size: int
+    part: Path
+
+
+def partial_downloads(models_dir: str | os.PathLike) -> list[PartialFile]:
+    """The resumable partial downloads in `models_dir` (no network)."""
+    found = []
+    for note in sorted(Path(models_dir).glob("*.part.json")):
+        part = note.with_name(note.name.removesuffix(".json"))
+        try:
+            saved = json.loads(note.read_text(encoding="utf-8"))
+            found.append(PartialFile(saved["repo_id"], saved["filename"], int(saved["size"]), part))
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return [f for f in found if f.part.is_file()]
+
+
 def local_models(models_dir: str | os.PathLike) -> list[Path]:
     """Complete GGUF models in `models_dir`, found without any network access.
 

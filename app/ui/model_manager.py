@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -33,7 +32,9 @@ from PySide6.QtWidgets import (
 )
 
 from app.core.catalog import Catalog, CatalogModel, Quant, load_catalog
-from app.core.downloads import Progress, format_bytes, import_local_gguf, local_models, model_parts
+from app.core.downloads import (
+    Progress, format_bytes, import_local_gguf, local_models, model_parts, partial_downloads,
+)
 from app.core.errors import PonderError
 from app.core.hardware import HardwareInfo, probe
 from app.core.modelfile import inspect_gguf
@@ -147,20 +148,10 @@ def _local_model(path: Path, hw: HardwareInfo, n_ctx: int, catalog: Catalog | No
 
 
 def _partials(models_dir: Path, catalog: Catalog | None) -> list[PartialDownload]:
-    """Downloads that stopped part way, from the `<name>.part.json` notes app.core.downloads keeps
-    next to each `<name>.part` (repo_id, filename, etag, size)."""
+    """Downloads that stopped part way, grouped into the models they belong to."""
     found: dict[tuple[str, ...], PartialDownload] = {}
-    if not models_dir.is_dir():
-        return []
-    for note in sorted(models_dir.glob("*.gguf.part.json")):
-        part = note.with_name(note.name.removesuffix(".json"))
-        try:
-            saved = json.loads(note.read_text(encoding="utf-8"))
-            repo, filename, size = saved["repo_id"], saved["filename"], int(saved["size"])
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
-        if not part.is_file():
-            continue
+    for partial in partial_downloads(models_dir):
+        repo, filename, size = partial.repo_id, partial.filename, partial.size
         known = catalog.find_file(filename) if catalog is not None else None
         if known:
             request = DownloadRequest.for_catalog(*known)
@@ -171,8 +162,8 @@ def _partials(models_dir: Path, catalog: Catalog | None) -> list[PartialDownload
             continue
         done = 0
         for name in request.file_names:
-            whole, partial = models_dir / name, models_dir / f"{name}.part"
-            done += whole.stat().st_size if whole.is_file() else partial.stat().st_size if partial.is_file() else 0
+            whole, part = models_dir / name, models_dir / f"{name}.part"
+            done += whole.stat().st_size if whole.is_file() else part.stat().st_size if part.is_file() else 0
         found[request.files] = PartialDownload(request, done, request.size_bytes or size)
     return list(found.values())
 

@@ -21,6 +21,8 @@ from app.core.downloads import (
     import_local_gguf,
     local_models,
     model_parts,
+    partial_downloads,
+    PartialFile,
 )
 from app.core.errors import DownloadError, ModelFileError
 from tests.fakehub import FakeHub, fake_gguf_bytes, fake_hub  # noqa: F401  (fixture)
@@ -120,6 +122,7 @@ def test_new_call_after_cancel_resumes_from_the_kept_part(hub, tmp_path):
     assert 100_000 <= kept < len(data)
     assert part.read_bytes() == data[:kept]
     assert local_models(tmp_path) == []  # a part is never offered as a model
+    assert partial_downloads(tmp_path) == [PartialFile(REPO, NAME, len(data), part)]
 
     hub.chunk_delay_s = 0
     reports.clear()
@@ -129,6 +132,7 @@ def test_new_call_after_cancel_resumes_from_the_kept_part(hub, tmp_path):
     assert hub.gets()[-1].range == f"bytes={kept}-"
     assert any(p.stage == "checking" for p in reports)  # the kept part was re-hashed
     assert leftovers(tmp_path) == [NAME]
+    assert partial_downloads(tmp_path) == []
 
 
 def test_damaged_kept_part_is_caught_by_the_checksum_on_resume(hub, tmp_path):
