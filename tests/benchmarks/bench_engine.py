@@ -29,12 +29,12 @@ from app.core.engine import Engine, LoadOptions, Sampling  # noqa: E402
 PROMPT = [{"role": "user", "content": "Think at length about the number 42, then answer."}]
 
 
-def slice_cost(stamps: list[tuple[int, float]], lo: float, hi: float) -> float:
-    """Mean wall ms per token between fractions lo and hi of the tokens."""
+def slice_cost(stamps: list[tuple], lo: float, hi: float, column: int = 1) -> float:
+    """Mean ms per token between fractions lo and hi of the tokens (column 1: wall seconds)."""
     n = stamps[-1][0]
     a = next(s for s in stamps if s[0] >= max(1, int(n * lo)))
     b = next(s for s in stamps if s[0] >= int(n * hi))
-    return (b[1] - a[1]) / max(1, b[0] - a[0]) * 1000
+    return (b[column] - a[column]) / max(1, b[0] - a[0]) * 1000
 
 
 def bench_ponder(path: Path, n_ctx: int, max_tokens: int, backend_sampling: bool | None = None) -> dict:
@@ -42,12 +42,14 @@ def bench_ponder(path: Path, n_ctx: int, max_tokens: int, backend_sampling: bool
     try:
         engine.chat(PROMPT, Sampling(max_tokens=8)).run()  # warm-up
         run = engine.chat(PROMPT, Sampling(max_tokens=max_tokens, seed=1))
-        stamps = [(0, time.perf_counter())]
+        lc, ctx = engine._lc, engine._ctx
+        # (tokens, wall s, llama.cpp's cumulative decode s): wall minus decode is Ponder's own cost.
+        stamps = [(0, time.perf_counter(), 0.0)]
         t_start = None
         for _ in run:
             n = run.thinking_tokens + run.answer_tokens
             if n != stamps[-1][0]:
-                stamps.append((n, time.perf_counter()))
+                stamps.append((n, time.perf_counter(), lc.llama_perf_context(ctx).t_eval_ms / 1000))
                 if t_start is None:
                     t_start = stamps[-1]
         end = stamps[-1]
@@ -58,6 +60,8 @@ def bench_ponder(path: Path, n_ctx: int, max_tokens: int, backend_sampling: bool
             "llama_decode_tps": run.stats.decode_tokens_per_s,
             "first10_ms": slice_cost(stamps, 0.0, 0.1),
             "last10_ms": slice_cost(stamps, 0.9, 1.0),
+            "overhead_first10_ms": slice_cost(stamps, 0.0, 0.1) - slice_cost(stamps, 0.0, 0.1, column=2),
+            "overhead_last10_ms": slice_cost(stamps, 0.9, 1.0) - slice_cost(stamps, 0.9, 1.0, column=2),
             "backend": engine.info.backend,
             "prompt": engine._prompts.render(PROMPT).text,
             "backend_sampling": engine._backend_sampling,
@@ -129,7 +133,10 @@ def main() -> None:
     print(f"llama.cpp decode rate (perf counters, Ponder run): {decode:.1f} tok/s")
     print(f"Ponder wall / llama.cpp decode: {ponder['wall_tps'] / decode:.3f}")
     print(f"Ponder wall / Llama.generate() wall: {ponder['wall_tps'] / generate['wall_tps']:.2f}x")
-    print(f"Ponder last10% / first10% per-token cost: {ponder['last10_ms'] / ponder['first10_ms']:.2f}")
+    print(f"Ponder last10% / first10% per-token wall cost: {ponder['last10_ms'] / ponder['first10_ms']:.2f}"
+          " (includes llama.cpp's attention over a growing context)")
+    print(f"Ponder's own cost per token outside llama_decode (sampling, detokenize, split):"
+          f" first10% {ponder['overhead_first10_ms'] * 1000:.1f} us, last10% {ponder['overhead_last10_ms'] * 1000:.1f} us")
 
 
 if __name__ == "__main__":
