@@ -29,10 +29,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
+    if args.command is None:  # the window logs to a file and reports crashes; commands print to the terminal
+        from app.core.logs import setup_gui_logging
+
+        setup_gui_logging(args.data_dir, args.verbose)
+    else:
+        logging.basicConfig(
+            level=logging.DEBUG if args.verbose else logging.WARNING,
+            format="%(levelname)s %(name)s: %(message)s",
+        )
     try:
         if args.command is None:
             from app.ui.main import run_gui

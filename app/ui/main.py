@@ -6,12 +6,15 @@ import argparse
 import logging
 import signal
 import sys
+import threading
 from pathlib import Path
 
-from PySide6.QtCore import QTimer
+from PySide6.QtCore import QObject, Qt, QTimer, Signal, Slot
+from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication, QMessageBox
 
 from app import APP_NAME, __version__
+from app.core import logs
 from app.core.errors import PonderError
 from app.core.paths import data_dir
 from app.core.settings import load_settings
@@ -21,15 +24,67 @@ from app.ui.window import MainWindow
 
 log = logging.getLogger(__name__)
 
+RESOURCES = Path(__file__).resolve().parents[2] / "resources"  # in a frozen build: the bundle's copy
+APP_USER_MODEL_ID = "Ponder.Ponder"  # Windows taskbar identity; the installer's shortcut uses the same
+
+
+def app_icon() -> QIcon:
+    """The application icon at every size it is drawn in (resources/hicolor, made by packaging/make_icons.py)."""
+    icon = QIcon()
+    for png in sorted((RESOURCES / "hicolor").glob("*/apps/ponder.png")):
+        icon.addFile(str(png))
+    return icon
+
 
 def create_app() -> QApplication:
+    if sys.platform == "win32":  # before any window: groups the taskbar button under Ponder's own icon
+        import ctypes
+
+        ctypes.windll.shell32.SetCurrentProcessExplicitAppUserModelID(APP_USER_MODEL_ID)
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName(APP_NAME)
     app.setApplicationDisplayName(APP_NAME)
     app.setApplicationVersion(__version__)
     app.setOrganizationName(APP_NAME)
     app.setDesktopFileName("ponder")
+    app.setWindowIcon(app_icon())
     return app
+
+
+class CrashDialog(QObject):
+    """Shows crash reports (app.core.logs) in a message box, whichever thread crashed.
+
+    A report from another thread crosses to the GUI thread by a queued signal; one from the
+    GUI thread is shown at once (it may come after the event loop ended). While one box is open, further reports are only logged: a fault that repeats in a
+    paint handler must not stack up boxes.
+    """
+
+    reported = Signal(str)
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._showing = False
+        self.reported.connect(self._on_reported, Qt.ConnectionType.QueuedConnection)
+        logs.add_crash_listener(self._listen)
+
+    def detach(self) -> None:
+        logs.remove_crash_listener(self._listen)
+
+    def _listen(self, message: str, _report: Path) -> None:
+        if threading.current_thread() is threading.main_thread():
+            self._on_reported(message)
+        else:
+            self.reported.emit(message)
+
+    @Slot(str)
+    def _on_reported(self, message: str) -> None:
+        if self._showing:
+            return
+        self._showing = True
+        try:
+            QMessageBox.critical(QApplication.activeWindow(), APP_NAME, message)
+        finally:
+            self._showing = False
 
 
 def open_window(data_dir_override: str | None, model: str | None) -> MainWindow:
@@ -58,6 +113,7 @@ def open_window(data_dir_override: str | None, model: str | None) -> MainWindow:
 
 def run_gui(args: argparse.Namespace) -> int:
     app = create_app()
+    crash_dialog = CrashDialog(app)
     try:
         window = open_window(getattr(args, "data_dir", None), getattr(args, "model", None))
     except PonderError as exc:
@@ -69,7 +125,11 @@ def run_gui(args: argparse.Namespace) -> int:
     wake = QTimer(interval=250)  # Python runs signal handlers only between bytecodes, not inside Qt
     wake.timeout.connect(lambda: None)
     wake.start()
+    if logs.previous_crash_message():  # a native crash last time: say where its report is
+        QTimer.singleShot(0, lambda: QMessageBox.warning(window, APP_NAME, logs.previous_crash_message()))
     code = app.exec()
     window.close()  # already closed by the user normally; saves and stops the engine if not
     window.store.close()
+    crash_dialog.detach()
+    logs.teardown_gui_logging()  # the process ends here; an embedding one (tests) gets its hooks back
     return code
