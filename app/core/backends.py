@@ -113,7 +113,8 @@ def _why_not_loaded(path: Path) -> str:
         ctypes.CDLL(str(path))
     except OSError as exc:  # the loader names the missing library (e.g. libvulkan.so.1)
         return str(exc).replace(str(path) + ": ", "")
-    return "it loaded but did not register as a ggml backend"
+    # It loads, but its init gave up: e.g. the Vulkan loader found no driver at all.
+    return "no driver for it was found"
 
 
 def load_backends(lib_dir: str | os.PathLike | None = None) -> BackendReport:
