@@ -15,6 +15,7 @@ Why these flags (see packaging/README.md, "Engine builds"):
   linked-in backend would stop libllama itself from loading. GGML_CPU_ALL_VARIANTS=ON builds one
   CPU module per x86 level (SSE4.2 ... AVX-512/AMX) and ggml picks the best one the CPU runs.
 - macOS: Metal is part of every supported macOS, so one static Metal build is enough.
+- Windows: GGML_OPENMP=OFF, because MSVC's OpenMP DLL is not part of a plain Windows install.
 
 llama-cpp-python installs only the targets it knows by name and not the per-CPU `ggml-cpu-<tag>`
 modules, so the unpacked sdist's CMakeLists.txt gets an install rule for them (patch_sdist).
@@ -72,11 +73,14 @@ def cmake_args(backend: str, cpu_variants: str) -> list[str]:
     """Ponder's flags, then any CMAKE_ARGS from the environment (for example
     -DVulkan_INCLUDE_DIR=... where the system's Vulkan headers are too old for ggml-vulkan)."""
     args = ["-DGGML_NATIVE=OFF", "-DLLAVA_BUILD=OFF", *BACKEND_FLAGS[backend]]
+    if sys.platform == "win32":
+        # MSVC's OpenMP runtime (vcomp140.dll) is not on every Windows; ggml's own thread pool is.
+        args.append("-DGGML_OPENMP=OFF")
     if sys.platform != "darwin":
         args.append("-DGGML_BACKEND_DL=ON")
         if cpu_variants == "all":
             args.append("-DGGML_CPU_ALL_VARIANTS=ON")
-    return args + shlex.split(os.environ.get("CMAKE_ARGS", ""))
+    return args + shlex.split(os.environ.get("CMAKE_ARGS", ""), posix=os.name != "nt")
 
 
 def patch_sdist(source_dir: Path) -> None:

@@ -5,7 +5,7 @@
                                        [--expect-backend NAME] [--env NAME=VALUE ...]
 
 EXE is the frozen binary (dist/ponder/ponder, /usr/bin/ponder, Ponder.app/Contents/MacOS/Ponder,
-ponder-cli.exe). Run with a Python that has Ponder's dependencies (it writes the scripted GGUF
+ponder-cli.exe; on Windows the window is Ponder.exe: pass it as --gui-exe). Run with a Python that has Ponder's dependencies (it writes the scripted GGUF
 with tests/fixtures/scripted_gguf.py); the binary itself runs on its own.
 
 1. `EXE ask --json` on a scripted GGUF (tests/fixtures): the thinking, the answer and the
@@ -66,7 +66,7 @@ def isolated_env(home: Path, extra: dict[str, str]) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PONDER_", "QT_", "PYTHON"))}
     env.update(HOME=str(home), XDG_DATA_HOME=str(home / "data"), XDG_STATE_HOME=str(home / "state"),
                XDG_CONFIG_HOME=str(home / "config"), XDG_CACHE_HOME=str(home / "cache"),
-               LOCALAPPDATA=str(home / "AppData" / "Local"), HF_HUB_OFFLINE="1")
+               USERPROFILE=str(home), LOCALAPPDATA=str(home / "AppData" / "Local"), HF_HUB_OFFLINE="1")
     env.update(extra)
     return env
 
@@ -236,6 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("exe")
     parser.add_argument("--gui", choices=["xvfb", "offscreen"])
+    parser.add_argument("--gui-exe", help="the window's executable when it is not EXE (Windows: Ponder.exe)")
     parser.add_argument("--screenshot", type=Path, help="where to keep the window screenshot (xvfb)")
     parser.add_argument("--expect-backend", help='fail unless `ask` reports this backend ("CPU", "Vulkan", "Metal")')
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
@@ -251,7 +252,8 @@ def main(argv: list[str] | None = None) -> int:
         env = isolated_env(tmp / "home", extra)
         smoke_ask(exe, model, env, args.expect_backend)
         if args.gui:
-            smoke_gui(exe, model, env, args.gui, tmp, args.screenshot)
+            gui_exe = (shutil.which(args.gui_exe) or args.gui_exe) if args.gui_exe else exe
+            smoke_gui(gui_exe, model, env, args.gui, tmp, args.screenshot)
     except SmokeFailure as failure:
         print(failure, flush=True)
         for name in ("gui.log",):
