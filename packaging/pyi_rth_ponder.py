@@ -17,6 +17,9 @@ for _name in ("stdout", "stderr"):
 import app  # noqa: E402,F401  (loads llama_cpp first)
 
 if app.llama_cpp is not None:
-    from app.core.backends import load_backends  # noqa: E402
+    try:
+        from app.core.backends import load_backends
 
-    load_backends()
+        load_backends()
+    except Exception as exc:  # never stop the app here: the engine reports a missing backend itself
+        print(f"ponder: could not load llama.cpp's backend modules: {exc}", file=sys.stderr)

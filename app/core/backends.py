@@ -80,14 +80,15 @@ def _ggml(lib_dir: Path):
     On POSIX, symbols are looked up through libllama's handle (dlsym searches its
     dependencies); Windows loads a DLL once per name, so ggml.dll is the same module.
     """
-    if sys.platform == "win32":
-        from llama_cpp._ctypes_extensions import load_shared_library
-
-        ggml = load_shared_library("ggml", lib_dir)
-    else:
+    ggml = None
+    if sys.platform != "win32":
         import llama_cpp.llama_cpp as lc
 
         ggml = ctypes.CDLL(lc._lib._name, handle=lc._lib._handle)  # own function cache, same library
+    if ggml is None or not hasattr(ggml, "ggml_backend_reg_count"):
+        from llama_cpp._ctypes_extensions import load_shared_library
+
+        ggml = load_shared_library("ggml", lib_dir)
     ggml.ggml_backend_reg_count.restype = ctypes.c_size_t
     ggml.ggml_backend_reg_get.argtypes = [ctypes.c_size_t]
     ggml.ggml_backend_reg_get.restype = ctypes.c_void_p

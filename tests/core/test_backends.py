@@ -62,3 +62,20 @@ def test_usable_gpu_or_cpu_only_build_needs_no_note():
     assert BackendReport(dynamic=False, devices={"CPU": 1}).gpu_note is None
     # a BLAS or RPC module that failed is not a GPU problem
     assert BackendReport(dynamic=True, devices={"CPU": 1}, failed={"blas": "x"}).gpu_note is None
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="sonames are an ELF matter")
+def test_queries_go_to_the_libggml_that_libllama_loaded():
+    """A wheel holds libggml.so and libggml.so.0 as two files; opening the first would load a
+    second copy whose backend registry libllama never sees."""
+    import ctypes
+
+    import llama_cpp.llama_cpp as lc
+
+    from app.core.backends import _ggml
+
+    def address(lib) -> int:
+        return ctypes.cast(lib.ggml_backend_reg_count, ctypes.c_void_p).value
+
+    used_by_llama = ctypes.CDLL("libggml.so.0")  # no path: the already loaded library of that soname
+    assert address(_ggml(Path(lc._base_path))) == address(used_by_llama)
