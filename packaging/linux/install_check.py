@@ -6,7 +6,8 @@
 1. `dpkg -i`: the files land in /opt/ponder, /usr/bin/ponder, the menu entry and the icons.
 2. packaging/smoke_test.py on /usr/bin/ponder: `ask --json` on a scripted GGUF, then the
    window under Xvfb (question typed, answer saved, screenshot not blank, clean SIGTERM exit).
-3. `dpkg -r ponder`: every file the package installed is gone and nothing is left in /opt/ponder.
+3. `dpkg -r ponder`: every file the package installed is gone and nothing is left in /opt/ponder;
+   then `dpkg --purge` drops its record (dpkg keeps the postrm of a removed package until then).
 Needs root, dpkg, Xvfb, xwininfo/xprop (x11-utils), ImageMagick's `import`; xdotool optional.
 Refuses to run over a `ponder` package that is already installed.
 """
@@ -74,6 +75,10 @@ def remove(files: list[str]) -> None:
     smoke_test.check(not left and not PREFIX.exists() and not LAUNCHER.exists() and not DESKTOP.exists(),
                      "dpkg -r removed every file it installed, /opt/ponder included", ", ".join(left[:10]))
     smoke_test.check(not dpkg_installed(), "dpkg no longer lists ponder as installed")
+    # dpkg keeps a removed package's maintainer scripts (state "config-files") until it is purged.
+    result = subprocess.run(["dpkg", "--purge", "ponder"], capture_output=True, text=True)
+    known = subprocess.run(["dpkg-query", "-W", "ponder"], capture_output=True, text=True).returncode == 0
+    smoke_test.check(result.returncode == 0 and not known, "dpkg --purge ponder leaves no trace in dpkg's database")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -98,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     finally:
         if files and not args.keep_installed and dpkg_installed():
-            subprocess.run(["dpkg", "-r", "ponder"], capture_output=True)
+            subprocess.run(["dpkg", "--purge", "ponder"], capture_output=True)
     print("install check passed")
     return 0
 
