@@ -134,29 +134,35 @@ _log_callback = None  # keeps the ctypes callback alive for the life of the proc
 
 
 def _llama():
-    """The llama_cpp module, initialised once with its log routed to Python logging."""
+    """The llama_cpp module, initialised once: log routed to Python logging, backends loaded."""
     global _llama_ready, _log_callback
     import llama_cpp
+
+    from app.core.backends import load_backends
 
     with _llama_lock:
         if not _llama_ready:
             _log_callback = llama_cpp.llama_log_callback(_on_llama_log)
             llama_cpp.llama_log_set(_log_callback, ctypes.c_void_p(0))
+            load_backends()  # module builds (GGML_BACKEND_DL): before llama_backend_init
             llama_cpp.llama_backend_init()
             _llama_ready = True
     return llama_cpp
 
 
 def gpu_backend_name() -> str | None:
-    """The GPU backend compiled into llama.cpp ("CUDA", "Metal", "Vulkan"...), None for CPU-only builds."""
-    lc = _llama()
-    if not lc.llama_supports_gpu_offload():
-        return None
-    info = lc.llama_print_system_info().decode("utf-8", "replace").upper()
-    for name in ("CUDA", "METAL", "VULKAN", "HIP", "SYCL", "OPENCL"):
-        if name in info:
-            return {"METAL": "Metal", "VULKAN": "Vulkan"}.get(name, name)
-    return "GPU"
+    """The GPU backend that has a usable device ("CUDA", "Metal", "Vulkan"...), else None."""
+    from app.core.backends import DISPLAY_NAMES, load_backends
+
+    _llama()
+    gpus = load_backends().gpu_backends
+    return DISPLAY_NAMES.get(gpus[0].lower(), gpus[0]) if gpus else None
+
+
+def _no_gpu_note() -> str:
+    from app.core.backends import load_backends
+
+    return load_backends().gpu_note or "This build of llama.cpp has no GPU support; running on the CPU."
 
 
 # --- the engine -------------------------------------------------------------------------
@@ -194,8 +200,9 @@ class Engine:
             wanted = summary.n_layers + 1  # +1: the output layer
         options = dataclasses.replace(options, kv_type=kv_type)
         gpu_note = None
-        if wanted > 0 and not gpu:
-            gpu_note = "This build of llama.cpp has no GPU support; running on the CPU."
+        if not gpu:
+            if wanted > 0 or lc.llama_supports_gpu_offload():  # asked for a GPU, or the build has one
+                gpu_note = _no_gpu_note()
             wanted = 0
         try:
             self._open(summary.path, options, wanted, progress)
@@ -563,6 +570,8 @@ def _auto_placement(summary: ModelSummary, options: LoadOptions) -> tuple[int, s
     kv_default = "f16" if options.kv_type == "auto" else options.kv_type
     try:
         hw = hardware.probe()
+        if not hw.usable_gpus:  # ggml has a GPU the probe cannot size (e.g. Intel via Vulkan)
+            return summary.n_layers + 1, kv_default  # a failed load falls back to the CPU
         if options.kv_type == "auto":
             chosen = sizing.best_placement(summary, hw=hw, n_ctx=options.n_ctx)
         else:

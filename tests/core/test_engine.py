@@ -329,6 +329,9 @@ def test_auto_offload_uses_the_memory_plan(scripted_model, monkeypatch):
     monkeypatch.setattr(Engine, "_open", lambda self, p, o, n, pr: attempts.append(n) or real_open(self, p, o, 0, pr))
     monkeypatch.setattr(hardware, "probe", lambda: hardware.describe(vram_gb=8, ram_gb=16, gpu_name="RTX 4060"))
     Engine.load(scripted_model("standard_r1"), LoadOptions(n_ctx=512)).close()
-    monkeypatch.setattr(hardware, "probe", lambda: hardware.describe(ram_gb=16))  # no GPU at all
+    monkeypatch.setattr(hardware, "probe", lambda: hardware.describe(vram_gb=0.5, ram_gb=16, gpu_name="RTX 4060"))
     Engine.load(scripted_model("standard_r1"), LoadOptions(n_ctx=512)).close()
-    assert attempts == [2, 0]
+    # ggml has a GPU the probe cannot size: offload all, a failed load falls back to the CPU
+    monkeypatch.setattr(hardware, "probe", lambda: hardware.describe(ram_gb=16))
+    Engine.load(scripted_model("standard_r1"), LoadOptions(n_ctx=512)).close()
+    assert attempts == [2, 0, 2]
