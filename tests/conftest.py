@@ -53,3 +53,19 @@ def malformed_model(tmp_path_factory) -> Callable[[str], Path]:
         return built[kind]
 
     return build
+
+
+# Slow tests (marked `slow`: installers, big builds) run only when asked for:
+#   .venv/bin/python -m pytest --run-slow tests/packaging   or   PONDER_RUN_SLOW=1
+def pytest_addoption(parser):
+    parser.addoption("--run-slow", action="store_true", default=False,
+                     help="run tests marked slow (installers, big builds)")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--run-slow") or os.environ.get("PONDER_RUN_SLOW") == "1":
+        return
+    skip = pytest.mark.skip(reason="slow: run with --run-slow or PONDER_RUN_SLOW=1")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
