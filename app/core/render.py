@@ -8,7 +8,11 @@ Each code block gets a `copy:<n>` anchor; `Rendered.code_blocks[n]` is its raw t
 
 Streaming: `StreamRenderer.feed(delta)` renders each top-level block once, when it
 is complete, and hands back the unfinished tail as plain text. Its cost per call
-depends on the delta and the open block, not on the length of the message.
+depends on the delta and the open block, not on the length of the message. Blocks
+rendered one by one can differ from a render of the whole text where a construct
+spans blocks (a list with blank lines between its items, a reference link defined
+later); `patches(pieces, full_html)` says which streamed pieces to replace, and with
+what, so that a view can fix those alone instead of showing everything again.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import html
 import re
 import threading
 import xml.etree.ElementTree as etree
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import markdown
@@ -37,6 +42,9 @@ COPY_SCHEME = "copy"
 # three or more backticks or tildes, then an info string (no backticks for ``` fences).
 _FENCE_OPEN_RE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})(?P<info>[^\n]*)$")
 _FENCE_CLOSE_RE = re.compile(r"^[ \t]*(?P<fence>`{3,}|~{3,})[ \t\r]*$")
+
+
+_local = threading.local()  # per thread: a markdown converter and a pygments formatter, built once
 
 
 @dataclass(frozen=True)
@@ -70,7 +78,9 @@ def highlight_code(code: str, lang: str) -> str:
         lexer = None
     if lexer is None:
         return html.escape(code, quote=False)
-    formatter = HtmlFormatter(nowrap=True, classprefix=CODE_CLASS_PREFIX)
+    formatter = getattr(_local, "formatter", None)
+    if formatter is None:  # building one costs about as much as highlighting a short block
+        formatter = _local.formatter = HtmlFormatter(nowrap=True, classprefix=CODE_CLASS_PREFIX)
     return highlight(code, lexer, formatter)
 
 
@@ -216,9 +226,6 @@ class _PonderMarkdown(Extension):
         md.treeprocessors.register(_TableMarkup(md), "ponder_tables", 14)
 
 
-_local = threading.local()
-
-
 def _converter() -> markdown.Markdown:
     md = getattr(_local, "md", None)
     if md is None:  # building one costs a few ms; keep one per thread
@@ -299,13 +306,29 @@ class StreamStep:
     tail: str  # the whole unfinished text after all rendered blocks, to show as plain text
 
 
+@dataclass(frozen=True)
+class _Piece:
+    source: str  # the markdown it was rendered from
+    html: str
+    first_code: int  # the number of its first code block
+
+
+# Python-Markdown continues a list or a quote across a blank line: a block of list items
+# right after a list of the same kind joins it (making it "loose"), a quote joins a quote.
+_CONTINUED_TAGS = frozenset({"ol", "ul", "blockquote"})
+_FIRST_TAG_RE = re.compile(r"\s*<([A-Za-z][A-Za-z0-9]*)")
+_LAST_TAG_RE = re.compile(r"</([A-Za-z][A-Za-z0-9]*)>\s*$")
+_REFERENCE_RE = re.compile(r"^ {0,3}\[[^\[\]\n]+\]:", re.M)  # `[id]: url`, usable anywhere in the text
+
+
 @dataclass
 class StreamRenderer:
     """Renders a growing markdown text block by block (see module docstring)."""
 
     code_blocks: list[str] = field(default_factory=list)
-    html_parts: list[str] = field(default_factory=list)  # HTML of each rendered piece, in order
     tail: str = ""
+    _pieces: list[_Piece] = field(default_factory=list)
+    _has_references: bool = False
     _scanner: _BlockScanner = field(default_factory=_BlockScanner)
     _scan_pos: int = 0  # start of the first line in `tail` not yet fully scanned
 
@@ -330,17 +353,133 @@ class StreamRenderer:
         return self._scanner.fence is not None
 
     @property
+    def html_parts(self) -> list[str]:
+        """The HTML of each rendered piece, in order."""
+        return [piece.html for piece in self._pieces]
+
+    @property
     def html(self) -> str:
         """Everything rendered so far; equals `render_markdown` of the same text unless a
-        construct spans blocks (a list with blank lines between items, a reference link)."""
-        return "\n".join(self.html_parts)
+        construct spans blocks (see `continued_runs`)."""
+        return "\n".join(piece.html for piece in self._pieces)
+
+    def continued_runs(self) -> list[tuple[int, int]] | None:
+        """Runs of pieces (start, end: indexes into `html_parts`) that a render of the whole
+        text joins into one list or quote, so they must be rendered together (`render_run`);
+        every other piece already renders as in the whole. None when the text defines
+        reference links: they can change any piece, and only `render_markdown` of the
+        whole text (then `patches`) tells which."""
+        if self._has_references:
+            return None
+        runs, start = [], 0
+        for i in range(1, len(self._pieces) + 1):
+            if i < len(self._pieces) and _continues(self._pieces[i - 1].html, self._pieces[i].html):
+                continue
+            if i - start > 1:
+                runs.append((start, i))
+            start = i
+        return runs
+
+    def render_run(self, start: int, end: int) -> str:
+        """HTML of pieces `start`..`end` (exclusive) rendered together, as in the whole text."""
+        pieces = self._pieces[start:end]
+        source = "".join(piece.source for piece in pieces)
+        return render_markdown(source, first_code_index=pieces[0].first_code).html
 
     def _render(self, text: str) -> str:
-        rendered = render_markdown(text, first_code_index=len(self.code_blocks))
+        first_code = len(self.code_blocks)
+        rendered = render_markdown(text, first_code_index=first_code)
         self.code_blocks.extend(rendered.code_blocks)
+        self._has_references = self._has_references or bool(_REFERENCE_RE.search(text))
         if rendered.html:
-            self.html_parts.append(rendered.html)
+            self._pieces.append(_Piece(text, rendered.html, first_code))
         return rendered.html
+
+
+def _continues(before: str, after: str) -> bool:
+    last, first = _LAST_TAG_RE.search(before), _FIRST_TAG_RE.match(after)
+    return bool(last and first) and last.group(1) == first.group(1) and last.group(1) in _CONTINUED_TAGS
+
+
+# Tags in rendered HTML; attribute values never hold a raw ">" (the serializer escapes it).
+_TAG_RE = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9]*)[^>]*?(/?)>")
+_VOID_TAGS = frozenset({"br", "hr", "img", "input", "col", "area", "base", "link", "meta", "wbr"})
+
+
+def top_level_elements(html: str) -> list[str]:
+    """The top-level elements of rendered HTML, in order ("\\n".join of them gives it back)."""
+    elements: list[str] = []
+    depth, start = 0, 0
+    for m in _TAG_RE.finditer(html):
+        closing, name, self_closing = m.group(1), m.group(2).lower(), m.group(3)
+        if closing:
+            depth -= 1
+        elif not self_closing and name not in _VOID_TAGS:
+            depth += 1
+        if depth == 0:  # a top-level element ends here
+            elements.append(html[start:m.end()].strip("\n"))
+            start = m.end()
+    if html[start:].strip("\n"):  # (never in markdown's output, but nothing may be lost)
+        elements.append(html[start:].strip("\n"))
+    return elements
+
+
+@dataclass(frozen=True)
+class Patch:
+    """Streamed pieces `start` to `end` (exclusive) are to be replaced by `html`."""
+
+    start: int
+    end: int  # start == end: `html` goes in before piece `start` (at the end if start == len(pieces))
+    html: str
+
+
+def patches(pieces: Sequence[str], full_html: str) -> list[Patch]:
+    """How to turn streamed pieces (`StreamRenderer.html_parts`) into `full_html`, the render of
+    the whole text: the pieces not listed stay as they are. Empty when they already match.
+
+    Pieces and the full render are compared element by element; after a difference, the
+    next piece found again in the full render (at an element boundary) ends the patch.
+    Whatever the pieces hold, applying the patches gives exactly `full_html`.
+    """
+    if "\n".join(pieces) == full_html:
+        return []
+    full = top_level_elements(full_html)
+    where: dict[str, list[int]] = {}  # element -> its indexes in `full`
+    for index, element in enumerate(full):
+        where.setdefault(element, []).append(index)
+    split = [top_level_elements(piece) for piece in pieces]
+
+    def found_at(i: int, at: int) -> bool:
+        return full[at:at + len(split[i])] == split[i]
+
+    def next_match(i: int, at: int) -> tuple[int, int]:
+        """The first piece from `i` on that appears whole in `full` at `at` or later."""
+        for j in range(i, len(pieces)):
+            for candidate in where.get(split[j][0], ()) if split[j] else ():
+                if candidate >= at and found_at(j, candidate):
+                    return j, candidate
+        return len(pieces), len(full)
+
+    spans: list[tuple[int, int, int, int]] = []  # (first piece, end piece, first element, end element)
+    i = at = 0
+    while i < len(pieces):
+        if found_at(i, at):
+            i, at = i + 1, at + len(split[i])
+            continue
+        j, match = next_match(i + 1, at)
+        start = at
+        if match == at and j < len(pieces):  # pieces i..j-1 only go away: take in piece j, as it is
+            j, match = j + 1, at + len(split[j])
+        elif match == at:  # the full render ends here: widen the patch backwards instead
+            if spans and spans[-1][1] == i:
+                i, _, start, _ = spans.pop()
+            elif i > 0:
+                i, start = i - 1, at - len(split[i - 1])
+        spans.append((i, j, start, match))
+        i, at = j, match
+    if at < len(full):
+        spans.append((len(pieces), len(pieces), at, len(full)))
+    return [Patch(i, j, "\n".join(full[a:b])) for i, j, a, b in spans]
 
 
 def warm_up() -> None:

@@ -4,7 +4,10 @@ Streaming cost stays flat however long the message grows: text arriving from the
 engine is buffered and applied by a `Throttle` (~30 Hz); thinking is appended to a
 plain-text pane; in the answer each markdown block is rendered to HTML once, when
 it is complete, and only the unfinished tail is shown as plain text. `finish()`
-renders the whole answer once.
+renders the tail and re-renders only the runs of blocks that a render of the whole
+answer joins (a list or a quote that went on after a blank line): the finished
+document is exactly what a render of the whole answer gives, for about the cost of
+one streamed block instead of the whole answer's.
 """
 
 from __future__ import annotations
@@ -24,6 +27,9 @@ from PySide6.QtGui import (
     QTextBlockFormat,
     QTextCharFormat,
     QTextCursor,
+    QTextDocument,
+    QTextDocumentFragment,
+    QTextFormat,
     QTextOption,
 )
 from PySide6.QtWidgets import (
@@ -39,12 +45,21 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.core.render import COPY_SCHEME, Rendered, StreamRenderer, StreamStep, render_markdown, warm_up
+from app.core.render import (
+    COPY_SCHEME,
+    Patch,
+    Rendered,
+    StreamRenderer,
+    StreamStep,
+    patches,
+    render_markdown,
+    warm_up,
+)
 from app.ui import theme
 from app.ui.throttle import Throttle
 
 UPDATE_INTERVAL_MS = 33  # ~30 Hz: smooth to the eye, cheap for the event loop
-SYNC_RENDER_MAX_CHARS = 6000  # longer answers get their final markdown render off the GUI thread
+SYNC_RENDER_MAX_CHARS = 6000  # longer answers get their finishing fixes over several event loop passes
 THINKING_MAX_HEIGHT = 320  # a long trace scrolls inside its pane instead of pushing the answer away
 COPIED_FEEDBACK_MS = 1500
 BUBBLE_PADDING = (14, 9, 14, 9)  # left, top, right, bottom
@@ -348,8 +363,8 @@ class AssistantMessageView(QWidget):
 
     Signals:
       regenerate_requested(int position): the user wants a new answer for this turn.
-      rendered(): the final markdown render of the answer is shown (after `finish`; for
-        a long answer it comes a moment later, from a background thread).
+      rendered(): the answer shows its final render (after `finish`; for a long answer
+        whose lists or quotes need rendering again, a few event loop passes later).
     """
 
     regenerate_requested = Signal(int)
@@ -381,9 +396,13 @@ class AssistantMessageView(QWidget):
         self._answer_tokens = 0
         self._user_toggled = False
         self._stream = StreamRenderer()
-        self._tail_start: QTextCursor  # where the plain-text tail begins; see _reset_tail
-        self._shown_tail = ""  # the tail as last shown
+        self._piece_ends: list[int] = []  # the last block of each streamed piece (in _stream.html_parts)
+        self._shown_tail = ""  # the tail (the document's last block while streaming) as last shown
         self._tail_is_code = False  # ...shown as an open code block
+        self._scratch = QTextDocument(self)  # parses HTML before it goes into the answer (see _replace_blocks)
+        self._scratch.setUndoRedoEnabled(False)
+        self._fixes: list[Patch | tuple[int, int]] = []  # still to apply to the streamed answer (see finish)
+        self._final_code_blocks: list[str] = []
         self._code_block_format = QTextBlockFormat()
         self._code_char_format = QTextCharFormat()
         self._dark: bool | None = None
@@ -428,7 +447,6 @@ class AssistantMessageView(QWidget):
         # Answer
         self.answer_view = _AnswerBrowser(self)
         self.answer_view.setObjectName("answerView")
-        self._reset_tail()
 
         self.error_label = QLabel(self)
         self.error_label.setObjectName("messageError")
@@ -544,7 +562,8 @@ class AssistantMessageView(QWidget):
         *,
         error: str | None = None,
     ) -> None:
-        """Show the final message: full markdown render, stats, flags, actions. Call once."""
+        """Show the final message: the answer as a render of its whole text, stats, flags,
+        actions. Call once."""
         self._throttle.flush()  # what is still buffered goes in first, so the texts compare equal
         if self._phase == "thinking":
             self._end_thinking_clock()
@@ -565,8 +584,8 @@ class AssistantMessageView(QWidget):
         else:
             self.thinking_body.set_text(thinking)
         self.thinking_pane.setVisible(bool(thinking))
-        if len(answer) > SYNC_RENDER_MAX_CHARS and streamed_answer.rstrip() == answer:
-            self._render_answer_in_background(answer)  # what is shown meanwhile is nearly final
+        if streamed_answer and streamed_answer.rstrip() == answer:
+            self._finish_streamed_answer(answer)  # only the tail and the pieces that differ change
         else:
             self._render_answer_fully()
         self.answer_view.setVisible(bool(answer) or not thinking)
@@ -641,41 +660,33 @@ class AssistantMessageView(QWidget):
         self._show_stream_step(self._stream.feed(delta))
 
     def _show_stream_step(self, step: StreamStep) -> None:
-        self.answer_view.code_blocks = self._stream.code_blocks
-        cursor = QTextCursor(self.answer_view.document())
-        if step.html:
-            # Blocks completed: replace the plain tail with their HTML, then show the new tail.
-            first = self._tail_start.position() == 0
-            cursor.setPosition(self._tail_start.position())
-            cursor.movePosition(QTextCursor.MoveOperation.End, QTextCursor.MoveMode.KeepAnchor)
-            cursor.removeSelectedText()
-            # insertHtml merges the fragment's first block into the cursor's block, which
-            # keeps its own format: a paragraph would lose its margins, a heading its level.
-            # So a separator paragraph takes the merge, in a block of no height. (At the
-            # start of the document Qt applies the fragment's format instead: no separator.)
-            cursor.setBlockFormat(_invisible_block_format())
-            cursor.insertHtml(step.html if first else _SEPARATOR_HTML + step.html)
-            cursor.movePosition(QTextCursor.MoveOperation.End)
-            # The tail goes in a plain top-level block of its own (not in the last list item).
-            if cursor.block().length() > 1 or cursor.currentList() is not None or cursor.currentTable() is not None:
-                cursor.insertBlock(QTextBlockFormat(), QTextCharFormat())
-            else:
-                cursor.setBlockFormat(QTextBlockFormat())
-            self._tail_start.setPosition(cursor.position())
-            self._shown_tail, self._tail_is_code = "", False
-        self._show_tail(cursor, step.tail)
+        """Blocks completed: their HTML replaces the plain tail; then the new tail is shown.
 
-    def _show_tail(self, cursor: QTextCursor, tail: str) -> None:
-        """The unfinished block as plain text; an open code fence already looks like code."""
+        The streamed document is kept exactly as a render of its pieces would make it, so
+        that `finish` only has to fix the pieces a render of the whole answer shows differently.
+        """
+        self.answer_view.code_blocks = self._stream.code_blocks
+        doc = self.answer_view.document()
+        if step.html:
+            after = self._piece_ends[-1] if self._piece_ends else -1
+            self._piece_ends.append(_replace_blocks(doc, self._scratch, after, doc.blockCount() - 1, step.html))
+            cursor = QTextCursor(doc)
+            cursor.movePosition(QTextCursor.MoveOperation.End)
+            cursor.insertBlock(QTextBlockFormat(), QTextCharFormat())  # the tail's own block
+            self._shown_tail, self._tail_is_code = "", False
+        self._show_tail(step.tail)
+
+    def _show_tail(self, tail: str) -> None:
+        """The unfinished block (the document's last) as plain text; an open code fence already looks like code."""
         is_code = self._stream.in_code and tail.startswith(("```", "~~~"))
         shown = self._tail_text(self._shown_tail, self._tail_is_code)
         wanted = self._tail_text(tail, is_code)
+        cursor = QTextCursor(self.answer_view.document())
+        cursor.movePosition(QTextCursor.MoveOperation.End)
         if is_code == self._tail_is_code and wanted.startswith(shown):
-            cursor.movePosition(QTextCursor.MoveOperation.End)
             text = wanted[len(shown):]
         else:  # the tail turned out to be code (or stopped being): show it again, once
-            cursor.setPosition(self._tail_start.position())
-            cursor.movePosition(QTextCursor.MoveOperation.End, QTextCursor.MoveMode.KeepAnchor)
+            cursor.movePosition(QTextCursor.MoveOperation.StartOfBlock, QTextCursor.MoveMode.KeepAnchor)
             cursor.removeSelectedText()
             cursor.setBlockFormat(self._code_block_format if is_code else QTextBlockFormat())
             text = wanted
@@ -690,52 +701,114 @@ class AssistantMessageView(QWidget):
         newline = tail.find("\n")  # the fence line itself is not shown
         return "" if newline < 0 else tail[newline + 1:]
 
-    def _reset_tail(self) -> None:
-        # A cursor, not a number: it moves along when text before it changes (a code
-        # block's "Copy" link turning into "Copied"), and stays put when the tail grows.
-        self._tail_start = QTextCursor(self.answer_view.document())
-        self._tail_start.setKeepPositionOnInsert(True)
-        self._shown_tail, self._tail_is_code = "", False
-
-    def _render_answer_fully(self) -> None:
-        self._show_rendered(render_markdown(self.answer_text))
-
-    def _show_rendered(self, rendered: Rendered) -> None:
-        self.answer_view.code_blocks = list(rendered.code_blocks)
-        self.answer_view.setHtml(rendered.html)
-        self._render_pending = False
-        self.rendered.emit()
-
-    def _render_answer_in_background(self, answer: str) -> None:
-        """Long answers: markdown runs on a worker thread, only setHtml on this one.
-
-        Meanwhile the streamed document stays, with its tail rendered (costs the tail only).
-        """
-        self._render_pending = True
+    def _close_stream(self) -> None:
+        """The end of the streamed answer: render its tail and drop the tail's block."""
         self._show_stream_step(self._stream.close())
+        doc = self.answer_view.document()
+        if self._piece_ends:
+            _replace_blocks(doc, self._scratch, self._piece_ends[-1], doc.blockCount() - 1, "")
+        else:
+            self.answer_view.clear()
+
+    def _finish_streamed_answer(self, answer: str) -> None:
+        """Make the streamed document equal to a render of the whole answer, changing only
+        the pieces that come out differently there: runs of pieces that continue one list
+        or quote are rendered together (see StreamRenderer.continued_runs). A long answer
+        gets one such fix per pass of the event loop, so no single step takes long."""
+        self._close_stream()
+        runs = self._stream.continued_runs()
+        short = len(answer) <= SYNC_RENDER_MAX_CHARS
+        if runs is None and not short:
+            self._render_whole_in_background(answer)
+            return
+        if runs is None:  # reference links: compare with a render of the whole text
+            rendered = render_markdown(answer)
+            self._fixes = patches(self._stream.html_parts, rendered.html)
+            self._final_code_blocks = list(rendered.code_blocks)
+        else:
+            self._fixes = list(runs)
+            self._final_code_blocks = list(self._stream.code_blocks)
+        if short:
+            while self._fixes:
+                self._apply_fix(self._fixes.pop())
+            self._fixes_done()
+        else:
+            self._render_pending = True
+            self._apply_fixes_in_turn()
+
+    def _render_whole_in_background(self, answer: str) -> None:
+        """A long answer with reference links: markdown of the whole text, and finding the
+        pieces it shows differently, run on a worker thread."""
+        self._render_pending = True
+        pieces = self._stream.html_parts
         job = _RenderJob(self)
         job.done.connect(self._on_background_render)
 
         def work() -> None:
             rendered = render_markdown(answer)
+            found = patches(pieces, rendered.html)
             try:
-                job.done.emit(answer, rendered)
+                job.done.emit(answer, (rendered, found))
             except RuntimeError:  # the view was closed meanwhile
                 pass
 
         _render_pool().submit(work)
 
     @Slot(str, object)
-    def _on_background_render(self, answer: str, rendered: Rendered) -> None:
+    def _on_background_render(self, answer: str, result: tuple[Rendered, list[Patch]]) -> None:
         self.sender().deleteLater()
-        if self._phase == "done" and answer == self.answer_text:
-            self._show_rendered(rendered)
+        if self._phase != "done" or answer != self.answer_text or not self._render_pending:
+            return  # shown another way meanwhile (a theme change renders the whole answer)
+        rendered, self._fixes = result
+        self._final_code_blocks = list(rendered.code_blocks)
+        self._apply_fixes_in_turn()
+
+    @Slot()
+    def _apply_fixes_in_turn(self) -> None:
+        if not self._render_pending:
+            return  # rendered another way meanwhile
+        if self._fixes:
+            self._apply_fix(self._fixes.pop())  # from the last: earlier block numbers stay valid
+        if self._fixes:
+            QTimer.singleShot(0, self, self._apply_fixes_in_turn)
+        else:
+            self._fixes_done()
+
+    def _apply_fix(self, fix: Patch | tuple[int, int]) -> None:
+        """Replace streamed pieces: a Patch says with what; a run (start, end) is rendered together."""
+        if not isinstance(fix, Patch):
+            start, end = fix
+            html = self._stream.render_run(start, end)
+            if html == "\n".join(self._stream.html_parts[start:end]):
+                return
+            fix = Patch(start, end, html)
+        ends = self._piece_ends
+        after = ends[fix.start - 1] if fix.start > 0 else -1
+        through = ends[fix.end - 1] if fix.end > fix.start else after
+        _replace_blocks(self.answer_view.document(), self._scratch, after, through, fix.html)
+
+    def _fixes_done(self) -> None:
+        self.answer_view.code_blocks = self._final_code_blocks
+        self._render_pending = False
+        self._fixes = []
+        self.rendered.emit()
+
+    def _render_answer_fully(self) -> None:
+        """The whole answer at once (a stored message, a theme change): one setHtml."""
+        rendered = render_markdown(self.answer_text)
+        self.answer_view.setHtml(rendered.html)
+        self._final_code_blocks = list(rendered.code_blocks)
+        self._fixes_done()
+
+    def _restart_stream(self) -> None:
+        self.answer_view.clear()
+        self._stream = StreamRenderer()
+        self._piece_ends = []  # the last block of each streamed piece
+        self._shown_tail, self._tail_is_code = "", False
 
     def _restream_answer(self) -> None:
         """Rebuild the streamed answer from its text (after a theme change mid-stream)."""
-        self.answer_view.clear()
-        self._stream = StreamRenderer()
-        self._reset_tail()
+        self._restart_stream()
         if self.answer_text:
             self._append_answer_markdown(self.answer_text)
 
@@ -865,6 +938,7 @@ class AssistantMessageView(QWidget):
             return
         self._dark = colors.dark
         self.answer_view.document().setDefaultStyleSheet(theme.document_css(colors))
+        self._scratch.setDefaultStyleSheet(theme.document_css(colors))
         self._code_block_format = QTextBlockFormat()
         self._code_block_format.setBackground(QColor(colors.code_bg))
         code_font = QFont(theme.mono_family())
@@ -890,9 +964,6 @@ class AssistantMessageView(QWidget):
             self._apply_colors()
 
 
-_SEPARATOR_HTML = "<p>\u200b</p>"  # not empty, or the HTML importer drops it
-
-
 class _RenderJob(QObject):
     """Carries a background render's result back to the GUI thread (a queued signal)."""
 
@@ -912,12 +983,70 @@ def _render_pool() -> ThreadPoolExecutor:
     return _pool
 
 
-def _invisible_block_format() -> QTextBlockFormat:
-    fmt = QTextBlockFormat()
-    fmt.setLineHeight(0, QTextBlockFormat.LineHeightTypes.FixedHeight.value)
-    fmt.setTopMargin(0)
-    fmt.setBottomMargin(0)
-    return fmt
+def _replace_blocks(doc: QTextDocument, scratch: QTextDocument, after: int, through: int, html: str) -> int:
+    """Replace blocks `after`+1 .. `through` of `doc` with top-level `html`; returns the number
+    of the last block the HTML became (`after` if it is empty). `after` -1: from the start.
+
+    The result is the document `setHtml` of all the HTML would make. Qt merges an inserted
+    fragment's first block into the block at the cursor, which keeps its own format, unless
+    the fragment starts with a list item or a table (then they get blocks of their own). So
+    the HTML goes into a fresh block that takes the fragment's first block format, or that
+    is removed again. `scratch` (with `doc`'s default stylesheet) parses the HTML.
+    """
+    if after < 0:
+        through = max(through, 0)  # a document always has a first block: it is replaced too
+    count = doc.blockCount()
+    cursor = QTextCursor(doc)
+    keep = doc.findBlockByNumber(after)  # invalid when after is -1
+    keep_formats = (keep.blockFormat(), keep.charFormat()) if keep.isValid() else None
+    start = keep.position() + keep.length() - 1 if keep.isValid() else 0
+    if through > after:
+        last = doc.findBlockByNumber(through)
+        cursor.setPosition(start)
+        cursor.setPosition(last.position() + last.length() - 1, QTextCursor.MoveMode.KeepAnchor)
+        cursor.removeSelectedText()
+        _restore_formats(doc, after, keep_formats)
+    if not html and keep_formats is None:
+        cursor.setBlockFormat(QTextBlockFormat())  # nothing left: a plain empty document
+        cursor.setBlockCharFormat(QTextCharFormat())
+    if html:
+        scratch.setDefaultFont(doc.defaultFont())
+        scratch.setHtml(html)
+        first = scratch.firstBlock()
+        fragment = QTextDocumentFragment(scratch)
+        cursor.setPosition(start)
+        if keep_formats is None:
+            cursor.insertFragment(fragment)  # at the very start Qt gives it the fragment's format
+        else:
+            cursor.insertBlock(QTextBlockFormat(), QTextCharFormat())
+            cursor.insertFragment(fragment)
+            if first.textList() is None and fragment.toRawText()[:1] not in _OWN_BLOCK_STARTS:
+                block_format = QTextBlockFormat(first.blockFormat())
+                block_format.clearProperty(QTextFormat.Property.ObjectIndex)  # an object of `scratch`
+                fix = QTextCursor(doc.findBlockByNumber(after + 1))
+                fix.setBlockFormat(block_format)
+                fix.setBlockCharFormat(first.charFormat())
+            else:  # the fragment made its own first block: the fresh one goes again
+                cursor.setPosition(start)
+                cursor.setPosition(start + 1, QTextCursor.MoveMode.KeepAnchor)
+                cursor.removeSelectedText()
+                _restore_formats(doc, after, keep_formats)
+    return through + doc.blockCount() - count
+
+
+_OWN_BLOCK_STARTS = ("\u2029", "\ufdd0")  # a paragraph separator, the start of a frame (table)
+
+
+def _restore_formats(doc: QTextDocument, number: int, formats: tuple[QTextBlockFormat, QTextCharFormat] | None) -> None:
+    """Give block `number` its formats back: merging away the separator after a block can
+    leave the merged block with the next one's formats. (Found by number: a QTextBlock
+    handle may name another block after an edit.)"""
+    block = doc.findBlockByNumber(number)
+    if formats is None or (block.blockFormat() == formats[0] and block.charFormat() == formats[1]):
+        return
+    cursor = QTextCursor(block)
+    cursor.setBlockFormat(formats[0])
+    cursor.setBlockCharFormat(formats[1])
 
 
 def _action_button(text: str, icon_name: str, parent: QWidget) -> QToolButton:

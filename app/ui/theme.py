@@ -45,6 +45,7 @@ class Colors:
     warn_text: str
     error_bg: str
     error_text: str
+    indicator: str  # outline of radio buttons and check boxes
     pygments_style: str
 
 
@@ -68,6 +69,7 @@ LIGHT = Colors(
     warn_text="#7a4d00",
     error_bg="#ffe4e2",
     error_text="#a40e26",
+    indicator="#8c959f",
     pygments_style="default",
 )
 
@@ -91,6 +93,7 @@ DARK = Colors(
     warn_text="#f2cc60",
     error_bg="#4a1f23",
     error_text="#ff9a94",
+    indicator="#9aa0a8",
     pygments_style="github-dark",
 )
 
@@ -151,7 +154,9 @@ hr {{ color: {c.border}; }}
 
 
 def stylesheet(c: Colors) -> str:
-    """The application stylesheet: message cards, footers, badges, and the main controls."""
+    """The application stylesheet: message cards, footers, badges, the main window's controls,
+    sidebar, notice bar and status bar. (Pages with their own parts, the welcome page and
+    the model manager, add theirs.)"""
     return f"""
 QToolTip {{ color: {c.text}; background-color: {c.base}; border: 1px solid {c.border}; padding: 4px; }}
 
@@ -197,9 +202,31 @@ QPushButton#sendButton:disabled {{ background-color: {c.border}; color: {c.text_
 QPushButton#stopButton {{ background-color: {c.base}; color: {c.text}; border: 1px solid {c.border};
                          border-radius: 10px; padding: 7px 16px; }}
 QPushButton#stopButton:hover {{ background-color: {c.hover}; }}
-#conversationList {{ background-color: {c.window}; border: none; }}
+QPushButton#stopButton:disabled {{ color: {c.text_dim}; border-color: {c.border}; background-color: {c.window}; }}
+#editBanner {{ color: {c.warn_text}; background-color: {c.warn_bg}; border-radius: 6px; padding: 4px 8px; }}
+
+#sidebar {{ background-color: {c.thinking_bg}; }}
+#conversationList, #searchResults {{ background: transparent; border: none; }}
 #conversationList::item {{ padding: 7px 8px; border-radius: 8px; }}
 #conversationList::item:selected {{ background-color: {c.hover}; color: {c.text}; }}
+#searchResults::item {{ padding: 6px 8px; border-bottom: 1px solid {c.border}; }}
+#searchInput {{ background-color: {c.base}; color: {c.text}; border: 1px solid {c.border};
+               border-radius: 8px; padding: 5px 8px; }}
+#searchInput:focus {{ border-color: {c.accent}; }}
+QPushButton#newChatButton {{ background-color: {c.base}; color: {c.text}; border: 1px solid {c.border};
+                            border-radius: 8px; padding: 7px 10px; font-weight: 600; }}
+QPushButton#newChatButton:hover {{ background-color: {c.hover}; }}
+#mainSplitter::handle {{ background-color: {c.border}; }}
+
+#noticeBar {{ background-color: {c.thinking_bg}; border-bottom: 1px solid {c.border}; }}
+#noticeBar[kind="error"] {{ background-color: {c.error_bg}; }}
+#noticeText {{ color: {c.text}; }}
+#noticeBar[kind="error"] #noticeText {{ color: {c.error_text}; }}
+QPushButton#noticeAction {{ background-color: {c.base}; color: {c.text}; border: 1px solid {c.border};
+                           border-radius: 8px; padding: 4px 12px; }}
+
+QStatusBar {{ color: {c.text_dim}; border-top: 1px solid {c.border}; }}
+QStatusBar QLabel {{ color: {c.text_dim}; padding: 0px 8px; }}
 """
 
 
@@ -221,6 +248,15 @@ def palette(c: Colors) -> QPalette:
     return p
 
 
+def indicator_palette(c: Colors) -> QPalette:
+    """For radio buttons and check boxes: Fusion draws their circle or box in the Window
+    colour made 40% darker, which on a dark window is nearly black (invisible). Their own
+    Window colour (they paint no background) makes that outline the theme's indicator colour."""
+    p = palette(c)
+    p.setColor(QPalette.ColorRole.Window, QColor(c.indicator).lighter(140))
+    return p
+
+
 def _system_is_dark(app: QGuiApplication) -> bool:
     return app.styleHints().colorScheme() == Qt.ColorScheme.Dark
 
@@ -237,6 +273,8 @@ def apply_theme(app: QApplication, mode: str = "system") -> Colors:
     font.setHintingPreference(QFont.HintingPreference.PreferNoHinting)
     app.setFont(font)
     app.setPalette(palette(c))
+    for cls in ("QRadioButton", "QCheckBox"):
+        app.setPalette(indicator_palette(c), cls)
     app.setStyleSheet(stylesheet(c))
     hints = app.styleHints()
     # Follow the desktop while in "system" mode; connect once, check the mode on each change.

@@ -14,7 +14,7 @@ import dataclasses
 import logging
 from pathlib import Path
 
-from PySide6.QtCore import QByteArray, QEvent, QMimeData, QSize, Qt, QTimer, Signal, Slot
+from PySide6.QtCore import QByteArray, QMimeData, QSize, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import (
     QAction,
     QCloseEvent,
@@ -74,6 +74,33 @@ def load_options(settings: Settings) -> LoadOptions:
     # "auto" and -1 ("all") both mean: let the engine offload every layer it can.
     layers = settings.n_gpu_layers
     return LoadOptions(n_ctx=settings.n_ctx, n_gpu_layers=None if layers in ("auto", -1) else int(layers))
+
+
+def device_summary(info: ModelInfo) -> str:
+    """Where the model runs, for the status bar: "CUDA · 29/29 layers on GPU · KV q8_0"."""
+    kv = f"KV {info.kv_type}"
+    if info.backend == "CPU" or info.n_gpu_layers <= 0:
+        return f"CPU · {kv}"
+    total = info.n_layers + 1  # the output layer counts as one more
+    return f"{info.backend} · {info.n_gpu_layers}/{total} layers on GPU · {kv}"
+
+
+def device_details(info: ModelInfo) -> str:
+    """The status bar's tooltip on where the model runs and what its memory holds."""
+    total = info.n_layers + 1
+    if info.backend == "CPU" or info.n_gpu_layers <= 0:
+        lines = ["Runs on the CPU: no layers on a GPU."]
+    elif info.n_gpu_layers >= total:
+        lines = [f"Runs on the GPU ({info.backend}): all {total} layers (the output layer counts as one)."]
+    else:
+        lines = [f"Runs on the GPU ({info.backend}) and the CPU: {info.n_gpu_layers} of {total} layers "
+                 "on the GPU, the rest on the CPU (slower)."]
+    kv_words = {"f16": "16-bit (full precision)", "q8_0": "8-bit (half the memory of 16-bit)"}
+    lines.append(f"KV cache (the context's memory): {kv_words.get(info.kv_type, info.kv_type)}, "
+                 f"{info.n_ctx:,} tokens.")
+    if info.gpu_note:
+        lines.append(info.gpu_note)
+    return "\n".join(lines)
 
 
 class PromptInput(QPlainTextEdit):
@@ -145,8 +172,10 @@ class NoticeBar(QFrame):
     def show_notice(self, text: str, *, error: bool = False, action: tuple[str, object] | None = None,
                     timeout_ms: int | None = None) -> None:
         self.label.setText(text)
-        self.setProperty("kind", "error" if error else "info")
-        self._apply_colors(error)
+        self.setProperty("kind", "error" if error else "info")  # the theme's stylesheet colours by kind
+        for widget in (self, self.label):
+            widget.style().unpolish(widget)
+            widget.style().polish(widget)
         self._action = action[1] if action else None
         self.action_button.setText(action[0] if action else "")
         self.action_button.setVisible(action is not None)
@@ -154,14 +183,6 @@ class NoticeBar(QFrame):
         if timeout_ms:
             self._timer.start(timeout_ms)
         self.show()
-
-    def _apply_colors(self, error: bool) -> None:
-        c = theme.colors_for(self)
-        bg, fg = (c.error_bg, c.error_text) if error else (c.thinking_bg, c.text)
-        self.setStyleSheet(
-            f"#noticeBar {{ background-color: {bg}; border-bottom: 1px solid {c.border}; }}"
-            f"#noticeText {{ color: {fg}; }}"
-        )
 
     @Slot()
     def _on_action(self) -> None:
@@ -189,10 +210,10 @@ class MainWindow(QMainWindow):
         self._editing_position: int | None = None  # a user prompt being edited for resend
         self._new_chat_on_load: str | None = None  # a downloaded/imported model: open a new chat when loaded
         self._closed = False
+        self._live_prompt_tokens = 0  # the streaming answer's prompt size (for the status bar)
         self.setAcceptDrops(True)
 
         self._build_widgets()
-        self._apply_colors()
         self._build_status_bar()
         self._build_actions()
         self._connect()
@@ -336,6 +357,8 @@ class MainWindow(QMainWindow):
         c.loaded.connect(self._on_loaded)
         c.load_failed.connect(self._on_load_failed)
         c.unloaded.connect(self._on_unloaded)
+        c.started.connect(self._on_answer_started)
+        c.counts.connect(self._on_answer_counts)
 
         lib = self.library
         lib.load_requested.connect(self._on_model_ready)
@@ -505,28 +528,51 @@ class MainWindow(QMainWindow):
             self.status_model.setText("No model loaded")
             self.status_model.setToolTip("")
             self.status_device.setText("")
+            self.status_device.setToolTip("")
             self.status_context.setText("")
+            self.status_context.setToolTip("")
             self.status_speed.setText("")
             return
         self.status_model.setText(f"{info.name} · {info.quantization}")
         self.status_model.setToolTip(str(info.path))
-        if info.backend == "CPU" or info.n_gpu_layers <= 0:
-            self.status_device.setText("CPU")
-        else:
-            total = info.n_layers + 1  # the output layer counts as one more
-            self.status_device.setText(f"GPU ({info.backend}) · {info.n_gpu_layers}/{total} layers")
-        self.status_device.setToolTip(info.gpu_note or "")
+        self.status_device.setText(device_summary(info))
+        self.status_device.setToolTip(device_details(info))
+        self.status_context.setToolTip(
+            "Tokens of the model's context window in use: this chat's prompt, then the thinking and "
+            "the answer as they are written. When it is full, the answer stops."
+        )
+        # As wide as it can get, so the labels beside it do not shift while the count grows.
+        widest = self.status_context.fontMetrics().horizontalAdvance(f"Context {info.n_ctx:,} / {info.n_ctx:,}")
+        self.status_context.setMinimumWidth(widest + 16)  # + the stylesheet's padding
         self._show_context_status()
 
     def _show_context_status(self) -> None:
+        """Context used as of the last finished answer, and that answer's speed."""
         info = self.client.info
         if info is None:
             return
         last = self._last_stats()
-        used = last.get("context_used", 0) if last else 0
-        self.status_context.setText(f"Context {used:,} / {info.n_ctx:,}")
+        self._show_context_used(last.get("context_used", 0) if last else 0)
         speed = last.get("decode_tokens_per_s") if last else None
         self.status_speed.setText(f"{speed:.1f} tokens/s" if speed else "")
+
+    def _show_context_used(self, used: int) -> None:
+        if self.client.info is not None:
+            self.status_context.setText(f"Context {used:,} / {self.client.info.n_ctx:,}")
+
+    # The context fills as an answer streams: its prompt, then every token generated so far.
+    # (Shown while its chat is on screen; another chat shows where its own last answer ended.)
+
+    @Slot(int, int)
+    def _on_answer_started(self, _req_id: int, prompt_tokens: int) -> None:
+        self._live_prompt_tokens = prompt_tokens
+        if self.transcript.live_view is not None:
+            self._show_context_used(prompt_tokens)
+
+    @Slot(int, int, int)
+    def _on_answer_counts(self, _req_id: int, thinking: int, answer: int) -> None:
+        if self.transcript.live_view is not None:
+            self._show_context_used(self._live_prompt_tokens + thinking + answer)
 
     def _last_stats(self) -> dict | None:
         for m in reversed(self.session.messages):
@@ -724,32 +770,6 @@ class MainWindow(QMainWindow):
 
     def sizeHint(self) -> QSize:
         return QSize(1200, 800)
-
-    def changeEvent(self, event) -> None:  # noqa: N802 (Qt API)
-        super().changeEvent(event)
-        if event.type() == QEvent.Type.PaletteChange:
-            self._apply_colors()
-
-    def _apply_colors(self) -> None:
-        """Window-level looks the application stylesheet does not cover (they follow the theme)."""
-        c = theme.colors_for(self)
-        self.setStyleSheet(f"""
-#sidebar {{ background-color: {c.thinking_bg}; }}
-#sidebar #conversationList, #sidebar #searchResults {{ background: transparent; border: none; }}
-#searchResults::item {{ padding: 6px 8px; border-bottom: 1px solid {c.border}; }}
-#searchInput {{ background-color: {c.base}; color: {c.text}; border: 1px solid {c.border};
-               border-radius: 8px; padding: 5px 8px; }}
-#searchInput:focus {{ border-color: {c.accent}; }}
-QPushButton#newChatButton {{ background-color: {c.base}; color: {c.text}; border: 1px solid {c.border};
-                            border-radius: 8px; padding: 7px 10px; font-weight: 600; }}
-QPushButton#newChatButton:hover {{ background-color: {c.hover}; }}
-#editBanner {{ color: {c.warn_text}; background-color: {c.warn_bg}; border-radius: 6px; padding: 4px 8px; }}
-QStatusBar {{ color: {c.text_dim}; border-top: 1px solid {c.border}; }}
-QStatusBar QLabel {{ color: {c.text_dim}; padding: 0px 8px; }}
-QSplitter::handle {{ background-color: {c.border}; }}
-QPushButton#noticeAction {{ background-color: {c.base}; color: {c.text}; border: 1px solid {c.border};
-                           border-radius: 8px; padding: 4px 12px; }}
-""")
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 (Qt API)
         if not self._closed:

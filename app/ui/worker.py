@@ -35,6 +35,7 @@ class EngineWorker(QObject):
       load_progress(float): 0..1 while a model loads.
       loaded(ModelInfo): a model is ready.
       load_failed(str): a sentence saying why the model did not load.
+      started(int req_id, int prompt_tokens): the prompt is tokenized; generation begins.
       segment(int req_id, str kind, str text): "think" or "answer" text, in order.
       counts(int req_id, int thinking_tokens, int answer_tokens): live token counters.
       finished(int req_id, dict result): thinking, answer, flags, stats (Stats.to_dict()).
@@ -46,6 +47,7 @@ class EngineWorker(QObject):
     load_progress = Signal(float)
     loaded = Signal(object)
     load_failed = Signal(str)
+    started = Signal(int, int)
     segment = Signal(int, str, str)
     counts = Signal(int, int, int)
     finished = Signal(int, object)
@@ -87,6 +89,7 @@ class EngineWorker(QObject):
             return
         try:
             run = self._engine.chat(messages, sampling, stop)
+            self.started.emit(req_id, run.stats.prompt_tokens)
             kind, pieces, last_flush = None, [], 0.0
             for seg in run:
                 if seg.kind != kind and pieces:
@@ -144,6 +147,7 @@ class EngineClient(QObject):
 
     Signals:
       load_started(str path), load_progress(float), loaded(ModelInfo), load_failed(str)
+      started(int req_id, int prompt_tokens): the answer's prompt fills this many tokens of context
       segment(int req_id, str kind, str text), counts(int req_id, int thinking, int answer)
       finished(int req_id, dict result), failed(int req_id, str message)
       unloaded(): the model is closed (after `unload()`); nothing is loaded now
@@ -153,6 +157,7 @@ class EngineClient(QObject):
     load_progress = Signal(float)
     loaded = Signal(object)
     load_failed = Signal(str)
+    started = Signal(int, int)
     segment = Signal(int, str, str)
     counts = Signal(int, int, int)
     finished = Signal(int, object)
@@ -185,6 +190,7 @@ class EngineClient(QObject):
         self._worker.load_progress.connect(self._on_load_progress)
         self._worker.loaded.connect(self._on_loaded)
         self._worker.load_failed.connect(self._on_load_failed)
+        self._worker.started.connect(self._on_started)
         self._worker.segment.connect(self._on_segment)
         self._worker.counts.connect(self._on_counts)
         self._worker.finished.connect(self._on_finished)
@@ -265,6 +271,11 @@ class EngineClient(QObject):
         self.loading = False
         self.info = None
         self.load_failed.emit(message)
+
+    @Slot(int, int)
+    def _on_started(self, req_id: int, prompt_tokens: int) -> None:
+        if self._is_current(req_id):
+            self.started.emit(req_id, prompt_tokens)
 
     @Slot(int, str, str)
     def _on_segment(self, req_id: int, kind: str, text: str) -> None:

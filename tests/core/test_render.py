@@ -8,10 +8,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from app.core.render import (
+    Patch,
     StreamRenderer,
     code_css,
+    patches,
     render_markdown,
     split_stable_blocks,
+    top_level_elements,
 )
 
 
@@ -221,3 +224,100 @@ def test_copied_code_keeps_tabs_and_windows_line_ends_are_normalised():
 
 def test_stream_scanner_understands_crlf_fences():
     assert split_stable_blocks("```\r\ncode\r\n```\r\n\r\nNext") == ("```\r\ncode\r\n```\r\n\r\n", "Next")
+
+
+# --- fixing streamed pieces up to the render of the whole text ---------------------------
+
+
+def stream_line_by_line(text: str) -> list[str]:
+    renderer = StreamRenderer()
+    for line in text.splitlines(keepends=True):
+        renderer.feed(line)
+    renderer.close()
+    return renderer.html_parts
+
+
+def apply(pieces: list[str], found: list[Patch]) -> str:
+    """What a view shows after replacing the patched pieces (patches in order, not overlapping)."""
+    out, i = [], 0
+    for patch in found:
+        assert i <= patch.start <= patch.end <= len(pieces)
+        out.extend(pieces[i:patch.start])
+        out.append(patch.html)
+        i = patch.end
+    out.extend(pieces[i:])
+    return "\n".join(h for h in out if h)
+
+
+def test_top_level_elements_split_rendered_html_at_its_outermost_tags():
+    html = render_markdown("# T\n\n- a\n- b\n\n---\n\n```py\nx = '<p>'\n```\n\nEnd<br>").html
+    elements = top_level_elements(html)
+    assert [e.split(">")[0].split()[0] for e in elements] == ["<h1", "<ul", "<hr", "<table", "<p"]
+    assert "\n".join(elements) == html
+
+
+def test_pieces_that_render_like_the_whole_need_no_patch():
+    text = "# Title\n\nIntro.\n\n- a\n- b\n\n```python\nx = 1\n```\n\n| a |\n|---|\n| 1 |\n\nEnd."
+    pieces = stream_line_by_line(text)
+    assert len(pieces) > 3 and patches(pieces, render_markdown(text).html) == []
+
+
+def test_a_loose_list_is_patched_alone():
+    text = "Intro.\n\n1. one\n\n2. two\n\n3. three\n\nMiddle.\n\n- x\n\n- y\n\nEnd."
+    pieces = stream_line_by_line(text)
+    full = render_markdown(text).html
+    found = patches(pieces, full)
+    assert [pieces[p.start:p.end] for p in found] == [pieces[1:4], pieces[5:7]]  # the two lists, nothing else
+    assert [p.html.count("<li>") for p in found] == [3, 2] and all("<p>" in p.html for p in found)
+    assert apply(pieces, found) == full
+
+
+def test_a_reference_defined_at_the_end_patches_the_pieces_that_use_it():
+    text = "See [docs][1].\n\nPlain.\n\nAgain [docs][1].\n\n[1]: https://example.org"
+    pieces = stream_line_by_line(text)
+    full = render_markdown(text).html
+    found = patches(pieces, full)
+    assert [(p.start, p.end) for p in found] == [(0, 1), (2, 3)]
+    assert apply(pieces, found) == full
+
+
+ELEMENTS = st.sampled_from(["<p>a</p>", "<p>b</p>", "<ul>\n<li>x</li>\n</ul>", "<hr />", "<h2>h</h2>",
+                            '<table class="code"><tr><td>c</td></tr></table>'])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.lists(ELEMENTS, min_size=1, max_size=3), max_size=10), st.lists(ELEMENTS, max_size=25))
+def test_applying_the_patches_always_gives_the_full_render(piece_elements, full_elements):
+    pieces = ["\n".join(elements) for elements in piece_elements]
+    full = "\n".join(full_elements)
+    found = patches(pieces, full)
+    assert apply(pieces, found) == full
+    assert all(p.html for p in found) or full == ""  # a view never has to remove pieces without a replacement
+
+
+BLOCKS = st.sampled_from([
+    "Para text.", "Two\nlines", "# Head", "## Sub", "- a\n- b", "- c", "* d", "1. one\n2. two", "3. three",
+    "1. item\n\n    indented para", "- item\n    - nested", "> quote", "> more\n> lines", "---",
+    "```python\nx = 1\n```", "~~~\ncode\n~~~", "    indented code", "| a | b |\n|---|---|\n| 1 | 2 |",
+    "Text with `code` and *em*", "$x$ and \\(y\\)", "1. step:\n\n    ```bash\n    run\n    ```",
+    "Title\n=====", "> - quoted item", "> > nested quote", "  - two-space item", "\tTabbed", "+ plus item",
+])
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.tuples(BLOCKS, st.sampled_from(["\n", "\n\n", "\n\n\n"])), min_size=1, max_size=12),
+       st.randoms(use_true_random=False))
+def test_pieces_with_their_continued_runs_rendered_together_match_the_whole_render(blocks, rnd):
+    text = "".join(block + gap for block, gap in blocks)
+    renderer = StreamRenderer()
+    i = 0
+    while i < len(text):
+        n = rnd.randint(1, 30)
+        renderer.feed(text[i:i + n])
+        i += n
+    renderer.close()
+    runs = renderer.continued_runs()
+    assert runs is not None  # (no reference definitions here)
+    parts = renderer.html_parts
+    found = [Patch(start, end, renderer.render_run(start, end)) for start, end in runs]
+    assert apply(parts, found) == render_markdown(text).html

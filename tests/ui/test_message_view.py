@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import re
 from dataclasses import dataclass
 
@@ -11,7 +12,7 @@ from PySide6.QtGui import QDesktopServices, QGuiApplication, QTextCursor, QTextD
 from PySide6.QtWidgets import QApplication, QScrollArea, QVBoxLayout, QWidget
 
 from app.ui import theme
-from app.ui.message_view import AssistantMessageView, UserMessageView
+from app.ui.message_view import SYNC_RENDER_MAX_CHARS, AssistantMessageView, UserMessageView
 from app.ui.throttle import Throttle
 
 STATS = {
@@ -255,6 +256,127 @@ def test_streaming_a_long_answer_in_small_pieces_matches_the_final_render(qtbot,
     assert streamed.replace("\u200b", "").replace("Last line", "").split() == final.replace("Last line", "").split()
 
 
+# Answers whose streamed pieces render like the whole (tight lists, tables, code) and ones
+# where the whole renders differently (loose lists, quotes continued after a blank line,
+# a reference link defined at the end).
+FINISH_SAMPLES = {
+    "paragraphs": "First *para* with `code` and a [link](https://example.org).\n\nSecond **para**\nwith a break.\n\nThird.",
+    "headings": "# Title\n\nIntro.\n\n## Section\n\nBody.\n\n### Sub\n\n#### Deep\n\nEnd.",
+    "tight_lists": "Steps:\n\n- one\n- two\n    - nested a\n    - nested b\n- three\n\n1. first\n2. second\n\nAfter.",
+    "loose_list": "Plan:\n\n1. **Read** the input.\n\n2. Parse it.\n\n    More about parsing.\n\n3. Print.\n\nDone.",
+    "code": "Code:\n\n```python\ndef f(x):\n\n    return x + 1\n```\n\n```\nplain\n```\n\nText after.",
+    "code_in_list": "1. Install:\n\n    ```bash\n    pip install x\n    ```\n\n2. Run it.\n\nEnd.",
+    "tables": "| a | b |\n|---|---|\n| 1 | 2 |\n\n| c | d |\n|:--|--:|\n| 3 | 4 |\n\nText.\n\n| e |\n|---|\n| 5 |",
+    "table_first_then_quotes": "| x | y |\n|---|---|\n| 1 | 2 |\n\n## After\n\n> a quote\n\n> more quote\n\n---\n\nFinal $x^2$.",
+    "list_first": "- a\n- b\n\n- c\n\nText\n\n* d",
+    "reference_link": "See [the docs][1].\n\nMore text.\n\n[1]: https://example.org/docs",
+    "escaped_html": "<b>not bold</b>\n\n<script>alert(1)</script>\n\nok",
+    "rule_then_table": "Above\n\n---\n\n| a |\n|---|\n| 1 |\n\n---\n\n- after",
+    "unclosed_fence": "Intro\n\n```python\nx = 1\n\ny = 2\n",
+    "ends_in_a_list": "## Heading\n- straight into a list\n- second\n\n1. one\n\n1. two",
+}
+
+
+def stream_in_chunks(qtbot, view: AssistantMessageView, text: str, seed: int) -> None:
+    rng = random.Random(seed)
+    i = 0
+    while i < len(text):
+        n = rng.randint(1, 24)
+        view.append_answer(text[i:i + n])
+        view._throttle.flush()
+        i += n
+
+
+def structure(doc: QTextDocument) -> list[tuple]:
+    """Each block: its text, formats, list and table cell: what a reader sees, block by block."""
+    rows = []
+    block = doc.begin()
+    while block.isValid():
+        cursor = QTextCursor(block)
+        table, text_list = cursor.currentTable(), block.textList()
+        cell = table.cellAt(cursor) if table is not None else None
+        rows.append((
+            block.text(), block.blockFormat().topMargin(), block.blockFormat().bottomMargin(),
+            block.blockFormat().headingLevel(), block.charFormat().font().pixelSize(),
+            text_list.format().style() if text_list else None, text_list.itemNumber(block) if text_list else None,
+            (cell.row(), cell.column()) if cell else None,
+        ))
+        block = block.next()
+    return rows
+
+
+@pytest.mark.parametrize("name", sorted(FINISH_SAMPLES))
+def test_a_finished_streamed_answer_is_exactly_a_render_of_the_whole_text(qtbot, transcript, name):
+    text = FINISH_SAMPLES[name]
+    streamed = streaming_view(transcript)
+    stream_in_chunks(qtbot, streamed, text, seed=len(name))
+    streamed.finish("", text, [], None, "complete")
+    scratch = transcript(AssistantMessageView.from_message(StoredMessage(text)))  # one setHtml of the whole
+    assert streamed.answer_view.toPlainText() == scratch.answer_view.toPlainText()
+    assert structure(streamed.answer_view.document()) == structure(scratch.answer_view.document())
+    assert streamed.answer_view.toHtml() == scratch.answer_view.toHtml()
+    assert streamed.answer_view.code_blocks == scratch.answer_view.code_blocks
+    assert streamed.answer_view.height() == scratch.answer_view.height()
+
+
+def long_sections(count: int, *, loose: bool) -> str:
+    gap = "\n\n" if loose else "\n"
+    return "".join(
+        f"## Part {n}\n\n1. **Step {n}a** does one thing.{gap}2. Step {n}b does another.\n\n"
+        f"| case | result |\n|---|---|\n| a{n} | {n} |\n\n```python\nprint({n})\n```\n\n"
+        for n in range(count)
+    )
+
+
+def mark_first_block(view: AssistantMessageView) -> None:
+    view.answer_view.document().firstBlock().setUserState(42)  # gone if the document is rebuilt
+
+
+def first_block_kept(view: AssistantMessageView) -> bool:
+    block = view.answer_view.document().firstBlock()
+    kept = block.userState() == 42
+    block.setUserState(-1)  # (it would show in toHtml)
+    return kept
+
+
+def test_finishing_a_long_streamed_answer_keeps_what_streamed_in(qtbot, transcript):
+    text = long_sections(60, loose=False) + "The end."
+    assert len(text) > SYNC_RENDER_MAX_CHARS
+    view = streaming_view(transcript)
+    stream_in_chunks(qtbot, view, text, seed=3)
+    mark_first_block(view)
+    with qtbot.waitSignal(view.rendered, timeout=1000):
+        view.finish("", text, [], None, "complete")
+    assert not view.render_pending and first_block_kept(view)
+    assert view.answer_view.toHtml() == transcript(AssistantMessageView.from_message(StoredMessage(text))).answer_view.toHtml()
+
+
+def test_a_long_answer_with_loose_lists_has_them_fixed_one_by_one(qtbot, transcript):
+    text = "Intro.\n\n" + long_sections(60, loose=True) + "The end."
+    view = streaming_view(transcript)
+    stream_in_chunks(qtbot, view, text, seed=7)
+    mark_first_block(view)
+    with qtbot.waitSignal(view.rendered, timeout=10_000):
+        view.finish("", text, [], None, "complete")
+        assert view.render_pending  # the lists are re-rendered over the next passes of the event loop
+    assert first_block_kept(view)
+    scratch = transcript(AssistantMessageView.from_message(StoredMessage(text)))
+    assert view.answer_view.toHtml() == scratch.answer_view.toHtml()
+    assert view.answer_view.code_blocks == [f"print({n})" for n in range(60)]
+
+
+def test_a_long_answer_with_reference_links_is_compared_with_a_whole_render_off_the_gui_thread(qtbot, transcript):
+    text = long_sections(60, loose=True) + "Last [word][ref].\n\n[ref]: https://example.org"
+    view = streaming_view(transcript)
+    stream_in_chunks(qtbot, view, text, seed=5)
+    with qtbot.waitSignal(view.rendered, timeout=10_000):
+        view.finish("", text, [], None, "complete")
+        assert view.render_pending
+    scratch = transcript(AssistantMessageView.from_message(StoredMessage(text)))
+    assert view.answer_view.toHtml() == scratch.answer_view.toHtml()
+    assert 'href="https://example.org"' in view.answer_view.toHtml()
+
+
 def test_streamed_blocks_keep_their_own_formats(qtbot, transcript):
     view = streaming_view(transcript)
     for piece in ["Intro para.\n\n", "- a\n- b\n\n", "## Heading\n\n", "Closing para.\n\n", "tail"]:
@@ -281,23 +403,6 @@ def test_an_open_code_block_streams_looking_like_code(qtbot, transcript):
     settle(qtbot, view)
     assert view.answer_view.code_blocks == ["def f():\n    pass"]
     assert "Copy" in doc.toPlainText() and doc.toPlainText().endswith("After")
-
-
-def test_long_answer_gets_its_final_render_off_the_gui_thread(qtbot, transcript):
-    paragraphs = [f"Paragraph {i} with **bold** text and more words to make it long." for i in range(150)]
-    answer = "\n\n".join(paragraphs) + "\n\n```python\nprint('end')\n```"
-    view = streaming_view(transcript)
-    for i in range(0, len(answer), 500):
-        view.append_answer(answer[i:i + 500])
-        settle(qtbot, view)
-    with qtbot.waitSignal(view.rendered, timeout=5000):
-        view.finish("", answer, [], None, "complete")
-        assert view.render_pending
-    assert not view.render_pending
-    text = view.answer_view.toPlainText()
-    assert "\u200b" not in text and "**" not in text
-    assert text.startswith("Paragraph 0 with bold text") and "print('end')" in text
-    assert view.answer_view.code_blocks == ["print('end')"]
 
 
 def test_a_long_stored_answer_renders_at_once(qtbot, transcript):

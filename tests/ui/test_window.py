@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
+
 from PySide6.QtCore import QSize, Qt, QTimer
 from PySide6.QtGui import QGuiApplication, QPalette
 from PySide6.QtWidgets import QApplication, QLineEdit, QWidget
 
 import app.__main__ as cli
+from app.core.engine import ModelInfo
 from app.core.settings import load_settings
 from app.core.storage import store_path
+from app.ui import theme
 from app.ui.main import open_window
 from app.ui.message_view import AssistantMessageView, UserMessageView
 from app.ui.settings_dialog import SettingsDialog
-from app.ui.window import MainWindow
+from app.ui.window import MainWindow, device_details, device_summary
 from tests.fixtures.scripted_gguf import (
     LONG_TRACE_THINKING_TOKENS,
     STANDARD_ANSWER,
@@ -52,7 +57,8 @@ def test_window_is_on_screen_before_the_model_loads_and_shows_a_busy_state(qtbot
 
         qtbot.waitUntil(lambda: window.client.info is not None, timeout=LOAD_TIMEOUT_MS)
         assert window.status_model.text() == "Scripted-standard_r1 · F32"
-        assert window.status_device.text() == "CPU"
+        assert window.status_device.text() == "CPU · KV f16"
+        assert "Runs on the CPU" in window.status_device.toolTip() and "16-bit" in window.status_device.toolTip()
         assert window.status_context.text() == "Context 0 / 2,048"
         assert window.status_progress.isHidden()
         assert "is ready" in window.welcome.message.text()
@@ -165,6 +171,51 @@ def test_thinking_streams_live_then_collapses_when_the_answer_starts(qtbot, data
     assert window.status_context.text() == f"Context {message.stats['context_used']} / 2,048"
     assert window.status_speed.text().endswith("tokens/s")
     assert window.prompt_input.toPlainText() == ""
+
+
+def test_status_bar_counts_the_context_while_an_answer_streams(qtbot, data_dir, open_app, scripted_model):
+    window = open_app(data_dir, scripted_model("long_trace"))
+    shown: list[int] = []
+
+    def look(*_args) -> None:  # connected after the window: sees the label as the window left it
+        shown.append(int(window.status_context.text().split()[1].replace(",", "")))
+
+    window.client.started.connect(look)
+    window.client.counts.connect(look)
+    message = send(qtbot, window)
+
+    prompt, used = message.stats["prompt_tokens"], message.stats["context_used"]
+    assert shown[0] == prompt > 0  # as soon as the prompt is read, before any text
+    assert shown == sorted(shown) and shown[-1] == used
+    assert any(prompt < n < used for n in shown)  # it moved while the answer was being written
+    assert window.status_context.text() == f"Context {used:,} / 2,048"
+
+
+def test_status_bar_says_where_the_model_runs_and_its_kv_cache(qtbot):
+    info = ModelInfo(path=Path("m.gguf"), name="M", architecture="qwen2", quantization="Q4_K_M", file_size=1,
+                     n_ctx=16384, n_ctx_train=131072, n_layers=28, n_gpu_layers=29, kv_type="q8_0",
+                     backend="CUDA", gpu_note=None, is_reasoning=True, template_note=None)
+    assert device_summary(info) == "CUDA · 29/29 layers on GPU · KV q8_0"
+    assert "all 29 layers" in device_details(info) and "8-bit" in device_details(info)
+    partial = dataclasses.replace(info, n_gpu_layers=12, kv_type="f16", gpu_note="Not enough GPU memory for all.")
+    assert device_summary(partial) == "CUDA · 12/29 layers on GPU · KV f16"
+    assert "12 of 29 layers" in device_details(partial) and "Not enough GPU memory" in device_details(partial)
+    fallback = dataclasses.replace(info, n_gpu_layers=0, backend="CPU", gpu_note="Loading on the CUDA GPU failed.")
+    assert device_summary(fallback) == "CPU · KV q8_0"
+    assert device_details(fallback).endswith("Loading on the CUDA GPU failed.")
+
+
+def test_notice_bar_colours_follow_its_kind(qtbot, data_dir, open_app):
+    window = open_app(data_dir)
+    colors = theme.colors_for(window)
+
+    def text_color() -> str:
+        return window.notice.label.palette().color(QPalette.ColorRole.WindowText).name()
+
+    window.notice.show_notice("It failed.", error=True)
+    assert text_color() == colors.error_text
+    window.notice.show_notice("Deleted.", action=("Undo", lambda: None))
+    assert text_color() == colors.text
 
 
 def test_enter_sends_and_shift_enter_starts_a_new_line(qtbot, data_dir, open_app, scripted_model):

@@ -21,15 +21,21 @@ class Recorder(QObject):
 
     def __init__(self, client: EngineClient):
         super().__init__()
+        self.started: list[tuple[int, int]] = []
         self.segments: list[tuple[int, str, str]] = []
         self.counts: list[tuple[int, int, int]] = []
         self.finished: list[tuple[int, dict]] = []
         self.failed: list[tuple[int, str]] = []
         self.threads: set[QThread] = set()
+        client.started.connect(self.on_started)
         client.segment.connect(self.on_segment)
         client.counts.connect(self.on_counts)
         client.finished.connect(self.on_finished)
         client.failed.connect(self.on_failed)
+
+    @Slot(int, int)
+    def on_started(self, req_id, prompt_tokens):
+        self.started.append((req_id, prompt_tokens))
 
     @Slot(int, str, str)
     def on_segment(self, req_id, kind, text):
@@ -98,6 +104,23 @@ def test_chat_streams_thinking_then_answer_and_finishes_with_the_full_result(qtb
     assert rec.counts[-1] == (req_id, result["stats"]["thinking_tokens"], result["stats"]["answer_tokens"])
 
 
+def test_the_prompt_size_arrives_before_any_text_and_adds_up_to_the_context_used(qtbot, client, scripted_model):
+    load(qtbot, client, scripted_model("standard_r1"))
+    rec = Recorder(client)
+    first_text_seen_after_start: list[bool] = []
+    client.segment.connect(lambda *_: first_text_seen_after_start.append(bool(rec.started)))
+
+    with qtbot.waitSignal(client.finished, timeout=TIMEOUT_MS):
+        req_id = client.chat(HELLO, Sampling(max_tokens=1000))
+
+    [(started_id, prompt_tokens)] = rec.started
+    stats = rec.finished[0][1]["stats"]
+    assert started_id == req_id and prompt_tokens == stats["prompt_tokens"] > 0
+    assert first_text_seen_after_start and all(first_text_seen_after_start)
+    _, thinking, answer = rec.counts[-1]
+    assert prompt_tokens + thinking + answer == stats["context_used"]  # what a status bar can show live
+
+
 def test_stop_ends_the_answer_within_a_token_and_keeps_the_text(qtbot, client, scripted_model):
     load(qtbot, client, scripted_model("long_trace"))
     rec = Recorder(client)
@@ -129,6 +152,7 @@ def test_a_new_request_makes_the_running_one_stale_and_its_results_are_dropped(q
 
     assert second != first
     assert {r for r, _, _ in rec.segments} == {second}
+    assert {r for r, _ in rec.started} == {second}
     assert [r for r, _ in rec.finished] == [second]
     assert rec.finished[0][1]["stats"]["thinking_tokens"] == 50
 
