@@ -72,7 +72,9 @@ GPU_EFFICIENCY = 0.54
 GPU_LAYER_OVERHEAD_S = 48e-6
 CPU_EFFICIENCY = 0.6
 CPU_LAYER_OVERHEAD_S = 15e-6
-CPU_GBPS_PER_CORE = 10.0
+# What one core can pull through llama.cpp's CPU kernels (raw, before CPU_EFFICIENCY). Measured on a
+# 2-core AVX-512 EPYC VM: Qwen-1.5B Q4_K_M decoded at 31.7 tok/s, ~33 GB/s read (tests/benchmarks/RESULTS.md).
+CPU_GBPS_PER_CORE = 25.0
 ASSUMED_CPU_CORES = 8  # a described machine whose cores nobody gave
 SPEED_CONTEXT_FILL = 1024
 # A machine given as hw=None: one CUDA GPU without a memory limit, at H100 SXM bandwidth.
