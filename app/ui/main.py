@@ -111,7 +111,27 @@ def open_window(data_dir_override: str | None, model: str | None) -> MainWindow:
     return window
 
 
+def missing_display_library() -> str | None:
+    """On Linux/X11, Qt 6.5+ aborts at start without libxcb-cursor; say so before it does."""
+    import ctypes.util
+    import os
+
+    if not sys.platform.startswith("linux") or getattr(sys, "frozen", False):
+        return None  # the .deb declares it; other platforms do not use xcb
+    platform = os.environ.get("QT_QPA_PLATFORM", "")
+    if platform not in ("", "xcb") or not os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"):
+        return None
+    if ctypes.util.find_library("xcb-cursor"):
+        return None
+    return ("Ponder's window needs the system library libxcb-cursor0. Install it "
+            "(Debian/Ubuntu: sudo apt install libxcb-cursor0; Fedora: sudo dnf install xcb-util-cursor) "
+            "and start Ponder again.")
+
+
 def run_gui(args: argparse.Namespace) -> int:
+    problem = missing_display_library()
+    if problem:
+        raise PonderError(problem)
     app = create_app()
     crash_dialog = CrashDialog(app)
     try:
