@@ -198,12 +198,15 @@ class Engine:
             wanted, kv_type = _auto_placement(summary, options) if gpu else (0, kv_type)
         elif wanted < 0:
             wanted = summary.n_layers + 1  # +1: the output layer
-        options = dataclasses.replace(options, kv_type=kv_type)
+        # Beyond the trained context a model's answers fall apart; R1 distills train on 128k.
+        n_ctx = min(options.n_ctx, summary.n_ctx_train) if summary.n_ctx_train > 0 else options.n_ctx
+        options = dataclasses.replace(options, kv_type=kv_type, n_ctx=n_ctx)
         gpu_note = None
         if not gpu:
             if wanted > 0 or lc.llama_supports_gpu_offload():  # asked for a GPU, or the build has one
                 gpu_note = _no_gpu_note()
             wanted = 0
+        _refuse_if_too_big(summary, options, wanted)
         try:
             self._open(summary.path, options, wanted, progress)
         except ModelLoadError as exc:
@@ -419,7 +422,10 @@ class Engine:
         """Start an answer to `messages` (the last one is the user's). Iterate the result."""
         if self._ctx is None:
             raise PonderError("The model has been unloaded; load it again.")
-        prompt = self._prompts.render(messages)
+        try:
+            prompt = self._prompts.render(messages)
+        except Exception as exc:  # the file's template raised (raise_exception) or broke
+            raise PonderError(f"The model's chat template could not format this conversation: {exc}") from exc
         tokens = self._tokenize(prompt.text, add_special=not prompt.text.startswith(self._bos_text or "\0"))
         n_ctx = self.info.n_ctx
         if len(tokens) >= n_ctx - 1:
@@ -561,6 +567,27 @@ class ChatRun:
         for _ in self:
             pass
         return self
+
+
+def _refuse_if_too_big(summary: ModelSummary, options: LoadOptions, n_gpu_layers: int) -> None:
+    """A model that cannot fit in this computer's memory is refused with a sentence, before
+    llama.cpp maps it and the system starts swapping."""
+    from app.core import hardware, sizing
+
+    try:
+        hw = hardware.probe()
+        need = sizing.plan(summary, n_ctx=options.n_ctx, kv_type=options.kv_type,
+                           n_gpu_layers=n_gpu_layers, hw=hw).ram_bytes
+    except Exception:  # the planner is advice: never block a load on its failure
+        log.exception("memory planning failed")
+        return
+    if hw.ram_total_bytes and need > hw.ram_total_bytes:
+        gb = 1024**3
+        raise ModelLoadError(
+            f"'{summary.path.name}' needs about {need / gb:.1f} GB of memory with a {options.n_ctx}-token context, "
+            f"but this computer has {hw.ram_total_bytes / gb:.1f} GB. Choose a smaller model or quantisation, "
+            "or a smaller context size in Settings."
+        )
 
 
 def _auto_placement(summary: ModelSummary, options: LoadOptions) -> tuple[int, str]:

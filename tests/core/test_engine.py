@@ -9,7 +9,7 @@ import pytest
 
 from app.core import engine as engine_module
 from app.core.engine import Engine, LoadOptions, Sampling
-from app.core.errors import ContextOverflow, LoadCancelled, ModelFileError, ModelLoadError
+from app.core.errors import ContextOverflow, LoadCancelled, ModelFileError, ModelLoadError, PonderError
 from tests.fixtures.scripted_gguf import (
     LONG_TRACE_THINKING_TOKENS,
     Script,
@@ -335,3 +335,31 @@ def test_auto_offload_uses_the_memory_plan(scripted_model, monkeypatch):
     monkeypatch.setattr(hardware, "probe", lambda: hardware.describe(ram_gb=16))
     Engine.load(scripted_model("standard_r1"), LoadOptions(n_ctx=512)).close()
     assert attempts == [2, 0, 2]
+
+
+def test_model_too_big_for_this_computer_is_refused_before_loading(scripted_model, monkeypatch):
+    from app.core import hardware
+
+    monkeypatch.setattr(hardware, "probe", lambda: hardware.describe(ram_gb=0.1))
+    with pytest.raises(ModelLoadError, match=r"needs about .* GB of memory .* this computer has 0\.1 GB"):
+        Engine.load(scripted_model("standard_r1"), SMALL)
+
+
+def test_context_is_capped_at_what_the_model_was_trained_for(scripted_model):
+    eng = Engine.load(scripted_model("standard_r1"), LoadOptions(n_ctx=65536))
+    try:
+        assert eng.info.n_ctx == eng.info.n_ctx_train == 32768
+    finally:
+        eng.close()
+
+
+def test_template_that_raises_gives_a_clear_error(scripted_model):
+    script = Script("raising_template", SCRIPTS["standard_r1"].pieces,
+                    chat_template="{{ raise_exception('Only user and assistant roles are supported') }}")
+    eng = Engine.load(scripted_model(script), SMALL)
+    try:
+        with pytest.raises(PonderError, match="chat template could not format.*Only user and assistant"):
+            eng.chat(ASK)
+        assert eng.info.template_note is None
+    finally:
+        eng.close()
