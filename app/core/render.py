@@ -177,7 +177,18 @@ _MATH_RE = (
     r"|\\\[(?P<d2>.+?)\\\]"
     r"|\\\((?P<i1>.+?)\\\)"
     r"|(?<![\\$])\$(?P<i2>[^\s$](?:[^$\n]*?[^\s$\\])?)\$(?![\d$])"
+    r"|\\boxed\{(?P<box>(?:[^{}\n]|\{[^{}\n]*\})*)\}"  # bare \boxed{...}, one level of braces inside
 )
+
+
+# R1's final answers come as `\boxed{...}` (DeepSeek's maths prompt asks for it): shown as the
+# boxed content, highlighted, rather than as LaTeX source.
+_BOXED_RE = re.compile(r"^\\boxed\{(?P<body>.*)\}$", re.S)
+
+
+def _boxed_body(source: str) -> str | None:
+    boxed = _BOXED_RE.match(source)
+    return boxed["body"] if boxed else None
 
 
 class _MathProcessor(InlineProcessor):
@@ -185,8 +196,9 @@ class _MathProcessor(InlineProcessor):
         source = next(g for g in m.groups() if g is not None).strip()
         if "\x02" in source:  # holds another inline construct's placeholder; leave as text
             return None, None, None
-        el = etree.Element("span", {"class": "math"})
-        el.text = AtomicString(source)
+        boxed = m.group("box") if m.group("box") is not None else _boxed_body(source)
+        el = etree.Element("span", {"class": "math" if boxed is None else "boxed"})
+        el.text = AtomicString(source if boxed is None else f"\u00a0{boxed.strip()}\u00a0")
         return el, m.start(0), m.end(0)
 
 

@@ -139,6 +139,7 @@ li {{ margin-bottom: 3px; }}
 blockquote {{ color: {c.text_dim}; margin-left: 14px; }}
 code {{ font-family: '{mono}'; font-size: {code_px}px; background-color: {c.inline_code_bg}; }}
 span.math {{ font-family: '{mono}'; font-size: {code_px}px; color: {c.text}; }}
+span.boxed {{ font-weight: 600; background-color: {c.warn_bg}; color: {c.warn_text}; }}
 table.code {{ background-color: {c.code_bg}; border-width: 0px; }}
 td.code-lang {{ background-color: {c.code_head}; color: {c.text_dim}; font-size: {base_px - 2}px;
                padding: 4px 10px 4px 10px; }}

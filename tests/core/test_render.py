@@ -52,8 +52,8 @@ def test_links_keep_their_href():
 
 
 def test_latex_stays_readable_text():
-    html = render_markdown("So the answer is \\boxed{42}.").html
-    assert "\\boxed{42}" in html
+    html = render_markdown("Half is \\frac{1}{2}, and $\\sqrt{2}$ is irrational.").html
+    assert "\\frac{1}{2}" in html and '<span class="math">\\sqrt{2}</span>' in html
 
 
 def test_math_is_not_mangled_by_emphasis_or_escapes():
@@ -321,3 +321,15 @@ def test_pieces_with_their_continued_runs_rendered_together_match_the_whole_rend
     parts = renderer.html_parts
     found = [Patch(start, end, renderer.render_run(start, end)) for start, end in runs]
     assert apply(parts, found) == render_markdown(text).html
+
+
+def test_boxed_final_answer_is_shown_highlighted_not_as_latex():
+    html = render_markdown("So the answer is $\\boxed{391}$.").html
+    assert '<span class="boxed">\u00a0391\u00a0</span>' in html
+    assert "\\boxed" not in html
+    display = render_markdown("\\[\\boxed{x = 2}\\]").html
+    assert '<span class="boxed">\u00a0x = 2\u00a0</span>' in display
+    bare = render_markdown("**Final answer:** \\boxed{\\frac{1}{2}}").html
+    assert '<span class="boxed">\u00a0\\frac{1}{2}\u00a0</span>' in bare
+    other = render_markdown("$\\frac{1}{2}$").html
+    assert '<span class="math">\\frac{1}{2}</span>' in other
