@@ -9,7 +9,7 @@ import sys
 import threading
 from pathlib import Path
 
-from PySide6.QtCore import QObject, Qt, QTimer, Signal, Slot
+from PySide6.QtCore import QLockFile, QObject, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication, QMessageBox
 
@@ -128,11 +128,25 @@ def missing_display_library() -> str | None:
             "and start Ponder again.")
 
 
+def lock_data_dir(base: Path) -> QLockFile | None:
+    """One Ponder per data folder: a second one would mark the first's live answer as
+    interrupted and write to the same database. None if another running Ponder holds it
+    (QLockFile takes over a lock whose process is gone)."""
+    lock = QLockFile(str(base / "ponder.lock"))
+    lock.setStaleLockTime(0)  # never time out a live holder; a dead one is detected by its pid
+    return lock if lock.tryLock(100) else None
+
+
 def run_gui(args: argparse.Namespace) -> int:
     problem = missing_display_library()
     if problem:
         raise PonderError(problem)
     app = create_app()
+    lock = lock_data_dir(data_dir(getattr(args, "data_dir", None)))
+    if lock is None:
+        QMessageBox.information(None, APP_NAME, "Ponder is already running with this data folder. "
+                                "Switch to its window, or close it and start Ponder again.")
+        return 1
     crash_dialog = CrashDialog(app)
     try:
         window = open_window(getattr(args, "data_dir", None), getattr(args, "model", None))
@@ -152,4 +166,5 @@ def run_gui(args: argparse.Namespace) -> int:
     window.store.close()
     crash_dialog.detach()
     logs.teardown_gui_logging()  # the process ends here; an embedding one (tests) gets its hooks back
+    lock.unlock()
     return code

@@ -23,3 +23,25 @@ def test_offscreen_needs_no_display_library(monkeypatch):
     monkeypatch.setenv("QT_QPA_PLATFORM", "offscreen")
     monkeypatch.setattr(ctypes.util, "find_library", lambda name: None)
     assert main.missing_display_library() is None
+
+
+def test_one_ponder_per_data_folder(qapp, tmp_path):
+    first = main.lock_data_dir(tmp_path)
+    assert first is not None
+    assert main.lock_data_dir(tmp_path) is None  # a second Ponder on the same folder is refused
+    first.unlock()
+    again = main.lock_data_dir(tmp_path)
+    assert again is not None
+    again.unlock()
+
+
+def test_lock_left_by_a_dead_process_is_taken_over(qapp, tmp_path):
+    import subprocess
+    import sys
+
+    code = ("import sys; from PySide6.QtCore import QLockFile; l = QLockFile(sys.argv[1]); "
+            "assert l.tryLock(100); import os; os._exit(0)")  # exits without unlocking
+    subprocess.run([sys.executable, "-c", code, str(tmp_path / "ponder.lock")], check=True, timeout=60)
+    lock = main.lock_data_dir(tmp_path)
+    assert lock is not None
+    lock.unlock()
