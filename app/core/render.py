@@ -5,6 +5,8 @@ Model output is untrusted: raw HTML is escaped (shown as text), images become li
 click. Fenced code is highlighted by pygments with CSS classes (`hl-*`), so the
 theme decides the colours (see `code_css`) and rendered HTML stays theme-free.
 Each code block gets a `copy:<n>` anchor; `Rendered.code_blocks[n]` is its raw text.
+Lists nested with 2 or 3 spaces, as models write them, nest as written (markdown alone
+wants 4; see `_ListIndentPreprocessor`).
 
 Streaming: `StreamRenderer.feed(delta)` renders each top-level block once, when it
 is complete, and hands back the unfinished tail as plain text. Its cost per call
@@ -25,6 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import markdown
+from markdown.blockprocessors import HRProcessor
 from markdown.extensions import Extension
 from markdown.inlinepatterns import InlineProcessor
 from markdown.preprocessors import Preprocessor
@@ -162,11 +165,98 @@ class _FencePreprocessor(Preprocessor):
             index = self.md.first_code_index + len(self.md.code_blocks)
             self.md.code_blocks.append(raw)
             placeholder = self.md.htmlStash.store(code_block_html(fence.code, fence.lang, index))
+            self.md.fence_indents[placeholder] = len(fence.indent)  # for _ListIndentPreprocessor
             # Blank lines make the placeholder its own block; an indented fence stays in
             # its list item (markdown wants multiples of 4 spaces for that).
             depth = -(-len(fence.indent) // 4) * 4
             out.extend(["", " " * depth + placeholder, "", ""])
         out.extend(lines[done:])
+        return out
+
+
+# A list item as Python-Markdown reads one (sane_lists: `1)` is not a marker), and the lines
+# it splits off as blocks of their own, which end a list: headings (`#` or a setext
+# underline, in the first column) and rules.
+_LIST_ITEM_RE = re.compile(r"^ *(?:[*+-]|\d+\.) +")
+_BLOCK_SPLITTING_RE = re.compile(rf"#|(?:=+|-+) *$|{HRProcessor.RE}")
+
+
+@dataclass
+class _OpenItem:
+    src: int  # indentation of its marker as written
+    out: int  # indentation of its marker as emitted
+
+
+class _ListIndentPreprocessor(Preprocessor):
+    """Nests list items the way they were written with 2 or 3 spaces per level.
+
+    Models indent a nested item (or a further paragraph of an item) under its parent's
+    text, as CommonMark has it: 2 spaces under `- `, 3 under `1. `. Python-Markdown only
+    nests at 4 spaces per level and shows the rest flat. Items and paragraphs after a blank
+    line that sit at least 2 columns right of an open item's marker belong to it; they are
+    re-indented to the parent's emitted indentation plus 4 (a paragraph indented 4 or more
+    past its item's marker keeps that offset, so code indented in an item stays code). A
+    list written with 4 spaces per level comes out unchanged. Lazy continuation lines (no
+    blank line before them) are left alone: markdown ignores their indentation.
+
+    Runs after the fence preprocessor: code is already a placeholder, placed here by the
+    fence's own indentation. What happens at a line without indentation after a blank line
+    depends on that line alone, so a text rendered block by block (`StreamRenderer`)
+    nests exactly as a render of the whole.
+    """
+
+    def run(self, lines: list[str]) -> list[str]:
+        fence_indents: dict[str, int] = self.md.fence_indents
+        out: list[str] = []
+        items: list[_OpenItem] = []  # the open items of the current list, outermost first
+        block_start = True  # the line starts a markdown block: a list can start here
+        head_is_item, head_indent = True, 0  # the first line of the current block in a list
+        for line in lines:
+            text = line.lstrip(" ")
+            if not text:
+                out.append(line)
+                block_start = True
+                continue
+            if _BLOCK_SPLITTING_RE.match(line):
+                items = []
+                out.append(line)
+                block_start = True
+                continue
+            indent = fence_indents.get(text, len(line) - len(text))
+            is_item = _LIST_ITEM_RE.match(line) is not None
+            if not items or not (is_item or block_start):  # outside a list, or a lazy line
+                if not items and is_item and indent <= 3 and block_start:
+                    items = [_OpenItem(indent, indent)]
+                    head_is_item, head_indent = True, indent
+                out.append(line)
+                block_start = False
+                continue
+            # Close the items it is not inside of (4 spaces or more is never a new top-level item).
+            while items and indent < items[-1].src + 2 and (len(items) > 1 or indent <= 3):
+                items.pop()
+            if not items:  # a new top-level item, or text after the list
+                if is_item:
+                    items = [_OpenItem(indent, indent)]
+                    new_indent = indent
+                else:
+                    out.append(line)
+                    block_start = False
+                    continue
+            elif is_item and indent - items[-1].src < 8:  # (8 or more: code in a 4-space list)
+                items.append(_OpenItem(indent, items[-1].out + 4))
+                new_indent = items[-1].out
+            else:  # a further paragraph or a code block of the item
+                owner = items[-1]
+                new_indent = owner.out + (4 if text in fence_indents else max(4, indent - owner.src))
+            if block_start:
+                head_is_item, head_indent = is_item, new_indent
+            elif is_item and (not head_is_item or new_indent < head_indent):
+                # Markdown reads a block that starts indented as one piece of the item above:
+                # an item that is not inside that piece needs a block of its own.
+                out.append("")
+                head_is_item, head_indent = True, new_indent
+            out.append(" " * new_indent + text)
+            block_start = False
         return out
 
 
@@ -232,6 +322,7 @@ class _PonderMarkdown(Extension):
         md.preprocessors.deregister("html_block")
         md.inlinePatterns.deregister("html")
         md.preprocessors.register(_FencePreprocessor(md), "ponder_fences", 25)
+        md.preprocessors.register(_ListIndentPreprocessor(md), "ponder_list_indent", 24)
         # Below code spans (190) so `$x$` inside backticks stays code; above escapes (180).
         md.inlinePatterns.register(_MathProcessor(_MATH_RE, md), "ponder_math", 185)
         md.treeprocessors.register(_ImagesAsLinks(md), "ponder_images", 15)
@@ -252,6 +343,7 @@ def render_markdown(text: str, *, first_code_index: int = 0) -> Rendered:
     md = _converter()
     md.reset()
     md.code_blocks = []
+    md.fence_indents = {}
     md.raw_code = [fence.code for fence in _find_fences(text.split("\n"))]
     md.first_code_index = first_code_index
     out = md.convert(text)

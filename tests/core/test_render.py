@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -139,6 +140,102 @@ def test_single_newlines_are_line_breaks_in_chat():
 
 def test_ordered_lists_keep_their_start_number():
     assert '<ol start="3">' in render_markdown("3. three\n4. four").html
+
+
+
+# --- lists nested with 2 or 3 spaces, as models write them -------------------------------
+
+
+def test_two_space_nested_bullets_nest_like_four_space_ones():
+    html = render_markdown("- a\n  - b\n    - c\n  - d\n- e").html
+    assert html == render_markdown("- a\n    - b\n        - c\n    - d\n- e").html
+    assert html == "<ul>\n<li>a<ul>\n<li>b<ul>\n<li>c</li>\n</ul>\n</li>\n<li>d</li>\n</ul>\n</li>\n<li>e</li>\n</ul>"
+
+
+def test_three_space_nested_bullets_nest():
+    html = render_markdown("* a\n   * b\n      * c\n* d").html
+    assert html == "<ul>\n<li>a<ul>\n<li>b<ul>\n<li>c</li>\n</ul>\n</li>\n</ul>\n</li>\n<li>d</li>\n</ul>"
+
+
+def test_bullets_under_a_numbered_item_nest_at_its_text_column():
+    text = "1. First step\n   - detail a\n   - detail b\n2. Second\n  * two-space nested\n    * deeper"
+    html = render_markdown(text).html
+    assert html == (
+        "<ol>\n<li>First step<ul>\n<li>detail a</li>\n<li>detail b</li>\n</ul>\n</li>\n"
+        "<li>Second<ul>\n<li>two-space nested<ul>\n<li>deeper</li>\n</ul>\n</li>\n</ul>\n</li>\n</ol>"
+    )
+
+
+def test_three_levels_mixing_units_nest_by_where_each_item_sits():
+    # 3 spaces under "1. ", then 2 under "- ": each item nests under the one it is indented past.
+    text = "1. Plan\n   - read\n     - tokens\n     - lines\n   - print\n2. Done"
+    assert render_markdown(text).html == render_markdown(
+        "1. Plan\n    - read\n        - tokens\n        - lines\n    - print\n2. Done").html
+    assert render_markdown(text).html.count("<ul>") == 2
+
+
+def test_a_further_paragraph_of_an_item_stays_in_it_and_the_next_item_follows():
+    html = render_markdown("- a\n  - b\n\n    more about b\n\n  more about a\n- c\n\nAfter.").html
+    assert html == (
+        "<ul>\n<li>\n<p>a</p>\n<ul>\n<li>\n<p>b</p>\n<p>more about b</p>\n</li>\n</ul>\n"
+        "<p>more about a</p>\n</li>\n<li>\n<p>c</p>\n</li>\n</ul>\n<p>After.</p>"
+    )
+
+
+def test_fenced_code_in_a_two_space_list_stays_in_its_item_and_is_not_reindented():
+    text = (
+        "1. Write the list:\n"
+        "   ```markdown\n"
+        "   - x\n"
+        "     - y\n"
+        "   ```\n"
+        "   Then check it.\n"
+        "   - nested after the code\n"
+        "2. Done"
+    )
+    rendered = render_markdown(text)
+    assert rendered.code_blocks == ("- x\n  - y",)
+    assert "\n  - y</pre>" in rendered.html  # the code's own indentation, untouched
+    items = re.findall(r"<li>.*?</li>", rendered.html, re.S)
+    assert "copy:0" in items[0] and "Then check it." in items[0]
+    assert re.search(r"Then check it\.</p>\n<ul>\n<li>nested after the code</li>\n</ul>", rendered.html)
+    assert rendered.html.count("<ol>") == 1 and "<p>Done</p>" in rendered.html
+
+
+def test_fenced_code_belongs_to_the_item_it_is_indented_under():
+    under_b = render_markdown("- a\n  - b\n    ```py\n    x = 1\n    ```\n  - c").html
+    assert re.search(r"<ul>\n<li>\n<p>b</p>\n<table class=\"code\".*?</table>\n</li>\n<li>\n<p>c</p>", under_b, re.S)
+    under_a = render_markdown("- a\n  - b\n  ```py\n  x = 1\n  ```\n- c").html
+    assert re.search(r"<li>b</li>\n</ul>\n<table class=\"code\".*?</table>\n</li>\n<li>\n<p>c</p>", under_a, re.S)
+
+
+def test_four_space_lists_render_exactly_as_before():
+    text = "1. Plan\n    - read\n    - parse\n        - tokens\n2. Print\n\n    More about printing."
+    assert render_markdown(text).html == (  # (the render before lists were re-indented)
+        "<ol>\n<li>Plan<ul>\n<li>read</li>\n<li>parse<ul>\n<li>tokens</li>\n</ul>\n</li>\n</ul>\n</li>\n"
+        "<li>\n<p>Print</p>\n<p>More about printing.</p>\n</li>\n</ol>"
+    )
+
+
+def test_indented_text_outside_lists_is_left_alone():
+    text = (
+        "Intro.\n\n  An indented paragraph\n  over two lines.\n\n"
+        "    indented code\n      - not a list\n\n"
+        "| a | b |\n|---|---|\n| - x | 2 |"
+    )
+    html = render_markdown(text).html
+    assert html.startswith(
+        "<p>Intro.</p>\n<p>An indented paragraph<br />\n  over two lines.</p>\n"
+        "<pre><code>indented code\n  - not a list\n</code></pre>\n<table"
+    )
+    assert "<td>- x</td>" in html
+
+
+def test_a_rule_or_heading_ends_a_list_before_an_indented_item():
+    # Markdown splits headings and rules off as blocks; an item after one starts a new list.
+    for splitter in ("# Heading", "* * *", "___", "---"):  # ("- a\n---" is a setext heading)
+        html = render_markdown(f"- a\n{splitter}\n  - b").html
+        assert "<pre>" not in html and "<li>b</li>" in html, html
 
 
 # --- incremental rendering -------------------------------------------------------------
@@ -301,6 +398,9 @@ BLOCKS = st.sampled_from([
     "```python\nx = 1\n```", "~~~\ncode\n~~~", "    indented code", "| a | b |\n|---|---|\n| 1 | 2 |",
     "Text with `code` and *em*", "$x$ and \\(y\\)", "1. step:\n\n    ```bash\n    run\n    ```",
     "Title\n=====", "> - quoted item", "> > nested quote", "  - two-space item", "\tTabbed", "+ plus item",
+    # nested with 2 or 3 spaces, as models write them
+    "- a\n  - b\n    - c", "1. step\n   - detail\n   - more", "* a\n   * b\n      * c", "  - b\n    - c",
+    "- a\n\n  more of a", "1. x\n   ```py\n   y\n   ```\n   after", "1. First\n   - a\n     - b\n2. Second",
 ])
 
 
@@ -321,6 +421,22 @@ def test_pieces_with_their_continued_runs_rendered_together_match_the_whole_rend
     parts = renderer.html_parts
     found = [Patch(start, end, renderer.render_run(start, end)) for start, end in runs]
     assert apply(parts, found) == render_markdown(text).html
+
+
+@pytest.mark.parametrize("text", [
+    "Steps:\n\n1. First\n   - detail a\n     - deeper\n   - detail b\n\n2. Second\n\n   More on two.\n\nDone.",
+    "- a\n  - b\n\n- c\n  - d\n    ```sh\n    run\n    ```\n    after\n- e\n\nEnd",
+    "1. Install:\n   ```bash\n   pip install x\n   ```\n2. Use:\n   * import it\n   * call it\n\n3. Check\n\nText",
+])
+def test_nested_lists_stream_to_the_same_html_as_a_whole_render(text):
+    for size in (1, 3, 7):
+        renderer = StreamRenderer()
+        for i in range(0, len(text), size):
+            renderer.feed(text[i:i + size])
+        renderer.close()
+        runs = renderer.continued_runs()
+        found = [Patch(start, end, renderer.render_run(start, end)) for start, end in runs]
+        assert apply(renderer.html_parts, found) == render_markdown(text).html
 
 
 def test_boxed_final_answer_is_shown_highlighted_not_as_latex():
