@@ -260,6 +260,11 @@ def test_streaming_a_long_answer_in_small_pieces_matches_the_final_render(qtbot,
 # where the whole renders differently (loose lists, quotes continued after a blank line,
 # a reference link defined at the end).
 FINISH_SAMPLES = {
+    "two_space_nested": "Plan:\n\n- a\n  - b\n    - c\n  - d\n- e\n\n- loose\n  - nested\n\nAfter.",
+    "three_space_nested": (
+        "1. First step\n   - detail a\n     - deeper\n   - detail b\n2. Second\n\n   More on two.\n\n"
+        "3. Third\n   ```bash\n   ls\n   ```\n   Then more.\n4. Four\n\nEnd."
+    ),
     "paragraphs": "First *para* with `code` and a [link](https://example.org).\n\nSecond **para**\nwith a break.\n\nThird.",
     "headings": "# Title\n\nIntro.\n\n## Section\n\nBody.\n\n### Sub\n\n#### Deep\n\nEnd.",
     "tight_lists": "Steps:\n\n- one\n- two\n    - nested a\n    - nested b\n- three\n\n1. first\n2. second\n\nAfter.",
