@@ -179,6 +179,9 @@ class _FencePreprocessor(Preprocessor):
 # underline, in the first column) and rules.
 _LIST_ITEM_RE = re.compile(r"^ *(?:[*+-]|\d+\.) +")
 _BLOCK_SPLITTING_RE = re.compile(rf"#|(?:=+|-+) *$|{HRProcessor.RE}")
+# CommonMark: a list may start right under a paragraph line if it is a bullet or starts
+# at 1, and its item is not empty ("1999. was a year" under a line stays text).
+_INTERRUPTING_ITEM_RE = re.compile(r"^ {0,3}(?:[*+-]|1\.) +\S")
 
 
 @dataclass
@@ -199,6 +202,11 @@ class _ListIndentPreprocessor(Preprocessor):
     list written with 4 spaces per level comes out unchanged. Lazy continuation lines (no
     blank line before them) are left alone: markdown ignores their indentation.
 
+    It also starts a list right under a paragraph line, as CommonMark does ("Steps:" then
+    "1. Install"): markdown wants a blank line there and shows one paragraph without it.
+    Only a bullet or a list starting at 1 interrupts a paragraph; under a table, a heading
+    or a list item nothing changes (in a list such a line is the item's lazy continuation).
+
     Runs after the fence preprocessor: code is already a placeholder, placed here by the
     fence's own indentation. What happens at a line without indentation after a blank line
     depends on that line alone, so a text rendered block by block (`StreamRenderer`)
@@ -211,6 +219,7 @@ class _ListIndentPreprocessor(Preprocessor):
         items: list[_OpenItem] = []  # the open items of the current list, outermost first
         block_start = True  # the line starts a markdown block: a list can start here
         head_is_item, head_indent = True, 0  # the first line of the current block in a list
+        head: list[str] = []  # the first two lines of the current block outside a list
         for line in lines:
             text = line.lstrip(" ")
             if not text:
@@ -224,6 +233,13 @@ class _ListIndentPreprocessor(Preprocessor):
                 continue
             indent = fence_indents.get(text, len(line) - len(text))
             is_item = _LIST_ITEM_RE.match(line) is not None
+            if block_start:
+                head = []
+            elif not items and self._interrupts_paragraph(head, line):
+                out.append("")
+                block_start, head = True, []
+            if len(head) < 2:
+                head.append(line)
             if not items or not (is_item or block_start):  # outside a list, or a lazy line
                 if not items and is_item and indent <= 3 and block_start:
                     items = [_OpenItem(indent, indent)]
@@ -258,6 +274,15 @@ class _ListIndentPreprocessor(Preprocessor):
             out.append(" " * new_indent + text)
             block_start = False
         return out
+
+    def _interrupts_paragraph(self, head: list[str], line: str) -> bool:
+        """`line` starts a list right under a block of text (a paragraph or a quote) begun by `head`."""
+        if not _INTERRUPTING_ITEM_RE.match(line) or head[0].startswith("    "):
+            return False  # (under code indented 4 spaces markdown starts the list already)
+        # Under "a | b", "- | -" is a table's separator row; a table's rows are no paragraph.
+        # (A table's header row has a pipe: a block without one in its first line is no table.)
+        tables = self.md.parser.blockprocessors["table"]
+        return "|" not in head[0] or not tables.test(None, "\n".join([*head, line][:2]))
 
 
 # Inline maths is shown as its LaTeX source (readable, untouched by emphasis rules).

@@ -238,6 +238,74 @@ def test_a_rule_or_heading_ends_a_list_before_an_indented_item():
         assert "<pre>" not in html and "<li>b</li>" in html, html
 
 
+# --- a list right under a paragraph line, as CommonMark has it ----------------------------
+
+
+@pytest.mark.parametrize("marker", ["-", "*", "+"])
+def test_a_bullet_list_right_under_a_paragraph_line_is_a_list(marker):
+    html = render_markdown(f"Key points:\n{marker} fast\n{marker} small").html
+    assert html == "<p>Key points:</p>\n<ul>\n<li>fast</li>\n<li>small</li>\n</ul>"
+
+
+def test_an_ordered_list_starting_at_1_under_a_paragraph_line_is_a_list():
+    html = render_markdown("Here are the steps:\n1. Install it\n2. Run it").html
+    assert html == "<p>Here are the steps:</p>\n<ol>\n<li>Install it</li>\n<li>Run it</li>\n</ol>"
+
+
+@pytest.mark.parametrize("line", [
+    "1999. was a year",  # an ordered item must start at 1 to interrupt a paragraph
+    "2. two",
+    "1) one",  # (not a list marker in markdown's sane_lists at all)
+    "    - four spaces in: a continuation line",
+    "-not a bullet",
+])
+def test_a_line_that_cannot_start_a_list_under_a_paragraph_line_stays_its_text(line):
+    assert render_markdown(f"The text\n{line}").html == f"<p>The text<br />\n{line}</p>"
+
+
+def test_a_list_under_a_quote_line_ends_the_quote():
+    html = render_markdown("> quoted\n- item").html
+    assert html == "<blockquote>\n<p>quoted</p>\n</blockquote>\n<ul>\n<li>item</li>\n</ul>"
+
+
+def test_a_heading_right_above_a_list_renders_as_before():
+    assert render_markdown("## Steps\n- a\n- b").html == "<h2>Steps</h2>\n<ul>\n<li>a</li>\n<li>b</li>\n</ul>"
+
+
+def test_a_table_right_above_a_bullet_keeps_its_rows_as_markdown_reads_them():
+    html = render_markdown("| a | b |\n|---|---|\n| 1 | 2 |\n- x").html
+    assert "<td>- x</td>" in html and "<ul>" not in html
+    # "- | -" under a header row is the table's separator row, not a bullet.
+    html = render_markdown("a | b\n- | -\n1 | 2").html
+    assert "<th>a</th>" in html and "<td>1</td>" in html and "<ul>" not in html
+
+
+def test_list_lines_inside_fenced_code_are_left_as_code():
+    rendered = render_markdown("Use:\n```\ntext\n- a\n1. b\n```\nAfter\n~~~\nmore\n* c\n~~~")
+    assert rendered.code_blocks == ("text\n- a\n1. b", "more\n* c")
+    assert "<ul>" not in rendered.html and "<ol>" not in rendered.html
+
+
+def test_a_bullet_line_in_a_list_items_lazy_continuation_stays_in_the_item():
+    assert render_markdown("- a\nlazy\n- b").html == "<ul>\n<li>a<br />\nlazy</li>\n<li>b</li>\n</ul>"
+    assert render_markdown("1. Install it\n2. Run it\nKey points:\n- fast").html == (
+        "<ol>\n<li>Install it</li>\n<li>Run it<br />\nKey points:<br />\n- fast</li>\n</ol>"
+    )
+
+
+def test_a_list_under_text_after_a_list_starts_a_new_list():
+    html = render_markdown("- a\n\nThen:\n- b").html
+    assert html == "<ul>\n<li>a</li>\n</ul>\n<p>Then:</p>\n<ul>\n<li>b</li>\n</ul>"
+
+
+def test_lists_with_a_blank_line_above_them_render_exactly_as_before():
+    text = "Here are the steps:\n\n1. Install it\n2. Run it\n\nKey points:\n\n- fast\n* small\n\n+ loose"
+    assert render_markdown(text).html == (  # (the render before lists could interrupt paragraphs)
+        "<p>Here are the steps:</p>\n<ol>\n<li>Install it</li>\n<li>Run it</li>\n</ol>\n<p>Key points:</p>\n"
+        "<ul>\n<li>fast</li>\n<li>\n<p>small</p>\n</li>\n<li>\n<p>loose</p>\n</li>\n</ul>"
+    )
+
+
 # --- incremental rendering -------------------------------------------------------------
 
 
@@ -401,6 +469,9 @@ BLOCKS = st.sampled_from([
     # nested with 2 or 3 spaces, as models write them
     "- a\n  - b\n    - c", "1. step\n   - detail\n   - more", "* a\n   * b\n      * c", "  - b\n    - c",
     "- a\n\n  more of a", "1. x\n   ```py\n   y\n   ```\n   after", "1. First\n   - a\n     - b\n2. Second",
+    # lists right under a paragraph line
+    "Steps:\n1. one\n2. two", "Key points:\n- fast\n- small", "Note\n* x", "The year\n1999. was", "> q\n- a",
+    "| a | b |\n|---|---|\n| 1 | 2 |\n- x", "a | b\n- | -\n1 | 2", "## Plan\n+ a", "Run:\n```sh\n- x\n```",
 ])
 
 
@@ -427,8 +498,11 @@ def test_pieces_with_their_continued_runs_rendered_together_match_the_whole_rend
     "Steps:\n\n1. First\n   - detail a\n     - deeper\n   - detail b\n\n2. Second\n\n   More on two.\n\nDone.",
     "- a\n  - b\n\n- c\n  - d\n    ```sh\n    run\n    ```\n    after\n- e\n\nEnd",
     "1. Install:\n   ```bash\n   pip install x\n   ```\n2. Use:\n   * import it\n   * call it\n\n3. Check\n\nText",
+    # lists right under a paragraph line
+    "Here are the steps:\n1. Install it\n2. Run it\n\nKey points:\n- fast\n- small\n\nThen:\n- more\n\nEnd",
+    "Intro\n\n1. a\n2. b\n\nNot a list:\n1999. was a year\n- but this is\n\n> quote\n- after",
 ])
-def test_nested_lists_stream_to_the_same_html_as_a_whole_render(text):
+def test_lists_stream_to_the_same_html_as_a_whole_render(text):
     for size in (1, 3, 7):
         renderer = StreamRenderer()
         for i in range(0, len(text), size):

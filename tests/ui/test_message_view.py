@@ -279,6 +279,13 @@ FINISH_SAMPLES = {
     "rule_then_table": "Above\n\n---\n\n| a |\n|---|\n| 1 |\n\n---\n\n- after",
     "unclosed_fence": "Intro\n\n```python\nx = 1\n\ny = 2\n",
     "ends_in_a_list": "## Heading\n- straight into a list\n- second\n\n1. one\n\n1. two",
+    "lists_under_paragraph_lines": (
+        "Here are the steps:\n1. Install it\n2. Run it\n\nKey points:\n- fast\n- small\n\n"
+        "Not a list:\n1999. was a year\n\n> a quote\n* then a list"
+    ),
+    "list_under_text_after_a_list": (
+        "- a\n- b\n\nThen:\n- c\n  - nested\n\nCode:\n```\nnot\n- a list\n```\nAlso:\n+ d\n\nEnd."
+    ),
 }
 
 
