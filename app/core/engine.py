@@ -25,7 +25,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import app  # noqa: F401  (loads llama_cpp before numpy)
+from app.core import hardware
 from app.core.errors import ContextOverflow, LoadCancelled, ModelLoadError, PonderError
+from app.core.hardware import HardwareInfo
 from app.core.modelfile import ModelSummary, inspect_gguf
 from app.core.prompt import PromptBuilder, fallback_template
 from app.core.reasoning import Segment, ThinkSplitter
@@ -192,10 +194,11 @@ class Engine:
         self._lc = lc
 
         gpu = gpu_backend_name()
+        hw = hardware.probe()  # never raises; what it cannot read it leaves out
         wanted = options.n_gpu_layers
         kv_type = "f16" if options.kv_type == "auto" else options.kv_type
         if wanted is None:
-            wanted, kv_type = _auto_placement(summary, options) if gpu else (0, kv_type)
+            wanted, kv_type = _auto_placement(summary, options, hw) if gpu else (0, kv_type)
         elif wanted < 0:
             wanted = summary.n_layers + 1  # +1: the output layer
         # Beyond the trained context a model's answers fall apart; R1 distills train on 128k.
@@ -206,7 +209,7 @@ class Engine:
             if wanted > 0 or lc.llama_supports_gpu_offload():  # asked for a GPU, or the build has one
                 gpu_note = _no_gpu_note()
             wanted = 0
-        _refuse_if_too_big(summary, options, wanted)
+        _refuse_if_too_big(summary, options, wanted, hw)
         try:
             self._open(summary.path, options, wanted, progress)
         except ModelLoadError as exc:
@@ -569,19 +572,20 @@ class ChatRun:
         return self
 
 
-def _refuse_if_too_big(summary: ModelSummary, options: LoadOptions, n_gpu_layers: int) -> None:
+def _refuse_if_too_big(summary: ModelSummary, options: LoadOptions, n_gpu_layers: int, hw: HardwareInfo) -> None:
     """A model that cannot fit in this computer's memory is refused with a sentence, before
     llama.cpp maps it and the system starts swapping."""
-    from app.core import hardware, sizing
+    from app.core import sizing
 
+    if not hw.ram_total_bytes:
+        return
     try:
-        hw = hardware.probe()
         need = sizing.plan(summary, n_ctx=options.n_ctx, kv_type=options.kv_type,
                            n_gpu_layers=n_gpu_layers, hw=hw).ram_bytes
     except Exception:  # the planner is advice: never block a load on its failure
         log.exception("memory planning failed")
         return
-    if hw.ram_total_bytes and need > hw.ram_total_bytes:
+    if need > hw.ram_total_bytes:
         gb = 1024**3
         raise ModelLoadError(
             f"'{summary.path.name}' needs about {need / gb:.1f} GB of memory with a {options.n_ctx}-token context, "
@@ -590,14 +594,13 @@ def _refuse_if_too_big(summary: ModelSummary, options: LoadOptions, n_gpu_layers
         )
 
 
-def _auto_placement(summary: ModelSummary, options: LoadOptions) -> tuple[int, str]:
+def _auto_placement(summary: ModelSummary, options: LoadOptions, hw: HardwareInfo) -> tuple[int, str]:
     """(GPU layers, KV type) that fit this machine, from the memory planner."""
-    from app.core import hardware, sizing
+    from app.core import sizing
 
     kv_default = "f16" if options.kv_type == "auto" else options.kv_type
     try:
-        hw = hardware.probe()
-        if not hw.usable_gpus:  # ggml has a GPU the probe cannot size (e.g. Intel via Vulkan)
+        if not hw.usable_gpus:  # e.g. a GPU ggml sees but the probe cannot size (Intel via Vulkan)
             return summary.n_layers + 1, kv_default  # a failed load falls back to the CPU
         if options.kv_type == "auto":
             chosen = sizing.best_placement(summary, hw=hw, n_ctx=options.n_ctx)
