@@ -363,9 +363,6 @@ class Engine:
             piece = self._pieces[token] = buf.raw[:n]
         return piece
 
-    def count_tokens(self, text: str) -> int:
-        return len(self._tokenize(text))
-
     # --- decoding -------------------------------------------------------------------
 
     def _should_abort(self, _data) -> bool:
