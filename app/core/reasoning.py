@@ -42,7 +42,7 @@ Decisions (each anomaly also sets a flag from `FLAGS`, so the UI can show it):
   output does read ``<think>``, faithfully to what the model wrote.)
 
 Cost: each `feed` is O(len(delta)) (a `str.find` for ``<``; a held prefix is at
-most 8 characters). Text is kept as lists of parts, joined when a property is
+most 8 characters). Text is kept in a `TraceText` as lists of parts, joined when a property is
 read; the join is cached, so reading the properties for a periodic checkpoint
 costs only the text added since.
 """
@@ -72,10 +72,55 @@ _LONGEST_TAG = len(CLOSE_TAG)
 
 @dataclass(frozen=True)
 class Segment:
-    """A piece of output text of one kind, ready to display."""
+    """A piece of output text of one kind, ready to display.
+
+    `block` numbers the think blocks of a message from 0 (for answer text: the number of
+    think blocks opened before it, which nothing needs); `TraceText` keeps blocks apart by it.
+    """
 
     kind: Literal["think", "answer"]
     text: str
+    block: int = 0
+
+
+class TraceText:
+    """The text of one message as its segments arrive, in its one saved shape.
+
+    Whoever holds the live answer keeps one of these (the splitter on the engine thread,
+    the chat session on the GUI thread); a finished, stopped, failed or checkpointed
+    answer is read from `thinking` and `answer`, so every way an answer ends is saved
+    alike. Reading is cheap: parts are joined in place, so the next read joins only the
+    text added since.
+    """
+
+    def __init__(self) -> None:
+        self._blocks: dict[int, list[str]] = {}
+        self._answer: list[str] = []
+
+    def add(self, segment: Segment) -> None:
+        if segment.kind == "think":
+            self._blocks.setdefault(segment.block, []).append(segment.text)
+        else:
+            self._answer.append(segment.text)
+
+    def block(self, number: int) -> str:
+        """Think block `number`, stripped ("" if it has no text)."""
+        return _joined(self._blocks.get(number, [])).strip()
+
+    @property
+    def thinking(self) -> str:
+        """The non-empty think blocks, stripped, separated by a blank line."""
+        blocks = (self.block(n) for n in sorted(self._blocks))
+        return "\n\n".join(block for block in blocks if block)
+
+    @property
+    def answer(self) -> str:
+        """All answer text, stripped."""
+        return _joined(self._answer).strip()
+
+    @property
+    def has_thinking(self) -> bool:
+        return any(parts for parts in self._blocks.values())
 
 
 class ThinkSplitter:
@@ -85,8 +130,8 @@ class ThinkSplitter:
         self._thinking = prompt_opens_thinking
         self._block_has_text = False  # has the current block emitted non-whitespace
         self._held = ""  # a proper tag prefix at the end of the last delta
-        self._think_blocks: list[list[str]] = [[]] if prompt_opens_thinking else []
-        self._answer_parts: list[str] = []
+        self._block_count = 1 if prompt_opens_thinking else 0  # think blocks opened, empty ones too
+        self._text = TraceText()
         self._flags: set[str] = set()
         self._finished = False
         self._out: list[Segment] = []
@@ -131,7 +176,7 @@ class ThinkSplitter:
             self._held = ""
         if self._thinking:
             self._flags.add("unclosed_thinking")
-        if not self._think_blocks:
+        if not self._block_count:
             self._flags.add("no_thinking")
         return self._out
 
@@ -143,17 +188,17 @@ class ThinkSplitter:
     @property
     def thinking_blocks(self) -> list[str]:
         """Every think block (empty ones included), each stripped."""
-        return [_joined(parts).strip() for parts in self._think_blocks]
+        return [self._text.block(n) for n in range(self._block_count)]
 
     @property
     def thinking(self) -> str:
         """The non-empty think blocks, stripped, separated by a blank line."""
-        return "\n\n".join(block for block in self.thinking_blocks if block)
+        return self._text.thinking
 
     @property
     def answer(self) -> str:
         """All answer text, stripped."""
-        return _joined(self._answer_parts).strip()
+        return self._text.answer
 
     @property
     def flags(self) -> list[str]:
@@ -165,12 +210,12 @@ class ThinkSplitter:
             if self._block_has_text:
                 self._flags.add("multiple_think_blocks")  # nested tag, dropped
             return  # before any thought: the same opening tag, dropped
-        if self._think_blocks:
+        if self._block_count:
             self._flags.add("multiple_think_blocks")
         elif self._block_has_text:
             self._flags.add("text_before_think")
         self._thinking = True
-        self._think_blocks.append([])
+        self._block_count += 1
         self._block_has_text = False
 
     def _close_tag(self) -> None:
@@ -190,17 +235,15 @@ class ThinkSplitter:
             if not text:
                 return
             self._block_has_text = True
-        if self._thinking:
-            kind = "think"
-            self._think_blocks[-1].append(text)
-        else:
-            kind = "answer"
-            self._answer_parts.append(text)
+        segment = Segment("think" if self._thinking else "answer", text, max(0, self._block_count - 1)
+                          if self._thinking else self._block_count)
+        self._text.add(segment)
         out = self._out
-        if out and out[-1].kind == kind and not _spells_tag(out[-1].text, text):
-            out[-1] = Segment(kind, out[-1].text + text)
+        if out and out[-1].kind == segment.kind and out[-1].block == segment.block \
+                and not _spells_tag(out[-1].text, text):
+            out[-1] = Segment(segment.kind, out[-1].text + text, segment.block)
         else:
-            out.append(Segment(kind, text))
+            out.append(segment)
 
 
 def split_text(text: str, prompt_opens_thinking: bool) -> tuple[str, str, list[str]]:

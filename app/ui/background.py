@@ -1,0 +1,196 @@
+"""Work off the GUI thread, with results back on it: the one way Ponder runs background jobs.
+
+Everything slow that is not the model (the engine has its own thread, app/ui/worker.py)
+goes through `run_in_background`: hardware surveys, GGUF imports, downloads, markdown
+renders. Modelled on Anki's `QueryOp`:
+
+    job = run_in_background(work, owner=self, on_done=self._on_done, on_failed=self._on_failed)
+
+- `work(job)` runs on a worker thread. It may call `job.report(value)` (progress) and read
+  `job.cancelled` / `job.cancel_event` (cooperative cancel); it never touches widgets.
+- `on_done(result)`, `on_failed(message)` and `on_progress(value)` run on the GUI thread,
+  and only while `owner` (a QObject) still exists: a closed dialog gets no late callback.
+- A `PonderError` reaches `on_failed` as its sentence; any other exception is a bug: it is
+  logged with its traceback and `on_failed` gets a sentence saying so.
+- `shutdown()` at exit cancels every job, drops queued ones and waits a bounded time.
+
+Jobs share a small pool of threads; `lane="render"` puts CPU-bound rendering on a lane of
+its own, one thread, so long renders never queue behind a download's network wait.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import shiboken6
+from PySide6.QtCore import QObject, Signal, Slot
+
+from app.core.errors import PonderError
+
+log = logging.getLogger(__name__)
+
+POOL_THREADS = 4  # downloads, surveys and imports: mostly waiting on disk and network
+LANES = {"default": POOL_THREADS, "render": 1}
+
+
+class BackgroundJob(QObject):
+    """One background call. Lives on the GUI thread; its worker reports through queued signals.
+
+    Signals (internal; use the callbacks of `run_in_background`):
+      _progressed(object), _ended(bool ok, object result_or_message)
+    """
+
+    _progressed = Signal(object)
+    _ended = Signal(bool, object)
+
+    def __init__(self, work: Callable[[BackgroundJob], Any], owner: QObject, name: str,
+                 on_done: Callable[[Any], None] | None, on_failed: Callable[[str], None] | None,
+                 on_progress: Callable[[Any], None] | None) -> None:
+        super().__init__()
+        self.name = name
+        self.cancel_event = threading.Event()
+        self.finished_event = threading.Event()  # set when `work` returned or raised (or never ran)
+        self._work = work
+        self._owner = owner
+        self._on_done, self._on_failed, self._on_progress = on_done, on_failed, on_progress
+        self._progressed.connect(self._deliver_progress)
+        self._ended.connect(self._deliver_end)
+
+    @property
+    def cancelled(self) -> bool:
+        return self.cancel_event.is_set()
+
+    def cancel(self) -> None:
+        """Ask `work` to stop (it checks `cancelled`); a job still queued never starts."""
+        self.cancel_event.set()
+
+    def wait(self, timeout_s: float) -> bool:
+        """Wait (bounded) for `work` to return; True if it has."""
+        return self.finished_event.wait(timeout_s)
+
+    def report(self, value: Any) -> None:
+        """From `work`: a progress value for `on_progress` (called on the GUI thread)."""
+        if self._on_progress is not None:
+            self._progressed.emit(value)
+
+    def _run(self) -> None:
+        try:
+            result = self._work(self)
+        except PonderError as exc:
+            ok, value = False, str(exc)
+        except Exception as exc:  # a bug, not a disk or network problem: keep its traceback
+            log.exception("background job %s crashed", self.name)
+            ok, value = False, f"Something went wrong inside Ponder ({self.name}): {exc}"
+        else:
+            ok, value = True, result
+        self.finished_event.set()
+        self._ended.emit(ok, value)
+
+    def _owner_alive(self) -> bool:
+        return shiboken6.isValid(self._owner)
+
+    @Slot(object)
+    def _deliver_progress(self, value: Any) -> None:
+        if self._on_progress is not None and self._owner_alive():
+            self._on_progress(value)
+
+    @Slot(bool, object)
+    def _deliver_end(self, ok: bool, value: Any) -> None:
+        _forget(self)
+        if not self._owner_alive():
+            return
+        callback = self._on_done if ok else self._on_failed
+        if callback is not None:
+            callback(value)
+
+
+class _Lane:
+    """A queue and its daemon worker threads (daemon: a job stuck in a network read never
+    holds up the process exit; `concurrent.futures` threads would)."""
+
+    def __init__(self, name: str, threads: int) -> None:
+        self.queue: queue.SimpleQueue[BackgroundJob | None] = queue.SimpleQueue()
+        self.threads = [threading.Thread(target=self._serve, name=f"ponder-{name}-{i}", daemon=True)
+                        for i in range(threads)]
+        for thread in self.threads:
+            thread.start()
+
+    def _serve(self) -> None:
+        while (job := self.queue.get()) is not None:
+            if job.cancelled:  # cancelled while queued: it never starts
+                job.finished_event.set()
+                _forget(job)
+                continue
+            job._run()
+
+    def close(self) -> None:
+        for _ in self.threads:
+            self.queue.put(None)
+
+
+_lanes: dict[str, _Lane] = {}
+_running: set[BackgroundJob] = set()  # keeps each job (and its signals) alive until it has reported
+_lock = threading.Lock()
+
+
+def _forget(job: BackgroundJob) -> None:
+    with _lock:
+        _running.discard(job)
+
+
+def _lane(name: str) -> _Lane:
+    if name not in LANES:
+        raise ValueError(f"unknown background lane {name!r}; one of {sorted(LANES)}")
+    with _lock:
+        lane = _lanes.get(name)
+        if lane is None:
+            lane = _lanes[name] = _Lane(name, LANES[name])
+        return lane
+
+
+def run_in_background(work: Callable[[BackgroundJob], Any], *, owner: QObject,
+                      on_done: Callable[[Any], None] | None = None,
+                      on_failed: Callable[[str], None] | None = None,
+                      on_progress: Callable[[Any], None] | None = None,
+                      lane: str = "default", name: str | None = None) -> BackgroundJob:
+    """Run `work(job)` on a worker thread; the callbacks run later on the GUI thread (see the module)."""
+    job = BackgroundJob(work, owner, name or getattr(work, "__name__", "job"), on_done, on_failed, on_progress)
+    with _lock:
+        _running.add(job)
+    _lane(lane).queue.put(job)
+    return job
+
+
+def running_jobs() -> list[BackgroundJob]:
+    """The jobs that have not reported yet (queued, running, or with a report on its way)."""
+    with _lock:
+        return list(_running)
+
+
+def shutdown(timeout_s: float = 5.0) -> bool:
+    """At exit: cancel every job, drop queued ones and wait up to `timeout_s` for running ones.
+
+    Returns True if every running job ended in time; one stuck in a system call (a network
+    read) is left to the process exit, which its daemon thread does not hold up.
+    """
+    for job in running_jobs():
+        job.cancel()
+    deadline = time.monotonic() + timeout_s
+    with _lock:
+        lanes = list(_lanes.values())
+        _lanes.clear()
+    for lane in lanes:
+        lane.close()
+    all_ended = True
+    for job in running_jobs():
+        if not job.wait(max(0.0, deadline - time.monotonic())):
+            log.warning("background job %s is still running at exit; leaving it", job.name)
+            all_ended = False
+    with _lock:
+        _running.clear()
+    return all_ended
