@@ -24,6 +24,24 @@ sqlite3 build, and for search terms shorter than 3 characters, search uses LIKE.
 Threads. A ChatStore is one connection and may only be used on the thread that
 opened it (sqlite3's check_same_thread). The UI writes from the GUI thread only;
 any other thread (an export, a test) opens its own ChatStore on the same file.
+`check_integrity` is the exception: it opens a connection of its own, so any
+thread may run it while the store goes on being used.
+
+Failures. Every public method raises StorageError, with a sentence saying what
+to do, for anything SQLite reports (locked file, disk error, full disk, damaged
+file, a constraint the data breaks); ConversationNotFound when an id is gone.
+Raw sqlite3 errors never leave this module, except ProgrammingError (a store
+used on the wrong thread or after close: a bug, not the user's to fix).
+
+Damaged files. Opening a file SQLite cannot read as a database moves it aside
+(kept, renamed `conversations.db.corrupt-<time>`) and starts a new one. Damage
+deeper in a file shows only when the page is read, and `PRAGMA quick_check`
+reads every page: too slow for the start (1 GB: see docs/storage.md), so the
+window runs `check_integrity` in the background after start. While the app
+runs, a damaged file is never moved (the app still has it open, and the rest of
+the chats in it still read): damage found by the check or by any read leaves a
+note beside the file (`conversations.db.damaged`), and the next start runs
+quick_check once and, if the damage is confirmed, moves the file aside.
 
 Schema versions. `PRAGMA user_version` holds the number of applied MIGRATIONS;
 opening a file applies the missing ones in order, each in its own transaction.
@@ -54,6 +72,9 @@ STATUSES = ("complete", "streaming", "stopped", "error")
 INTERRUPTED_FLAG = "interrupted"  # added to a message a crash left 'streaming'
 FIELDS = ("prompt", "answer", "thinking")  # what SearchHit.field can be
 
+DAMAGE_NOTE_SUFFIX = ".damaged"  # beside the file: damage was found, the next start confirms it
+BUSY_TIMEOUT_S = 5.0  # how long a write waits for another connection's lock before failing
+
 # SQLite result codes that mean "this file is damaged" (as opposed to locked,
 # read-only, missing permissions...). Only these move the file aside.
 _SQLITE_CORRUPT = 11
@@ -62,6 +83,10 @@ _SQLITE_NOTADB = 26
 
 class ConversationNotFound(StorageError):
     """The conversation id does not exist (deleted, or never created)."""
+
+
+class StoreDamaged(StorageError):
+    """The conversation file is damaged (found by check_integrity or by a read)."""
 
 
 @dataclass(frozen=True)
@@ -148,17 +173,22 @@ def _migrate_v1(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX conversations_by_update ON conversations (updated_at DESC, id DESC)")
 
 
+def _migrate_v2(conn: sqlite3.Connection) -> None:
+    # Every start looks for messages a crash left 'streaming'. Without an index that reads
+    # the whole file (status is stored after the long thinking text); this one holds only
+    # the rare streaming rows, so the look-up costs nothing however big the file grows.
+    conn.execute("CREATE INDEX messages_streaming ON messages (id) WHERE status = 'streaming'")
+
+
 # MIGRATIONS[i] brings a file from version i to i + 1. Append, never edit or
-# reorder: files in the wild are at every version. A v2 would be, for example:
+# reorder: files in the wild are at every version. A new column, for example:
 #
-#   def _migrate_v2(conn):
+#   def _migrate_v3(conn):
 #       conn.execute("ALTER TABLE conversations ADD COLUMN pinned INTEGER NOT NULL DEFAULT 0")
 #
-#   MIGRATIONS = [_migrate_v1, _migrate_v2]
-#
 # plus the new column in the dataclasses and queries, and a test that opens a
-# file left at v1 (made with MIGRATIONS[:1]) and finds its data and the column.
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_v1]
+# file left at the version before (made with MIGRATIONS[:n]) and finds its data and the column.
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_v1, _migrate_v2]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 # The search index is not part of the versioned schema: whether it can exist
@@ -232,29 +262,38 @@ class ChatStore:
         self._recover_interrupted = recover_interrupted
         # Set when the file was damaged and moved here; the UI says so once.
         self.recovered_from: Path | None = None
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self._conn = self._open()
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StorageError(
+                f"Could not create the folder {self.path.parent} for saved conversations "
+                f"({exc.strerror or exc}); check that it can be written, or choose another data folder."
+            ) from exc
+        # Only the app acts on a damage note; a reader next to it (export) must not move its file.
+        confirm_damage = recover_interrupted and self._damage_note.exists()
+        try:
+            self._conn = self._open(quick_check=confirm_damage)
         except sqlite3.DatabaseError as exc:
             if not _is_corruption(exc):
                 raise _storage_error(f"Could not open the conversation database {self.path}", exc) from exc
             log.warning("conversation database %s is damaged (%s); moving it aside", self.path, exc)
             self.recovered_from = self._move_aside()
             try:
-                self._conn = self._open()
+                self._conn = self._open(quick_check=False)
             except sqlite3.DatabaseError as exc2:
                 raise _storage_error(f"Could not create a new conversation database {self.path}", exc2) from exc2
+        if confirm_damage:
+            self._damage_note.unlink(missing_ok=True)  # dealt with: moved aside, or not confirmed
 
     # -- opening
 
-    def _open(self) -> sqlite3.Connection:
+    def _open(self, *, quick_check: bool) -> sqlite3.Connection:
         # isolation_level=None: no implicit transactions; _write() opens them.
-        conn = sqlite3.connect(self.path, timeout=5.0, isolation_level=None)
+        conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
         try:
             conn.row_factory = sqlite3.Row
-            check = conn.execute("PRAGMA quick_check").fetchone()[0]
-            if check != "ok":
-                raise sqlite3.DatabaseError(f"database disk image is malformed: {check}")
+            if quick_check:
+                _raise_if_damaged(conn)
             if conn.execute("PRAGMA journal_mode=WAL").fetchone()[0].lower() != "wal":
                 log.warning("could not switch %s to WAL mode", self.path)
             conn.execute("PRAGMA synchronous=NORMAL")
@@ -272,6 +311,50 @@ class ChatStore:
             conn.close()
             raise
         return conn
+
+    def check_integrity(self) -> None:
+        """Read every page of the file (SQLite's quick_check); raise StoreDamaged if it is damaged.
+
+        Seconds on a big file, so the window runs it in the background after start: it uses
+        a read-only connection of its own, so any thread may call it while this store goes
+        on being used. It changes nothing in the file; on damage it leaves the note that
+        makes the next start confirm the damage and move the file aside.
+        Raises StorageError if the file cannot be read at all (locked, disk error).
+        """
+        try:
+            conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S)
+            try:
+                _raise_if_damaged(conn)
+            finally:
+                conn.close()
+        except sqlite3.ProgrammingError:
+            raise  # used on another thread or after close: a bug, not the user's to fix
+        except sqlite3.Error as exc:
+            raise self._failure("Could not check the conversation database", exc) from exc
+
+    @property
+    def _damage_note(self) -> Path:
+        return self.path.with_name(self.path.name + DAMAGE_NOTE_SUFFIX)
+
+    def _note_damage(self, detail: str) -> None:
+        try:
+            self._damage_note.write_text(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {detail}\n", encoding="utf-8")
+        except OSError as exc:  # the sentence still reaches the user; only the next start's check is lost
+            log.error("could not write %s: %s", self._damage_note, exc)
+
+    def _failure(self, what: str, exc: sqlite3.Error) -> StorageError:
+        """The StorageError for a failed SQLite call; damage also leaves the note for the next start."""
+        if _is_corruption(exc):
+            log.error("conversation database %s is damaged: %s", self.path, exc)
+            self._note_damage(str(exc))
+            return StoreDamaged(
+                f"The conversation database {self.path} is damaged, so some chats may not open; "
+                "copy out anything you still need, because the next start keeps the damaged file "
+                "under a new name and begins a new, empty one."
+            )
+        if isinstance(exc, sqlite3.IntegrityError):
+            log.error("constraint failed in %s", self.path, exc_info=exc)
+        return _storage_error(what, exc)
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
         version = conn.execute("PRAGMA user_version").fetchone()[0]
@@ -363,10 +446,20 @@ class ChatStore:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
-        except sqlite3.IntegrityError:
-            raise  # a caller's bug (bad role, status...), not the disk
+        except sqlite3.ProgrammingError:
+            raise  # used on another thread or after close: a bug, not the user's to fix
         except sqlite3.Error as exc:
-            raise _storage_error("Could not save to the conversation database", exc) from exc
+            raise self._failure("Could not save to the conversation database", exc) from exc
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        """Queries outside a transaction; SQLite failures become StorageError."""
+        try:
+            yield self._conn
+        except sqlite3.ProgrammingError:
+            raise  # used on another thread or after close: a bug, not the user's to fix
+        except sqlite3.Error as exc:
+            raise self._failure("Could not read the conversation database", exc) from exc
 
     # -- conversations
 
@@ -380,10 +473,11 @@ class ChatStore:
         return cur.lastrowid
 
     def list_conversations(self) -> list[ConversationSummary]:
-        rows = self._conn.execute(
-            """SELECT c.*, (SELECT count(*) FROM messages m WHERE m.conversation_id = c.id) AS n
-               FROM conversations c ORDER BY c.updated_at DESC, c.id DESC"""
-        ).fetchall()
+        with self._read() as conn:
+            rows = conn.execute(
+                """SELECT c.*, (SELECT count(*) FROM messages m WHERE m.conversation_id = c.id) AS n
+                   FROM conversations c ORDER BY c.updated_at DESC, c.id DESC"""
+            ).fetchall()
         return [
             ConversationSummary(r["id"], r["title"], r["created_at"], r["updated_at"], r["model"], r["n"])
             for r in rows
@@ -449,12 +543,13 @@ class ChatStore:
         return conv_id
 
     def get_conversation(self, conv_id: int) -> Conversation:
-        row = self._conn.execute("SELECT * FROM conversations WHERE id = ?", (conv_id,)).fetchone()
-        if row is None:
-            raise _not_found(conv_id)
-        rows = self._conn.execute(
-            "SELECT * FROM messages WHERE conversation_id = ? ORDER BY position", (conv_id,)
-        ).fetchall()
+        with self._read() as conn:
+            row = conn.execute("SELECT * FROM conversations WHERE id = ?", (conv_id,)).fetchone()
+            if row is None:
+                raise _not_found(conv_id)
+            rows = conn.execute(
+                "SELECT * FROM messages WHERE conversation_id = ? ORDER BY position", (conv_id,)
+            ).fetchall()
         return Conversation(
             id=row["id"],
             title=row["title"],
@@ -600,7 +695,8 @@ class ChatStore:
                   FROM messages m JOIN conversations c ON c.id = m.conversation_id
                   WHERE {' AND '.join(where)}
                   ORDER BY c.updated_at DESC, c.id DESC, m.position LIMIT ?"""
-        return self._conn.execute(sql, (*params, limit)).fetchall()
+        with self._read() as conn:
+            return conn.execute(sql, (*params, limit)).fetchall()
 
 
 # --- helpers ----------------------------------------------------------------
@@ -645,16 +741,29 @@ def _build_search_index(conn: sqlite3.Connection) -> None:
         raise
 
 
+def _raise_if_damaged(conn: sqlite3.Connection) -> None:
+    result = conn.execute("PRAGMA quick_check(1)").fetchone()[0]  # (1): stop at the first problem
+    if result != "ok":
+        raise sqlite3.DatabaseError(f"database disk image is malformed: {result}")
+
+
+# What a person can do about each primary SQLite result code (the low byte of the extended code).
+_REMEDIES = {
+    5: "another program is using the file (another Ponder, or a backup or sync tool); close it and try again",  # BUSY
+    6: "another program is using the file (another Ponder, or a backup or sync tool); close it and try again",  # LOCKED
+    7: "the computer ran out of memory; close some programs and try again",  # NOMEM
+    8: "the file is read-only; check the permissions of the file and its folder",  # READONLY
+    10: "the disk reported a read or write error; check that the drive is connected and healthy, then try again",  # IOERR
+    13: "the disk is full; free some space and try again",  # FULL
+    14: "the file cannot be opened; check that its folder exists and can be written",  # CANTOPEN
+    19: "the change conflicts with what is saved (a bug in Ponder; please report it)",  # CONSTRAINT
+    23: "access to the file was denied; check its permissions",  # AUTH
+}
+
+
 def _storage_error(what: str, exc: sqlite3.Error) -> StorageError:
-    reason = str(exc)
-    code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
-    hint = {
-        5: "another program holds it locked; close other Ponder windows and try again",  # BUSY
-        8: "it is read-only; check the folder's permissions",  # READONLY
-        13: "the disk is full; free some space",  # FULL
-        14: "the file cannot be opened; check the folder exists and is writable",  # CANTOPEN
-    }.get(code)
-    return StorageError(f"{what}: {hint or reason}.")
+    code = (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF
+    return StorageError(f"{what}: {_REMEDIES.get(code) or str(exc)}.")
 
 
 def _not_found(conv_id: int) -> ConversationNotFound:

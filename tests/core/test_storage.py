@@ -9,18 +9,23 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from app.core.errors import StorageError
 from app.core.storage import (
+    DAMAGE_NOTE_SUFFIX,
     DEFAULT_TITLE,
     INTERRUPTED_FLAG,
     MIGRATIONS,
     SCHEMA_VERSION,
     ChatStore,
     ConversationNotFound,
+    StoreDamaged,
+    _storage_error,
     fts5_available,
     title_from_prompt,
 )
@@ -111,7 +116,7 @@ def test_file_from_a_newer_version_is_refused_and_left_alone(db: Path):
 def test_unopenable_path_is_a_storage_error_not_a_recovery(tmp_path: Path):
     target = tmp_path / "conversations.db"
     target.mkdir()  # a directory where the file should be
-    with pytest.raises(StorageError, match="conversation database"):
+    with pytest.raises(StorageError, match="conversation database .*cannot be opened; check that its folder"):
         ChatStore(target)
     assert target.is_dir() and not list(tmp_path.glob("*.corrupt-*"))
 
@@ -133,6 +138,22 @@ def test_a_new_migration_upgrades_an_old_file_and_keeps_its_data(db: Path, monke
         assert store._conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION + 1
         assert store._conn.execute("SELECT pinned FROM conversations WHERE id = ?", (conv,)).fetchone()[0] == 0
         assert store.get_conversation(conv).messages[0].content == "before the upgrade"
+
+
+def test_a_v1_file_gets_the_streaming_index_and_keeps_its_data(db: Path, monkeypatch):
+    monkeypatch.setattr("app.core.storage.MIGRATIONS", MIGRATIONS[:1])
+    monkeypatch.setattr("app.core.storage.SCHEMA_VERSION", 1)
+    with ChatStore(db) as store:
+        conv, _, reply = chat(store, "from v1", "t", "", status="streaming")
+    monkeypatch.undo()
+    with ChatStore(db) as store:
+        conn = store._conn
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+        plan = conn.execute("EXPLAIN QUERY PLAN SELECT id, flags FROM messages WHERE status = 'streaming'").fetchall()
+        assert "messages_streaming" in plan[0]["detail"]  # the start's look-up does not read every message
+        messages = store.get_conversation(conv).messages
+        assert messages[0].content == "from v1"
+        assert messages[1].status == "stopped" and INTERRUPTED_FLAG in messages[1].flags
 
 
 def test_a_failing_migration_leaves_the_file_at_its_old_version(db: Path, monkeypatch):
@@ -187,23 +208,175 @@ def _filled_db(db: Path, n: int = 40) -> None:
     conn.close()
 
 
-def test_truncated_file_is_moved_aside_and_replaced(db: Path):
-    _filled_db(db)
+def _root_page(db: Path, table: str) -> int:
+    conn = sqlite3.connect(db)
+    try:
+        return conn.execute("SELECT rootpage FROM sqlite_master WHERE name = ?", (table,)).fetchone()[0]
+    finally:
+        conn.close()
+
+
+def _overwrite_pages(db: Path, pages: tuple[int, ...]) -> bytes:
+    """Random bytes over the given pages (numbered from 1), the header page left intact."""
+    data = bytearray(db.read_bytes())
+    size = 4096
+    for n in pages:
+        data[(n - 1) * size : n * size] = os.urandom(size)
+    db.write_bytes(bytes(data))
+    return bytes(data)
+
+
+def _truncate(db: Path) -> bytes:
     data = db.read_bytes()
     assert len(data) > 64 * 1024
-    original = data[: len(data) // 2]
-    db.write_bytes(original)
+    db.write_bytes(data[: len(data) // 2])
+    return data[: len(data) // 2]
+
+
+def _damaged_after_start(db: Path, original: bytes) -> None:
+    """Damage the start does not read: the background check finds it, the file stays as it is
+    while the app runs, and the next start confirms it and moves the file aside."""
+    with ChatStore(db) as store:
+        assert store.recovered_from is None  # the start does not read every page
+        with pytest.raises(StoreDamaged, match=r"is damaged, so some chats may not open; .* next start"):
+            store.check_integrity()
+        assert store.list_conversations()  # the readable part still reads
+    assert db.read_bytes() == original
+    assert db.with_name(db.name + DAMAGE_NOTE_SUFFIX).exists()
+    _assert_recovered(db, original)
+    assert not db.with_name(db.name + DAMAGE_NOTE_SUFFIX).exists()
+
+
+def test_truncated_file_is_moved_aside_and_replaced(db: Path):
+    _filled_db(db)
+    _assert_recovered(db, _truncate(db))  # the start itself meets this damage
+
+
+def test_file_with_overwritten_pages_is_found_by_the_check_and_moved_aside_at_the_next_start(db: Path):
+    _filled_db(db)
+    # Pages that listing the conversations does not read: the messages and the search index.
+    _damaged_after_start(db, _overwrite_pages(db, (_root_page(db, "messages"), _root_page(db, "message_fts_idx"))))
+
+
+def test_a_read_that_meets_damage_says_so_and_the_next_start_moves_the_file_aside(db: Path):
+    _filled_db(db)
+    original = _overwrite_pages(db, (_root_page(db, "messages"),))
+    with ChatStore(db) as store:
+        conv = store.list_conversations()[0].id
+        with pytest.raises(StoreDamaged, match="copy out anything you still need"):
+            store.get_conversation(conv)
+    assert db.read_bytes() == original
     _assert_recovered(db, original)
 
 
-def test_file_with_overwritten_pages_is_moved_aside_and_replaced(db: Path):
-    _filled_db(db)
-    data = bytearray(db.read_bytes())
-    page = 4096
-    for n in (2, 5, 9):  # b-tree pages in the middle of the file, header intact
-        data[n * page : (n + 1) * page] = os.urandom(page)
-    db.write_bytes(bytes(data))
-    _assert_recovered(db, bytes(data))
+def test_a_sound_file_passes_the_check_and_a_stale_note_is_dropped(db: Path):
+    _filled_db(db, n=3)
+    with ChatStore(db) as store:
+        store.check_integrity()
+    note = db.with_name(db.name + DAMAGE_NOTE_SUFFIX)
+    note.write_text("left by a check before the file was restored from a backup")
+    with ChatStore(db) as store:  # the next start checks again and finds nothing
+        assert store.recovered_from is None
+        assert len(store.list_conversations()) == 3
+    assert not note.exists()
+
+
+def test_check_integrity_runs_on_another_thread_while_the_store_is_used(db: Path):
+    _filled_db(db, n=3)
+    with ChatStore(db) as store:
+        errors: list[BaseException] = []
+
+        def check() -> None:
+            try:
+                store.check_integrity()
+            except BaseException as exc:  # noqa: BLE001  (reported below)
+                errors.append(exc)
+
+        worker = threading.Thread(target=check)
+        worker.start()
+        store.create_conversation()
+        worker.join(timeout=30)
+        assert not worker.is_alive() and errors == []
+
+
+# --- failures the user can act on ----------------------------------------------
+
+
+@pytest.fixture
+def short_busy_timeout(monkeypatch):
+    monkeypatch.setattr("app.core.storage.BUSY_TIMEOUT_S", 0.1)
+
+
+def test_a_file_locked_by_another_program_at_start_is_a_sentence(db: Path, short_busy_timeout):
+    ChatStore(db).close()
+    other = sqlite3.connect(db, isolation_level=None)
+    try:
+        other.execute("PRAGMA locking_mode=EXCLUSIVE")
+        other.execute("BEGIN EXCLUSIVE")
+        with pytest.raises(StorageError, match="Could not open the conversation database .*: another program "
+                                               "is using the file .*; close it and try again"):
+            ChatStore(db)
+    finally:
+        other.close()
+    assert not list(db.parent.glob("*.corrupt-*"))
+
+
+def test_a_write_blocked_by_another_program_is_a_sentence(store: ChatStore, short_busy_timeout):
+    conv = store.create_conversation()
+    other = sqlite3.connect(store.path, timeout=0.1, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")  # holds the write lock
+        for write in (lambda: store.add_message(conv, "user", "x"), lambda: store.rename_conversation(conv, "y"),
+                      store.create_conversation, lambda: store.delete_conversation(conv)):
+            with pytest.raises(StorageError, match="Could not save .*another program is using the file"):
+                write()
+    finally:
+        other.close()
+    assert store.get_conversation(conv).messages == []
+
+
+def test_a_read_blocked_by_another_program_is_a_sentence(db: Path, short_busy_timeout):
+    # Readers never wait in WAL mode; where the file system refuses WAL the store runs with a
+    # rollback journal, and there another program's exclusive lock blocks reads as well.
+    with ChatStore(db) as store:
+        conv, _, _ = chat(store, "q", "t", "a")
+        store._conn.execute("PRAGMA journal_mode=DELETE")
+        other = sqlite3.connect(db, timeout=0.1, isolation_level=None)
+        try:
+            other.execute("BEGIN EXCLUSIVE")
+            for read in (store.list_conversations, lambda: store.get_conversation(conv),
+                         lambda: store.search("query")):
+                with pytest.raises(StorageError, match="Could not read .*another program is using the file"):
+                    read()
+        finally:
+            other.close()
+        assert store.get_conversation(conv).messages[0].content == "q"
+
+
+def test_a_full_disk_is_a_sentence_and_writes_nothing(store: ChatStore):
+    conv = store.create_conversation()
+    pages = store._conn.execute("PRAGMA page_count").fetchone()[0]
+    store._conn.execute(f"PRAGMA max_page_count = {pages + 2}")  # what a full disk looks like to SQLite
+    with pytest.raises(StorageError, match="the disk is full; free some space and try again"):
+        store.add_message(conv, "assistant", "answer " * 20_000, "thinking " * 20_000)
+    assert store.get_conversation(conv).messages == []
+
+
+def test_a_constraint_the_data_breaks_is_a_sentence_not_a_raw_sqlite_error(store: ChatStore):
+    conv, _, _ = chat(store, "q", "t", "a")
+    snapshot = store.get_conversation(conv)
+    clash = replace(snapshot, messages=[replace(m, position=0) for m in snapshot.messages])
+    with pytest.raises(StorageError, match="conflicts with what is saved"):
+        store.restore_conversation(clash)
+    assert len(store.list_conversations()) == 1  # nothing half-restored
+
+
+def test_a_disk_error_says_to_check_the_drive():
+    error = sqlite3.OperationalError("disk I/O error")  # a failing drive cannot be staged on demand
+    error.sqlite_errorcode = 10 | (4 << 8)  # SQLITE_IOERR_READ
+    message = str(_storage_error("Could not read the conversation database", error))
+    assert message == ("Could not read the conversation database: the disk reported a read or write error; "
+                       "check that the drive is connected and healthy, then try again.")
 
 
 # --- durability: SIGKILL mid-stream ---------------------------------------------
