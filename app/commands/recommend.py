@@ -8,6 +8,7 @@ import json
 from app.core.catalog import load_catalog
 from app.core.hardware import GiB, describe, probe
 from app.core.sizing import Recommendation, format_speed, recommend
+from app.core.wording import FIT_LABELS, speed_text
 
 
 def add_parser(subparsers) -> None:
@@ -63,16 +64,15 @@ def format_recommendation(rec: Recommendation) -> str:
             f"  context  {p.n_ctx:,} tokens, {p.kv_type} KV cache",
             f"  layers   {p.n_gpu_layers} of {p.n_layers + 1} on the GPU",
             f"  memory   ~{_gb(p.gpu_bytes)} GPU, ~{_gb(p.ram_bytes)} RAM",
-            f"  speed    ~{format_speed(p.expected_tokens_per_s)} tokens/s",
+            f"  speed    {speed_text(p)}",
             "",
             rec.reason,
         ]
     lines += ["", "All models:"]
-    badges = {"fits": "fits", "partial": "partial offload", "too_big": "too big"}
     for a in rec.alternatives:
         p = a.plan
         mark = "*" if a.recommended else " "
         slow = "  (too slow)" if p.fits and not a.usable else ""
-        lines.append(f" {mark} {a.name:<24} {p.quant:<11} {badges[p.fit]:<16} {_gb(p.file_size):>9}  "
+        lines.append(f" {mark} {a.name:<24} {p.quant:<11} {FIT_LABELS[p.fit]:<16} {_gb(p.file_size):>9}  "
                      f"~{format_speed(p.expected_tokens_per_s)} tok/s{slow}")
     return "\n".join(lines)

@@ -15,7 +15,8 @@ renders. Modelled on Anki's `QueryOp`:
 - `shutdown()` at exit cancels every job, drops queued ones and waits a bounded time.
 
 Jobs share a small pool of threads; `lane="render"` puts CPU-bound rendering on a lane of
-its own, one thread, so long renders never queue behind a download's network wait.
+its own, one thread, so long renders never queue behind an import; `lane="download"` is the
+downloads' own (app/ui/downloads.py), so a download's minutes of network wait hold up nothing.
 """
 
 from __future__ import annotations
@@ -28,45 +29,40 @@ from collections.abc import Callable
 from typing import Any
 
 import shiboken6
-from PySide6.QtCore import QObject, Signal, Slot
+from PySide6.QtCore import QCoreApplication, QObject, Signal, Slot
 
 from app.core.errors import PonderError
 
 log = logging.getLogger(__name__)
 
-POOL_THREADS = 4  # downloads, surveys and imports: mostly waiting on disk and network
-LANES = {"default": POOL_THREADS, "render": 1}
+POOL_THREADS = 4  # surveys and imports: mostly waiting on the disk
+# "download": one thread, as Ponder runs one download at a time; a download never waits
+# behind an import (and so is never cancelled while queued, which would end it silently).
+LANES = {"default": POOL_THREADS, "render": 1, "download": 1}
 
 
-class BackgroundJob(QObject):
-    """One background call. Lives on the GUI thread; its worker reports through queued signals.
-
-    Signals (internal; use the callbacks of `run_in_background`):
-      _progressed(object), _ended(bool ok, object result_or_message)
-    """
-
-    _progressed = Signal(object)
-    _ended = Signal(bool, object)
+class BackgroundJob:
+    """One background call: what `work` gets to report progress and see a cancel, and what
+    the caller keeps to cancel or wait. Its reports reach the GUI thread through `_Relay`."""
 
     def __init__(self, work: Callable[[BackgroundJob], Any], owner: QObject, name: str,
                  on_done: Callable[[Any], None] | None, on_failed: Callable[[str], None] | None,
-                 on_progress: Callable[[Any], None] | None) -> None:
-        super().__init__()
+                 on_progress: Callable[[Any], None] | None, relay: _Relay) -> None:
         self.name = name
         self.cancel_event = threading.Event()
         self.finished_event = threading.Event()  # set when `work` returned or raised (or never ran)
         self._work = work
         self._owner = owner
         self._on_done, self._on_failed, self._on_progress = on_done, on_failed, on_progress
-        self._progressed.connect(self._deliver_progress)
-        self._ended.connect(self._deliver_end)
+        self._relay = relay
 
     @property
     def cancelled(self) -> bool:
         return self.cancel_event.is_set()
 
     def cancel(self) -> None:
-        """Ask `work` to stop (it checks `cancelled`); a job still queued never starts."""
+        """Ask `work` to stop (it checks `cancelled`). A job still queued never starts, and
+        then no callback runs at all."""
         self.cancel_event.set()
 
     def wait(self, timeout_s: float) -> bool:
@@ -76,7 +72,7 @@ class BackgroundJob(QObject):
     def report(self, value: Any) -> None:
         """From `work`: a progress value for `on_progress` (called on the GUI thread)."""
         if self._on_progress is not None:
-            self._progressed.emit(value)
+            self._relay.progressed.emit(self, value)
 
     def _run(self) -> None:
         try:
@@ -89,17 +85,15 @@ class BackgroundJob(QObject):
         else:
             ok, value = True, result
         self.finished_event.set()
-        self._ended.emit(ok, value)
+        self._relay.ended.emit(self, ok, value)
 
     def _owner_alive(self) -> bool:
         return shiboken6.isValid(self._owner)
 
-    @Slot(object)
     def _deliver_progress(self, value: Any) -> None:
         if self._on_progress is not None and self._owner_alive():
             self._on_progress(value)
 
-    @Slot(bool, object)
     def _deliver_end(self, ok: bool, value: Any) -> None:
         _forget(self)
         if not self._owner_alive():
@@ -107,6 +101,34 @@ class BackgroundJob(QObject):
         callback = self._on_done if ok else self._on_failed
         if callback is not None:
             callback(value)
+
+
+class _Relay(QObject):
+    """Carries every job's reports from its worker thread to the GUI thread: it lives there, so
+    Qt queues a signal emitted on another thread to it, in order. One relay that lives as long
+    as the app, so that no QObject is ever created per job and then destroyed on a worker thread.
+
+    Signals (internal): progressed(job, value), ended(job, bool ok, result_or_message)
+    """
+
+    progressed = Signal(object, object)
+    ended = Signal(object, bool, object)
+
+    def __init__(self) -> None:
+        super().__init__()
+        app = QCoreApplication.instance()
+        if app is not None and app.thread() is not self.thread():
+            self.moveToThread(app.thread())
+        self.progressed.connect(self._on_progressed)
+        self.ended.connect(self._on_ended)
+
+    @Slot(object, object)
+    def _on_progressed(self, job: BackgroundJob, value: Any) -> None:
+        job._deliver_progress(value)
+
+    @Slot(object, bool, object)
+    def _on_ended(self, job: BackgroundJob, ok: bool, value: Any) -> None:
+        job._deliver_end(ok, value)
 
 
 class _Lane:
@@ -134,13 +156,22 @@ class _Lane:
 
 
 _lanes: dict[str, _Lane] = {}
-_running: set[BackgroundJob] = set()  # keeps each job (and its signals) alive until it has reported
+_relay_instance: _Relay | None = None
+_running: set[BackgroundJob] = set()  # every job until it has reported, for `shutdown`
 _lock = threading.Lock()
 
 
 def _forget(job: BackgroundJob) -> None:
     with _lock:
         _running.discard(job)
+
+
+def _relay() -> _Relay:
+    global _relay_instance
+    with _lock:
+        if _relay_instance is None:
+            _relay_instance = _Relay()
+        return _relay_instance
 
 
 def _lane(name: str) -> _Lane:
@@ -159,7 +190,8 @@ def run_in_background(work: Callable[[BackgroundJob], Any], *, owner: QObject,
                       on_progress: Callable[[Any], None] | None = None,
                       lane: str = "default", name: str | None = None) -> BackgroundJob:
     """Run `work(job)` on a worker thread; the callbacks run later on the GUI thread (see the module)."""
-    job = BackgroundJob(work, owner, name or getattr(work, "__name__", "job"), on_done, on_failed, on_progress)
+    job = BackgroundJob(work, owner, name or getattr(work, "__name__", "job"), on_done, on_failed, on_progress,
+                        _relay())
     with _lock:
         _running.add(job)
     _lane(lane).queue.put(job)

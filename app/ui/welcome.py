@@ -27,18 +27,12 @@ from PySide6.QtWidgets import (
 
 from app.core.downloads import Progress, format_bytes
 from app.core.sizing import Alternative
+from app.core.survey import DownloadRequest, MachineSurvey
+from app.core.wording import describe_plan, hardware_text, speed_text
 from app.ui import theme
-from app.ui.download_task import DownloadRequest
-from app.ui.model_manager import (
-    DownloadProgressRow,
-    FitBadge,
-    MachineSurvey,
-    ModelLibrary,
-    describe_plan,
-    hardware_text,
-    library_css,
-    speed_text,
-)
+from app.ui.model_library import ModelLibrary
+from app.ui.model_widgets import DownloadProgressRow, FitBadge, library_css
+from app.ui.plain_text import as_plain_text, plain_label
 
 CHOOSE_LABEL = "Choose a GGUF file…"
 NO_MODEL_TEXT = ("No model is loaded. Download the model that suits this computer, "
@@ -54,10 +48,10 @@ class AlternativeRow:
         p = alternative.plan
         self.radio = QRadioButton(alternative.name, objectName="alternativeChoice")
         group.addButton(self.radio)
-        self.quant = QLabel(p.quant)
-        self.size = QLabel(format_bytes(p.file_size))
+        self.quant = plain_label(p.quant)
+        self.size = plain_label(format_bytes(p.file_size))
         self.size.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-        self.detail = QLabel(speed_text(p))
+        self.detail = plain_label(speed_text(p))
         self.detail.setProperty("dim", True)
         self.badge = FitBadge(p.fit)
         self.widgets = [self.radio, self.quant, self.size, self.detail, self.badge]
@@ -68,7 +62,7 @@ class AlternativeRow:
             font.setBold(True)
             self.radio.setFont(font)
         for widget in self.widgets:
-            widget.setToolTip(tip)
+            widget.setToolTip(as_plain_text(tip))  # the catalog's description
         self.radio.setEnabled(p.fit != "too_big")  # too big to run here: shown, not offered
 
     def add_to(self, grid: QGridLayout, row: int) -> None:
@@ -98,20 +92,20 @@ class SetupPanel(QWidget):
         self.survey: MachineSurvey | None = None
         self.rows: list[AlternativeRow] = []
 
-        self.hardware = QLabel("Checking this computer…", objectName="hardwareSummary")
+        self.hardware = plain_label("Checking this computer…", "hardwareSummary")  # names the GPU
         self.hardware.setWordWrap(True)
         self.hardware.setProperty("dim", True)
         self.hardware.setAlignment(Qt.AlignmentFlag.AlignCenter)
 
         self.heading = QLabel(objectName="recommendationHeading")
-        self.model_title = QLabel(objectName="recommendedModel")
+        self.model_title = plain_label(name="recommendedModel")
         self.badge = FitBadge()
-        self.reason = QLabel(objectName="recommendationReason")
+        self.reason = plain_label(name="recommendationReason")
         self.reason.setWordWrap(True)
         self.primary_button = QPushButton(objectName="downloadButton")
         self.primary_button.clicked.connect(self._on_primary)
         self.progress = None  # DownloadProgressRow, made when bound to a library
-        self.error = QLabel(objectName="downloadError")
+        self.error = plain_label(name="downloadError")  # a DownloadError's sentence names hub files
         self.error.setWordWrap(True)
         self.error.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.error.hide()
@@ -312,7 +306,7 @@ class WelcomePage(QWidget):
         self.title.setFont(font)
         self.title.setAlignment(Qt.AlignmentFlag.AlignCenter)
 
-        self.message = QLabel(objectName="welcomeMessage")
+        self.message = plain_label(name="welcomeMessage")  # model names and error sentences
         self.message.setWordWrap(True)
         self.message.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.message.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)

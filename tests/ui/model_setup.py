@@ -20,10 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from app.core import downloads
+from app.core import downloads, survey
 from app.core.catalog import load_catalog
 from app.core.hardware import describe
-from app.ui import model_manager
 from tests.fakehub import FakeHub, fake_hub  # noqa: F401  (fixture, re-exported)
 
 TINY_REPO = "ponder-tests/Tiny-R1-GGUF"
@@ -74,7 +73,7 @@ def write_catalog(path: Path, recommended: Path, other: Path) -> Path:
 def machine(monkeypatch):
     """The UI sees an RTX 4060 (8 GB) with 32 GB of RAM, whatever this machine has."""
     hw = describe(vram_gb=8, ram_gb=32, gpu_name="RTX 4060", cpu_cores=8)
-    monkeypatch.setattr(model_manager, "probe", lambda: hw)
+    monkeypatch.setattr(survey, "probe", lambda: hw)
     return hw
 
 
@@ -83,7 +82,7 @@ def catalog(tmp_path, monkeypatch, scripted_model, machine) -> CatalogFiles:
     """The UI reads the test catalog instead of models.json."""
     recommended, other = scripted_model("standard_r1"), scripted_model("non_reasoning")
     path = write_catalog(tmp_path / "models.json", recommended, other)
-    monkeypatch.setattr(model_manager, "load_catalog", lambda _path=None: load_catalog(path))
+    monkeypatch.setattr(survey, "load_catalog", lambda _path=None: load_catalog(path))
     return CatalogFiles(path, recommended, other)
 
 
@@ -107,6 +106,6 @@ def offline(monkeypatch, catalog) -> str:
     return url
 
 
-def wait_for_survey(qtbot, window) -> model_manager.MachineSurvey:
+def wait_for_survey(qtbot, window) -> survey.MachineSurvey:
     qtbot.waitUntil(lambda: window.library.survey is not None, timeout=SURVEY_TIMEOUT_MS)
     return window.library.survey

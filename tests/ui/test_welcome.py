@@ -16,7 +16,6 @@ from app.core.downloads import format_bytes
 from app.core.errors import CatalogError
 from app.core.settings import load_settings
 from app.core.sizing import recommend
-from app.ui import model_manager
 from tests.fixtures.scripted_gguf import STANDARD_ANSWER
 from tests.ui.conftest import LOAD_TIMEOUT_MS
 from tests.ui.model_setup import (  # noqa: F401  (fixtures)
@@ -248,7 +247,7 @@ def test_a_broken_catalog_is_explained_and_a_local_file_can_still_be_chosen(
     def broken(_path=None):
         raise CatalogError("The model catalog models.json is not valid JSON (line 3, column 1: Expecting value).")
 
-    monkeypatch.setattr(model_manager, "load_catalog", broken)
+    monkeypatch.setattr("app.core.survey.load_catalog", broken)
     window = open_app(data_dir)
     wait_for_survey(qtbot, window)
     panel = setup_panel(window)

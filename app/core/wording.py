@@ -1,0 +1,79 @@
+"""The words Ponder uses for a machine, a model's fit and speed on it, and a download's progress.
+
+Shared by the window (welcome page, model manager) and the command line, so both say the
+same thing the same way. The recommendation's own sentence is written where it is chosen
+(`app.core.sizing.recommend`).
+"""
+
+from __future__ import annotations
+
+from app.core.downloads import Progress, format_bytes
+from app.core.hardware import HardwareInfo
+from app.core.sizing import MIN_TOKENS_PER_S, Plan, format_speed
+
+# A plan's `fit` as a badge, and what the badge means.
+FIT_LABELS = {"fits": "fits", "partial": "partial offload", "too_big": "too big"}
+FIT_TIPS = {
+    "fits": "Runs entirely on the GPU (or in RAM on a computer without one) with room for a long reasoning context.",
+    "partial": "Runs, but part of it on the CPU, which is slower.",
+    "too_big": "Needs more memory than this computer has.",
+}
+
+
+def describe_plan(p: Plan) -> str:
+    """Where a model would run and how fast: 'all on the GPU · ~60 tokens/s'."""
+    if p.fit == "too_big":
+        return f"needs about {format_bytes(p.gpu_bytes + p.ram_bytes)} of memory"
+    if p.placement == "gpu":
+        where = "all on the GPU"
+    elif p.placement == "split":
+        where = f"{p.n_gpu_layers} of {p.n_layers + 1} layers on the GPU"
+    else:
+        where = "on the CPU"
+    return f"{where} · {speed_text(p)}"
+
+
+def speed_text(p: Plan) -> str:
+    """The short form, for a column: '~60 tokens/s', '~2.8 tokens/s (slow)', 'needs 224.1 GB'."""
+    if p.fit == "too_big":
+        return f"needs {format_bytes(p.gpu_bytes + p.ram_bytes)}"
+    slow = " (slow)" if p.expected_tokens_per_s < MIN_TOKENS_PER_S else ""
+    return f"~{format_speed(p.expected_tokens_per_s)} tokens/s{slow}"
+
+
+def hardware_text(hw: HardwareInfo) -> str:
+    """Two lines: what the computer has, and whether this llama.cpp build can use a GPU."""
+    summary = hw.summary().replace(" · llama.cpp without GPU support", "")  # said on the next line
+    if hw.gpu_offload_supported is None:
+        support = "Could not check whether this llama.cpp build can use a GPU."
+    elif hw.gpu_offload_supported:
+        support = "This llama.cpp build can run models on the GPU."
+    elif hw.gpus:
+        support = "This llama.cpp build runs models on the CPU only, so the GPU is not used."
+    else:
+        support = "This llama.cpp build runs models on the CPU only."
+    return f"This computer: {summary}\n{support}"
+
+
+def format_eta(seconds: float | None) -> str:
+    """'about 40 s left', 'about 12 min left', 'about 1 h 5 min left'; '' when unknown."""
+    if seconds is None:
+        return ""
+    if seconds < 60:
+        return f"about {max(1, round(seconds))} s left"
+    minutes = round(seconds / 60)
+    if minutes < 60:
+        return f"about {minutes} min left"
+    return f"about {minutes // 60} h {minutes % 60} min left"
+
+
+def progress_text(p: Progress) -> str:
+    """'340.0 MB of 1.1 GB · 12.3 MB/s · about 1 min left'."""
+    if p.stage == "checking":
+        return f"Checking the {format_bytes(p.downloaded)} downloaded before…"
+    parts = [f"{format_bytes(p.downloaded)} of {format_bytes(p.total)}"]
+    if p.speed_bps > 0:
+        parts.append(f"{format_bytes(p.speed_bps)}/s")
+    if p.eta_s is not None and p.downloaded < p.total:
+        parts.append(format_eta(p.eta_s))
+    return " · ".join(parts)

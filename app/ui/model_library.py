@@ -1,0 +1,193 @@
+"""`ModelLibrary`: what the window knows about models, and the actions on them (GUI thread).
+
+It owns the downloads (app/ui/downloads.py) and the latest survey of this computer
+(app/core/survey.py), runs imports and deletes, and says when a model should be loaded.
+The welcome page (app/ui/welcome.py) and the manager dialog (app/ui/model_manager.py) are
+views of it; the window loads what it asks for.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from PySide6.QtCore import QObject, Signal, Slot
+
+from app.core.downloads import import_local_gguf, model_parts
+from app.core.hardware import HardwareInfo
+from app.core.survey import DownloadRequest, MachineSurvey, survey
+from app.ui.background import run_in_background
+from app.ui.downloads import Downloads
+
+log = logging.getLogger(__name__)
+
+
+def same_file(a: str | Path | None, b: str | Path | None) -> bool:
+    """Whether two paths name the same file (False when either is None or cannot be resolved)."""
+    if a is None or b is None:
+        return False
+    try:
+        return Path(a).resolve() == Path(b).resolve()
+    except OSError:
+        return False
+
+
+class ModelLibrary(QObject):
+    """What the app knows about models, and the actions on them.
+
+    Signals:
+      survey_changed(MachineSurvey): a new survey (after start, download, import, delete).
+      active_changed(): a model loaded or unloaded (views mark the active one).
+      load_requested(str path): a download or import finished; the window loads it.
+      import_started(str name), problem(str message): an import/delete failed, as a sentence.
+      deleted(str path): a model's files were deleted.
+    """
+
+    survey_changed = Signal(object)
+    active_changed = Signal()
+    load_requested = Signal(str)
+    import_started = Signal(str)
+    problem = Signal(str)
+    deleted = Signal(str)
+
+    def __init__(self, models_dir: Path, client, settings, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.models_dir = Path(models_dir)
+        self.client = client
+        self.settings = settings
+        self.downloads = Downloads(self.models_dir, self)
+        self.survey: MachineSurvey | None = None
+        self.loading_path: str | None = None
+        self._hardware: HardwareInfo | None = None  # probed once, before a model takes GPU memory
+        self._pending_delete: Path | None = None
+        self._surveys_running = 0
+        self.downloads.finished.connect(self._on_download_finished)
+        self.downloads.failed.connect(self._on_download_ended)
+        self.downloads.cancelled.connect(self._on_download_ended)
+        client.load_started.connect(self._on_load_started)
+        client.loaded.connect(self._on_active_changed)
+        client.load_failed.connect(self._on_active_changed)
+        client.unloaded.connect(self._on_unloaded)
+
+    # --- state ----------------------------------------------------------------------
+
+    @property
+    def active_path(self) -> Path | None:
+        info = self.client.info
+        return Path(info.path) if info is not None else None
+
+    def is_active(self, path: Path) -> bool:
+        return same_file(self.active_path, path)
+
+    def is_loading(self, path: Path) -> bool:
+        return self.client.loading and same_file(self.loading_path, path)
+
+    @property
+    def refreshing(self) -> bool:
+        """A survey is running; `survey` is about to change."""
+        return self._surveys_running > 0
+
+    # --- survey ---------------------------------------------------------------------
+
+    def refresh(self) -> None:
+        """Survey again on a worker thread; `survey_changed` follows."""
+        models_dir, n_ctx, hardware = self.models_dir, self.settings.n_ctx, self._hardware
+        self._surveys_running += 1
+        run_in_background(lambda _job: survey(models_dir, n_ctx, hardware), owner=self,
+                          on_done=self._on_survey, on_failed=self._on_survey_failed, name="the model survey")
+
+    @Slot(str)
+    def _on_survey_failed(self, message: str) -> None:
+        self._surveys_running -= 1
+        self.problem.emit(message)
+
+    @Slot(object)
+    def _on_survey(self, result: MachineSurvey) -> None:
+        self._surveys_running -= 1
+        if self.survey is not None and result.started_at < self.survey.started_at:
+            return  # an older survey finished after a newer one
+        self._hardware = result.hardware
+        self.survey = result
+        log.debug("model survey took %.0f ms", result.seconds * 1000)
+        self.survey_changed.emit(result)
+
+    # --- actions --------------------------------------------------------------------
+
+    def start_download(self, request: DownloadRequest) -> bool:
+        """Download (or resume) a model; False while another download runs."""
+        return self.downloads.start(request)
+
+    def import_file(self, src: str | Path) -> None:
+        """Validate a GGUF and place it in the models folder (hard link or copy, on a worker
+        thread); then `load_requested`, or `problem` with the reason it was refused."""
+        src, models_dir = Path(src), self.models_dir
+        self.import_started.emit(src.name)
+        run_in_background(lambda _job: import_local_gguf(src, models_dir), owner=self,
+                          on_done=self._on_imported, on_failed=self.problem.emit, name=f"the import of {src.name}")
+
+    def delete_model(self, path: str | Path) -> None:
+        """Delete a model's files (every part). The active model is unloaded first."""
+        path = Path(path)
+        if self.is_loading(path):
+            self.problem.emit(f"{path.name} is loading; wait until it has loaded, then delete it.")
+            return
+        if self.is_active(path):
+            self._pending_delete = path
+            self.client.unload()  # deleted on `unloaded`: an open file cannot be removed everywhere
+            return
+        self._delete_files(path)
+
+    def discard_partial(self, request: DownloadRequest) -> None:
+        if self.downloads.current == request:
+            self.problem.emit(f"{request.label} is downloading; cancel it first.")
+            return
+        for name in request.file_names:
+            for leftover in (f"{name}.part", f"{name}.part.json"):
+                (self.models_dir / leftover).unlink(missing_ok=True)
+        self.refresh()
+
+    def shutdown(self) -> None:
+        """The app is closing: a running download stops (its part file resumes next time)."""
+        self.downloads.shutdown()
+
+    def _delete_files(self, path: Path) -> None:
+        try:
+            for part in model_parts(path):
+                part.unlink(missing_ok=True)
+        except OSError as exc:
+            self.problem.emit(f"Could not delete {path.name}: {exc.strerror or exc}.")
+        else:
+            self.deleted.emit(str(path))
+        self.refresh()
+
+    # --- reports --------------------------------------------------------------------
+
+    @Slot(object, str)
+    def _on_download_finished(self, _request: DownloadRequest, path: str) -> None:
+        self.refresh()
+        self.load_requested.emit(path)
+
+    @Slot(object, str)
+    def _on_download_ended(self, _request: DownloadRequest, _message: str) -> None:
+        self.refresh()  # the partial file is listed as resumable
+
+    @Slot(object)
+    def _on_imported(self, path: Path) -> None:
+        self.refresh()
+        self.load_requested.emit(str(path))
+
+    @Slot(str)
+    def _on_load_started(self, path: str) -> None:
+        self.loading_path = path
+        self.active_changed.emit()
+
+    @Slot()
+    def _on_active_changed(self, *_args) -> None:
+        self.active_changed.emit()
+
+    @Slot()
+    def _on_unloaded(self) -> None:
+        pending, self._pending_delete = self._pending_delete, None
+        self.active_changed.emit()
+        if pending is not None:
+            self._delete_files(pending)
