@@ -3,13 +3,17 @@ models (download with progress), with fit badges, against the fake hub and real 
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QApplication, QMessageBox
+from PySide6.QtGui import QTextDocument
+from PySide6.QtGui import Qt as QtGui
+from PySide6.QtWidgets import QApplication, QLabel, QMessageBox
 
 from app.core.downloads import format_bytes
 from app.core.settings import load_settings
+from app.ui import background
 from tests.fixtures.scripted_gguf import SCRIPTS, write_split_scripted_gguf
 from tests.ui.conftest import LOAD_TIMEOUT_MS
 from tests.ui.model_setup import (  # noqa: F401  (fixtures)
@@ -68,6 +72,22 @@ def settled(qtbot, window) -> None:
     QApplication.processEvents()  # new rows are shown by a queued call
 
 
+def shown(text: str, text_format: Qt.TextFormat = Qt.TextFormat.AutoText) -> str:
+    """What a person sees of `text`: Qt draws it as HTML when its format is rich text, or
+    automatic (a QLabel's default, and always for a tooltip) and the text looks like HTML."""
+    rich = text_format == Qt.TextFormat.RichText or (
+        text_format == Qt.TextFormat.AutoText and QtGui.mightBeRichText(text))
+    if not rich:
+        return text
+    document = QTextDocument()
+    document.setHtml(text)
+    return document.toPlainText()
+
+
+def shown_label(label: QLabel) -> str:
+    return shown(label.text(), label.textFormat())
+
+
 def wait_rows(qtbot, dialog, condition) -> None:
     qtbot.waitUntil(lambda: condition(dialog), timeout=SURVEY_TIMEOUT_MS)
     QApplication.processEvents()  # new rows are shown by a queued call
@@ -103,6 +123,22 @@ def test_lists_downloaded_models_with_size_of_all_parts_quant_fit_and_the_active
     assert bad.error.isVisible() and "broken.gguf" in bad.error.text()
     assert not bad.load_button.isVisible() and bad.delete_button.isEnabled() and not bad.badge.isVisible()
     assert dialog.hardware.text().startswith("This computer: RTX 4060 (8 GB)")
+
+
+def test_names_from_model_files_are_shown_as_written_not_as_html(
+    qtbot, data_dir, open_app, catalog, malformed_model
+):
+    odd = put(data_dir, catalog.other, "<img src=x>Odd.gguf")
+    broken = put(data_dir, malformed_model("truncated"), "<b>broken.gguf")
+    window = open_app(data_dir)
+    dialog = open_manager(qtbot, window)
+
+    row = dialog.local_rows[odd]
+    assert shown_label(row.detail).startswith(f"{format_bytes(odd.stat().st_size)} · <img src=x>Odd.gguf · ")
+    assert shown(row.detail.toolTip()) == str(odd)
+    bad = dialog.local_rows[broken]
+    assert "'<b>broken.gguf'" in shown_label(bad.error)
+    assert shown_label(bad.title) == "<b>broken"  # the file's stem, in bold
 
 
 def test_load_switches_the_active_model_and_remembers_it(qtbot, data_dir, open_app, catalog):
@@ -267,3 +303,27 @@ def test_offline_the_manager_lists_local_models_and_a_failed_download_says_why(
     with qtbot.waitSignal(window.client.loaded, timeout=LOAD_TIMEOUT_MS):
         click(qtbot, dialog.local_rows[local].load_button)
     assert window.client.info.path == local
+
+
+def test_shutting_down_stops_a_running_download_within_its_bound_and_keeps_the_part(
+    qtbot, data_dir, open_app, hub, catalog
+):
+    hub.chunk_delay_s = 0.02  # ~2 s for the whole file
+    window = open_app(data_dir)
+    dialog = open_manager(qtbot, window)
+    downloads = window.library.downloads
+    click(qtbot, dialog.catalog_rows["tiny-r1"].download_button)
+    qtbot.waitUntil(lambda: downloads.last_progress is not None and downloads.last_progress.downloaded > 0,
+                    timeout=DOWNLOAD_TIMEOUT_MS)
+    (job,) = [j for j in background.running_jobs() if j.name == "the download of Tiny-R1 Q8_0"]
+
+    start = time.monotonic()
+    window.library.shutdown()  # what closing the window does
+
+    assert job.cancelled and job.wait(0)  # the download had stopped when shutdown returned
+    assert time.monotonic() - start < 3.0
+    part = data_dir / "models" / f"{TINY_RECOMMENDED}.part"
+    assert 0 < part.stat().st_size < catalog.recommended.stat().st_size
+    assert not (data_dir / "models" / TINY_RECOMMENDED).exists()
+    with qtbot.waitSignal(downloads.cancelled, timeout=DOWNLOAD_TIMEOUT_MS):
+        pass  # and it ends as cancelled, not failed: the next start resumes it
