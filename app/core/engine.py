@@ -7,7 +7,11 @@ Built on llama-cpp-python's low-level API rather than its `Llama` class:
   per token does not grow with the length of the answer,
 - the llama.cpp log goes to Python logging (never `verbose=False`, which swaps the
   process's stdout/stderr file descriptors).
-An `Engine` belongs to the thread that loaded it; nothing else may call it.
+An `Engine` belongs to the thread that loaded it: `chat`, `close` and iterating a
+`ChatRun` from any other thread raise RuntimeError (llama.cpp's context is not
+thread-safe, and the GUI must never wait on it). Closing the engine, or starting a
+new chat, ends the run before it; iterating an ended run raises instead of handing
+llama.cpp a freed context.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import logging
 import os
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -93,6 +98,7 @@ class ModelInfo:
 @dataclass
 class Stats:
     prompt_tokens: int = 0
+    prompt_reused_tokens: int = 0  # of prompt_tokens, kept in the context from the previous answer
     thinking_tokens: int = 0
     answer_tokens: int = 0
     time_to_first_token_s: float | None = None
@@ -175,6 +181,22 @@ class Engine:
 
     def __init__(self) -> None:  # use Engine.load()
         self._model = self._ctx = None
+        self._owner = threading.current_thread()
+        self._run: weakref.ref[ChatRun] | None = None  # the latest run; it shares the context
+
+    def _check_owner(self, what: str) -> None:
+        if threading.current_thread() is not self._owner:
+            raise RuntimeError(
+                f"{what} was called on thread {threading.current_thread().name!r}, but an Engine belongs to "
+                f"the thread that loaded it ({self._owner.name!r}); only that thread may use or close it."
+            )
+
+    def _end_run(self) -> None:
+        """End the latest run (its cleanup needs the context), so it can never touch the context again."""
+        run = self._run() if self._run is not None else None
+        self._run = None
+        if run is not None:
+            run._end()
 
     @classmethod
     def load(
@@ -369,7 +391,7 @@ class Engine:
         stop = self._stop_event
         return stop is not None and stop.is_set()
 
-    def _eval_prompt(self, tokens: list[int]) -> bool:
+    def _eval_prompt(self, tokens: list[int], stats: Stats) -> bool:
         """Bring the context to `tokens`, reusing the longest cached prefix. False if stopped."""
         lc = self._lc
         keep = 0
@@ -383,6 +405,7 @@ class Engine:
             lc.llama_memory_clear(mem, True)
             keep = 0
         self._cached = self._cached[:keep]
+        stats.prompt_reused_tokens = keep
         # The abort callback runs inside every graph computation: set it for the prompt only.
         lc.llama_set_abort_callback(self._ctx, self._abort_cb, None)
         try:
@@ -419,9 +442,14 @@ class Engine:
 
     def chat(self, messages: list[dict], sampling: Sampling | None = None,
              stop: threading.Event | None = None) -> ChatRun:
-        """Start an answer to `messages` (the last one is the user's). Iterate the result."""
+        """Start an answer to `messages` (the last one is the user's). Iterate the result.
+
+        A run before it that is still open is ended: the two would share one context.
+        """
+        self._check_owner("Engine.chat")
         if self._ctx is None:
             raise PonderError("The model has been unloaded; load it again.")
+        self._end_run()
         try:
             prompt = self._prompts.render(messages)
         except Exception as exc:  # the file's template raised (raise_exception) or broke
@@ -433,10 +461,18 @@ class Engine:
                 f"This conversation needs {len(tokens)} tokens but the context holds {n_ctx}. "
                 "Start a new chat, or raise the context size in Settings."
             )
-        return ChatRun(self, tokens, prompt.opens_thinking, sampling or Sampling(), stop or threading.Event())
+        run = ChatRun(self, tokens, prompt.opens_thinking, sampling or Sampling(), stop or threading.Event())
+        self._run = weakref.ref(run)
+        return run
 
     def close(self) -> None:
-        lc = self._lc
+        """Free the model and its context; the run in progress, if any, ends first."""
+        self._check_owner("Engine.close")
+        self._free()
+
+    def _free(self) -> None:
+        self._end_run()
+        lc = getattr(self, "_lc", None)
         if self._ctx is not None:
             lc.llama_free(self._ctx)
             self._ctx = None
@@ -445,8 +481,9 @@ class Engine:
             self._model = None
 
     def __del__(self) -> None:
+        # Garbage collection may run on any thread; an unreachable engine has no other user.
         try:
-            self.close()
+            self._free()
         except Exception:
             pass
 
@@ -456,6 +493,8 @@ class ChatRun:
 
     After iteration: `thinking`, `answer`, `flags`, `stats`. While iterating:
     `thinking_tokens` and `answer_tokens` count what has been generated so far.
+    `close()` ends it early (as do a new `Engine.chat` and `Engine.close`); iterating it
+    after that raises RuntimeError.
     """
 
     def __init__(self, engine: Engine, tokens: list[int], opens_thinking: bool,
@@ -468,7 +507,8 @@ class ChatRun:
         self.thinking_tokens = 0
         self.answer_tokens = 0
         self.stats = Stats(prompt_tokens=len(tokens))
-        self._started = False
+        self._stream: Iterator[Segment] | None = None
+        self._ended = False
 
     @property
     def thinking(self) -> str:
@@ -482,10 +522,32 @@ class ChatRun:
     def flags(self) -> list[str]:
         return self._splitter.flags
 
-    def __iter__(self) -> Iterator[Segment]:
-        if self._started:
+    def __iter__(self) -> ChatRun:
+        if self._stream is not None:
             raise RuntimeError("a ChatRun can be iterated once")
-        self._started = True
+        self._stream = self._generate()
+        return self
+
+    def __next__(self) -> Segment:
+        self._engine._check_owner("Iterating a ChatRun")
+        if self._ended:
+            raise RuntimeError("This ChatRun was closed (by close(), a newer chat or closing the engine); "
+                               "start a new one with Engine.chat().")
+        if self._stream is None:
+            self._stream = self._generate()
+        return next(self._stream)
+
+    def close(self) -> None:
+        """End the run now; what it generated so far stays readable."""
+        self._engine._check_owner("ChatRun.close")
+        self._end()
+
+    def _end(self) -> None:
+        self._ended = True
+        if self._stream is not None:
+            self._stream.close()  # runs the generator's cleanup while the context still exists
+
+    def _generate(self) -> Iterator[Segment]:
         eng = self._engine
         lc = eng._lc
         ctx, vocab = eng._ctx, eng._vocab
@@ -498,7 +560,7 @@ class ChatRun:
         chain = eng._sampler(self._sampling)
         attached = eng._backend_sampling and lc.llama_set_sampler(ctx, 0, chain)
         try:
-            if not eng._eval_prompt(self._tokens):
+            if not eng._eval_prompt(self._tokens, stats):
                 return
             decoder = codecs.getincrementaldecoder("utf-8")("replace")
             sample, is_eog, decode = lc.llama_sampler_sample, lc.llama_vocab_is_eog, lc.llama_decode

@@ -11,7 +11,9 @@ triggers. Then, with the file evicted from the OS page cache ("cold", as after a
 again with it cached ("warm", as on a second start), it times separately:
 
 - open: `ChatStore(path)` as the window's start does it, plus the first `list_conversations`;
-- quick_check: `PRAGMA quick_check` on a connection of its own (`ChatStore.check_integrity`).
+- quick_check: `PRAGMA quick_check` on a connection of its own (`ChatStore.check_integrity`);
+- streaming scan: the start's look-up of messages a crash left streaming, as schema v1 ran it
+  (no index: it reads every message), for comparison with the open.
 
 The file is deleted at the end unless --keep names where to move it. Results: docs/storage.md.
 """
@@ -141,6 +143,16 @@ def time_quick_check(path: Path, cold: bool) -> float:
         store.close()
 
 
+def time_streaming_scan_without_index(path: Path) -> float:
+    conn = sqlite3.connect(path)
+    try:
+        t0 = time.perf_counter()
+        conn.execute("SELECT id, flags FROM messages NOT INDEXED WHERE status = 'streaming'").fetchall()
+        return time.perf_counter() - t0
+    finally:
+        conn.close()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-gb", type=float, default=1.0, help="size of the conversation file (GB)")
@@ -163,6 +175,9 @@ def main() -> int:
             results.setdefault("open, warm", []).append(time_open(path))
             results.setdefault("quick_check, cold", []).append(time_quick_check(path, cold=True))
             results.setdefault("quick_check, warm", []).append(time_quick_check(path, cold=False))
+            evict_from_cache(path)
+            results.setdefault("v1 scan, cold", []).append(time_streaming_scan_without_index(path))
+            results.setdefault("v1 scan, warm", []).append(time_streaming_scan_without_index(path))
         for name, values in results.items():
             ms = [v * 1000 for v in values]
             print(f"{name:18s} median {statistics.median(ms):8.1f} ms   (runs: {', '.join(f'{v:.1f}' for v in ms)})")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import threading
 
 import pytest
@@ -19,6 +20,7 @@ from tests.fixtures.scripted_gguf import (
     SCRIPTS,
     STANDARD_ANSWER,
     STANDARD_THINKING,
+    UNCLOSED_THINKING,
 )
 
 SMALL = LoadOptions(n_ctx=2048)
@@ -122,12 +124,20 @@ def test_follow_up_turn_reuses_cached_prompt_and_drops_old_reasoning(standard):
         {"role": "assistant", "content": f"<think>\n{first.thinking}\n</think>\n\n{first.answer}"},
         {"role": "user", "content": "And 17 × 24?"},
     ]
+    first_prompt = standard._prompts.render(ASK).text
     prompt = standard._prompts.render(history).text
     assert first.answer in prompt
     assert first.thinking not in prompt
+    # The prompts agree up to the first turn's "<think>\n"; its answer follows in the second.
+    shared = first_prompt.removesuffix("<think>\n")
+    assert prompt.startswith(shared) and not prompt.startswith(first_prompt)
     second = standard.chat(history).run()
     assert second.answer == STANDARD_ANSWER.strip()
-    assert second.stats.prompt_tokens > first.stats.prompt_tokens
+    reused = second.stats.prompt_reused_tokens
+    assert reused == len(standard._tokenize(shared)) > 10
+    # llama.cpp's own counter: only the tokens after the shared prefix were evaluated.
+    lc = standard._lc
+    assert lc.llama_perf_context(standard._ctx).n_p_eval == second.stats.prompt_tokens - reused
 
 
 def test_context_overflow_is_a_clear_error(scripted_model):
@@ -164,29 +174,103 @@ def test_long_trace_streams_thousands_of_thinking_tokens(scripted_model):
 
 
 @pytest.mark.parametrize(
-    "script,flags",
+    "script,thinking,answer,flags",
     [
-        ("explicit_think", []),
-        ("old_template", []),
-        ("unclosed", ["unclosed_thinking"]),
-        ("skipped_think", ["skipped_thinking"]),
-        (ORPHAN_AFTER_ANSWER, ["orphan_close"]),
-        ("repeated_think", ["multiple_think_blocks"]),
-        ("split_tags", []),
+        ("explicit_think", STANDARD_THINKING.strip(), STANDARD_ANSWER.strip(), []),
+        ("old_template", STANDARD_THINKING.strip(), STANDARD_ANSWER.strip(), []),
+        ("unclosed", UNCLOSED_THINKING.strip(), "", ["unclosed_thinking"]),
+        ("skipped_think", "", "Hello! How can I help you today?", ["skipped_thinking"]),
+        (ORPHAN_AFTER_ANSWER, "A thought.", "The answer.\n\nMore answer.", ["orphan_close"]),
+        ("repeated_think", "First idea: try 6.\n\nWait, check again", "Maybe 6.\n\nIt is 7, final answer.",
+         ["multiple_think_blocks"]),
+        ("split_tags", "Thinking about it.", "Done thinking.", []),
     ],
 )
-def test_trace_shapes_and_pathologies(scripted_model, script, flags):
+def test_trace_shapes_and_pathologies(scripted_model, script, thinking, answer, flags):
     eng = Engine.load(scripted_model(script), SMALL)
     try:
-        run = eng.chat(ASK).run()
-        for flag in flags:
-            assert flag in run.flags
-        if not flags:
-            assert run.flags == []
-        assert "<think>" not in run.answer and "</think>" not in run.answer
-        assert "<think>" not in run.thinking and "</think>" not in run.thinking
+        run = eng.chat(ASK)
+        segments = list(run)
+        assert run.thinking == thinking
+        assert run.answer == answer
+        assert sorted(run.flags) == sorted(flags)
+        # The stream carries the same split as the totals, and never a tag.
+        assert "".join(s.text for s in segments if s.kind == "answer").strip() == answer
+        assert not any("<think>" in s.text or "</think>" in s.text for s in segments)
     finally:
         eng.close()
+
+
+# --- one owner thread; ended runs stay ended ----------------------------------------
+
+
+def on_another_thread(call):
+    """Run `call` on a new thread; return what it raised (None if nothing)."""
+    raised = []
+
+    def target():
+        try:
+            call()
+        except BaseException as exc:  # noqa: BLE001  (handed back to the test)
+            raised.append(exc)
+
+    thread = threading.Thread(target=target, name="intruder")
+    thread.start()
+    thread.join(timeout=30)
+    assert not thread.is_alive()
+    return raised[0] if raised else None
+
+
+OWNER_RULE = r"thread 'intruder', but an Engine belongs to the thread that loaded it \('MainThread'\)"
+
+
+def test_engine_refuses_chat_and_close_from_another_thread(standard):
+    for call in (lambda: standard.chat(ASK), standard.close):
+        error = on_another_thread(call)
+        assert isinstance(error, RuntimeError)
+        assert re.search(OWNER_RULE, str(error))
+    assert standard.chat(ASK).run().answer == STANDARD_ANSWER.strip()  # untouched by the attempts
+
+
+def test_a_run_cannot_be_iterated_on_another_thread(standard):
+    run = standard.chat(ASK)
+    error = on_another_thread(lambda: next(iter(run)))
+    assert isinstance(error, RuntimeError) and re.search(OWNER_RULE, str(error))
+    run.close()
+
+
+def test_a_closed_run_raises_instead_of_touching_the_context(standard):
+    run = standard.chat(ASK, Sampling(seed=4))
+    stream = iter(run)
+    for _ in range(5):
+        next(stream)
+    run.close()
+    with pytest.raises(RuntimeError, match="ChatRun was closed"):
+        next(stream)
+    assert run.thinking and STANDARD_THINKING.startswith(run.thinking)  # what came stays readable
+    assert standard.chat(ASK).run().answer == STANDARD_ANSWER.strip()
+
+
+def test_a_new_chat_ends_the_run_before_it(standard):
+    old = standard.chat(ASK)
+    old_stream = iter(old)
+    next(old_stream)
+    new = standard.chat(ASK).run()
+    assert new.answer == STANDARD_ANSWER.strip() and new.thinking == STANDARD_THINKING.strip()
+    with pytest.raises(RuntimeError, match="ChatRun was closed"):
+        next(old_stream)
+
+
+def test_closing_the_engine_ends_its_run(scripted_model):
+    eng = Engine.load(scripted_model("standard_r1"), SMALL)
+    run = eng.chat(ASK)
+    stream = iter(run)
+    next(stream)
+    eng.close()
+    with pytest.raises(RuntimeError, match="ChatRun was closed"):
+        next(stream)  # the context is freed: this must not reach llama.cpp
+    with pytest.raises(PonderError, match="unloaded"):
+        eng.chat(ASK)
 
 
 def test_old_template_without_opening_tag_still_splits(scripted_model):
