@@ -8,7 +8,6 @@ does the work.
 
 from __future__ import annotations
 
-import html
 import time
 
 from PySide6.QtCore import QSize, Qt, QTimer, Signal, Slot
@@ -26,18 +25,12 @@ from PySide6.QtWidgets import (
 )
 
 from app.core.storage import ConversationSummary, SearchHit
+from app.ui.plain_text import as_plain_text  # titles and snippets are model text: never HTML
 
 SEARCH_DELAY_MS = 200  # wait for a pause in typing before searching
 ID_ROLE = Qt.ItemDataRole.UserRole
 HIT_ROLE = Qt.ItemDataRole.UserRole + 1
 FIELD_LABELS = {"prompt": "prompt", "answer": "answer", "thinking": "thinking"}
-
-
-def plain_tooltip(text: str) -> str:
-    """A tooltip that shows `text` exactly as written. Qt renders a tooltip that looks like
-    HTML as HTML, and titles and snippets are the model's or the user's text: escaped and
-    marked as rich text, "<b>x</b>" shows as typed and a remote <img> is never fetched."""
-    return f'<p style="white-space:pre-wrap">{html.escape(text)}</p>'
 
 
 def _when(timestamp: float) -> str:
@@ -126,7 +119,7 @@ class ConversationList(QWidget):
             for conv in conversations:
                 item = QListWidgetItem(conv.title)
                 item.setData(ID_ROLE, conv.id)
-                item.setToolTip(plain_tooltip(
+                item.setToolTip(as_plain_text(
                     f"{conv.title}\n{conv.message_count} messages · last change {_when(conv.updated_at)}"
                 ))
                 item.setFlags(item.flags() | Qt.ItemFlag.ItemIsEditable)
@@ -157,7 +150,7 @@ class ConversationList(QWidget):
         for hit in hits:
             item = QListWidgetItem(f"{hit.title}\n{FIELD_LABELS.get(hit.field, hit.field)}: {hit.snippet}")
             item.setData(HIT_ROLE, hit)
-            item.setToolTip(plain_tooltip(hit.snippet))
+            item.setToolTip(as_plain_text(hit.snippet))
             self.hits.addItem(item)
         self._pages.setCurrentWidget(self.hits)
 
