@@ -12,10 +12,11 @@ Memory, per device, for llama.cpp with flash attention (how Ponder loads models)
 - Compute buffer: the largest of the logits (n_ubatch × vocab × 4 bytes, on the output layer's
   device), attention (KQ mask n_ctx × n_ubatch f16 plus activations; without flash attention the
   n_head × n_ctx × n_ubatch f32 scores) and the FFN activations. At n_ubatch 512 the logits win:
-  ~297 MiB for a 152k vocabulary; DESIGN.md measured 300-307 MiB. With a partial offload
+  ~297 MiB for a 152k vocabulary; measured: 300-307 MiB (docs/sizing.md). With a partial offload
   llama.cpp also copies the largest CPU-resident weight to the GPU for prompt batches.
-- Runtime: 530 MiB per CUDA GPU (what the H100 measurement left over: 530.5-531.6 MiB), guesses
-  for ROCm/Vulkan and Metal, and 300 MiB of RAM for Python, Qt and llama.cpp's host buffers.
+- Runtime: 620 MiB per CUDA GPU (the CUDA context once prompt batches and decoding have run; ~520
+  MiB right after a load, docs/sizing.md), guesses for ROCm/Vulkan and Metal, and 300 MiB of RAM
+  for Python, Qt and llama.cpp's host buffers.
 - Margin (GPUs only): 256 MiB + 5% of the GPU's memory, for fragmentation, the display, other
   programs and our own error. It is not part of the predicted use, but a plan fits only with it.
   RAM has no margin of its own: its budget already leaves 25% (at least 3 GB) to the OS.
@@ -23,9 +24,9 @@ Memory, per device, for llama.cpp with flash attention (how Ponder loads models)
 Speed: decoding one token reads every weight once (the active share for a mixture of experts)
 plus the KV cache so far, each from the memory of the device that holds it:
   seconds/token = Σ devices bytes / (bandwidth × efficiency) + layers × per-layer overhead.
-GPU: efficiency 0.54 and 48 µs per layer, fit to DESIGN.md's H100 decode rates for the 1.5B/7B/14B
-Q4_K_M distills (525/264/147 tok/s; this model says 525/264/141). CPU: efficiency 0.6 of
-min(RAM bandwidth, 10 GB/s per physical core) and 15 µs per layer. The number is llama.cpp's own
+GPU: efficiency 0.54 and 48 µs per layer, fit to the H100 decode rates of the 1.5B/7B/14B Q4_K_M
+distills in docs/sizing.md (525/264/147 tok/s; this model says 512/260/139). CPU: efficiency 0.6 of
+min(RAM bandwidth, 25 GB/s per physical core) and 15 µs per layer. The number is llama.cpp's own
 decode rate early in a reply (1024 tokens of context); Python-side sampling can deliver less.
 
 Recommendation (`recommend`), designed so that more memory never yields a smaller model:

@@ -1,4 +1,4 @@
-"""The shipped models.json passes its schema and matches DESIGN.md; broken catalogs give an
+"""The shipped models.json passes its schema and matches docs/sizing.md; broken catalogs give an
 error that names the entry and field."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 GB = 1e9
 GiB = 1024**3
 
-# DESIGN.md: layers, n_embd, heads, kv heads, head dim, vocab, KV f16 KiB per token, Q4_K_M GB, Q8_0 GB
+# docs/sizing.md: layers, n_embd, heads, kv heads, head dim, vocab, KV f16 KiB per token, Q4_K_M GB, Q8_0 GB
 DISTILLS = {
     "r1-distill-qwen-1.5b": ("qwen2", 28, 1536, 12, 2, 128, 151936, 28, 1.12, 1.89),
     "r1-distill-qwen-7b": ("qwen2", 28, 3584, 28, 4, 128, 152064, 56, 4.68, 8.10),

@@ -1,4 +1,4 @@
-"""Memory planner and recommendation: the plan matches DESIGN.md's H100 measurements, layers
+"""Memory planner and recommendation: the plan matches the H100 measurements (docs/sizing.md), layers
 are placed the way llama.cpp places them, and each machine in the table gets the expected model."""
 
 from __future__ import annotations
@@ -27,14 +27,14 @@ from tests.fixtures.scripted_gguf import write_scripted_gguf
 MiB = 1024**2
 CATALOG = load_catalog()
 
-# DESIGN.md, measured on an H100 (CUDA, all layers offloaded, flash attention, n_ctx 16384,
+# docs/sizing.md, measured on an H100 (CUDA, all layers offloaded, flash attention, n_ctx 16384,
 # f16 KV, Q4_K_M with the real shapes): GPU weights, KV, compute, token_embd in RAM, GPU used (MiB).
 H100_MEASURED = {
     "r1-distill-qwen-1.5b": (934.7, 448, 299.8, 125.2, 2213),
     "r1-distill-qwen-7b": (4168.1, 896, 304.0, 292.4, 5899),
     "r1-distill-qwen-14b": (8148.4, 3072, 307.0, 417.7, 12059),
 }
-# DESIGN.md: llama.cpp decode rate on that H100 (tokens/s).
+# docs/sizing.md: llama.cpp's decode rate on that H100 (tokens/s), first measurement.
 H100_DECODE = {"r1-distill-qwen-1.5b": 525, "r1-distill-qwen-7b": 264, "r1-distill-qwen-14b": 147}
 H100 = describe(gpu_name="NVIDIA H100 80GB HBM3", ram_gb=256)
 
@@ -73,7 +73,7 @@ def test_flash_attention_keeps_the_compute_buffer_small_at_long_context():
     with_fa = plan(model, n_ctx=32768, n_gpu_layers=-1).devices[0].compute_bytes
     without = plan(model, n_ctx=32768, n_gpu_layers=-1, flash_attn=False).devices[0].compute_bytes
     assert with_fa < 400 * MiB
-    assert without > 7 * with_fa  # DESIGN.md: ~8x at 32k
+    assert without > 7 * with_fa  # docs/sizing.md: ~8x at 32k
 
 
 def test_partial_offload_puts_the_last_layers_on_the_gpu_output_layer_first():
