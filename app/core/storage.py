@@ -36,7 +36,7 @@ used on the wrong thread or after close: a bug, not the user's to fix).
 Damaged files. Opening a file SQLite cannot read as a database moves it aside
 (kept, renamed `conversations.db.corrupt-<time>`) and starts a new one. Damage
 deeper in a file shows only when the page is read, and `PRAGMA quick_check`
-reads every page: too slow for the start (1 GB: see docs/storage.md), so the
+reads every page: too slow for the start (1 GB: docs/architecture.md), so the
 window runs `check_integrity` in the background after start. While the app
 runs, a damaged file is never moved (the app still has it open, and the rest of
 the chats in it still read): damage found by the check or by any read leaves a
@@ -53,6 +53,7 @@ import json
 import logging
 import re
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -79,6 +80,7 @@ BUSY_TIMEOUT_S = 5.0  # how long a write waits for another connection's lock bef
 # read-only, missing permissions...). Only these move the file aside.
 _SQLITE_CORRUPT = 11
 _SQLITE_NOTADB = 26
+_SQLITE_INTERRUPT = 9
 
 
 class ConversationNotFound(StorageError):
@@ -312,8 +314,9 @@ class ChatStore:
             raise
         return conn
 
-    def check_integrity(self) -> None:
-        """Read every page of the file (SQLite's quick_check); raise StoreDamaged if it is damaged.
+    def check_integrity(self, cancel: threading.Event | None = None) -> bool:
+        """Read every page of the file (SQLite's quick_check): True if it is sound, False if
+        `cancel` was set before the check finished. Raises StoreDamaged if it is damaged.
 
         Seconds on a big file, so the window runs it in the background after start: it uses
         a read-only connection of its own, so any thread may call it while this store goes
@@ -324,13 +327,16 @@ class ChatStore:
         try:
             conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S)
             try:
+                if cancel is not None:  # SQLite calls it every 1000 steps; True interrupts the check
+                    conn.set_progress_handler(cancel.is_set, 1000)
                 _raise_if_damaged(conn)
             finally:
                 conn.close()
-        except sqlite3.ProgrammingError:
-            raise  # used on another thread or after close: a bug, not the user's to fix
         except sqlite3.Error as exc:
+            if cancel is not None and cancel.is_set() and _result_code(exc) == _SQLITE_INTERRUPT:
+                return False
             raise self._failure("Could not check the conversation database", exc) from exc
+        return True
 
     @property
     def _damage_note(self) -> Path:
@@ -761,9 +767,13 @@ _REMEDIES = {
 }
 
 
+def _result_code(exc: sqlite3.Error) -> int:
+    """The primary SQLite result code (the low byte of the extended one); 0 if none is attached."""
+    return (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF
+
+
 def _storage_error(what: str, exc: sqlite3.Error) -> StorageError:
-    code = (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF
-    return StorageError(f"{what}: {_REMEDIES.get(code) or str(exc)}.")
+    return StorageError(f"{what}: {_REMEDIES.get(_result_code(exc)) or str(exc)}.")
 
 
 def _not_found(conv_id: int) -> ConversationNotFound:

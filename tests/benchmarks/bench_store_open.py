@@ -15,7 +15,8 @@ again with it cached ("warm", as on a second start), it times separately:
 - streaming scan: the start's look-up of messages a crash left streaming, as schema v1 ran it
   (no index: it reads every message), for comparison with the open.
 
-The file is deleted at the end unless --keep names where to move it. Results: docs/storage.md.
+The file is deleted at the end unless --keep names where to move it. Results: docs/architecture.md
+("Saved conversations").
 """
 
 from __future__ import annotations

@@ -288,7 +288,7 @@ def test_check_integrity_runs_on_another_thread_while_the_store_is_used(db: Path
 
         def check() -> None:
             try:
-                store.check_integrity()
+                assert store.check_integrity() is True
             except BaseException as exc:  # noqa: BLE001  (reported below)
                 errors.append(exc)
 
@@ -297,6 +297,16 @@ def test_check_integrity_runs_on_another_thread_while_the_store_is_used(db: Path
         store.create_conversation()
         worker.join(timeout=30)
         assert not worker.is_alive() and errors == []
+
+
+def test_check_integrity_stops_when_cancelled(db: Path):
+    _filled_db(db)
+    cancel = threading.Event()
+    with ChatStore(db) as store:
+        assert store.check_integrity(cancel) is True
+        cancel.set()  # the app is closing
+        assert store.check_integrity(cancel) is False
+    assert not db.with_name(db.name + DAMAGE_NOTE_SUFFIX).exists()
 
 
 # --- failures the user can act on ----------------------------------------------
