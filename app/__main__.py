@@ -1,5 +1,5 @@
-"""Composition root and command line: `ponder [--model PATH] [--data-dir DIR]` starts
-the window; `ponder ask|hardware|recommend|download|export ...` are the commands."""
+"""Command line: `ponder [--model PATH] [--data-dir DIR]` starts the window (wired in
+app/ui/main.py); `ponder ask|hardware|recommend|download|export ...` are the commands."""
 
 from __future__ import annotations
 

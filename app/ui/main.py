@@ -1,4 +1,10 @@
-"""Start the window: `python -m app [--model PATH] [--data-dir DIR]`."""
+"""Start the window: `python -m app [--model PATH] [--data-dir DIR]`.
+
+This is where the window's application is wired, in one place (`build_window`): the
+conversation store, the engine client (its thread owns the model), the chat session,
+the model library and the window that shows them. Everything else receives its parts.
+At exit `run_gui` closes them in order and ends the background jobs (app/ui/background.py).
+"""
 
 from __future__ import annotations
 
@@ -16,11 +22,15 @@ from PySide6.QtWidgets import QApplication, QMessageBox
 from app import APP_NAME, __version__
 from app.core import logs
 from app.core.errors import PonderError
-from app.core.paths import data_dir
-from app.core.settings import load_settings
+from app.core.paths import data_dir, models_dir
+from app.core.settings import Settings, load_settings
 from app.core.storage import ChatStore, store_path
+from app.ui import background
+from app.ui.model_library import ModelLibrary
+from app.ui.session import ChatSession
 from app.ui.theme import apply_theme
 from app.ui.window import MainWindow
+from app.ui.worker import EngineClient
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +97,22 @@ class CrashDialog(QObject):
             self._showing = False
 
 
+def build_window(store: ChatStore, settings: Settings, base: Path, client: EngineClient | None = None) -> MainWindow:
+    """The application's parts, wired: engine client, chat session, model library, window.
+
+    The window owns them from here on (Qt parents) and shuts them down when it closes.
+    A test may pass its own `client` (a subclass that records requests).
+    """
+    client = client or EngineClient()
+    session = ChatSession(store, client, settings)
+    library = ModelLibrary(models_dir(base), client, settings)
+    window = MainWindow(store, settings, base, client=client, session=session, library=library)
+    for part in (client, session, library):
+        if part.parent() is None:
+            part.setParent(window)
+    return window
+
+
 def open_window(data_dir_override: str | None, model: str | None) -> MainWindow:
     """Build the window on a data directory and start loading a model (given, or the last one).
 
@@ -98,7 +124,7 @@ def open_window(data_dir_override: str | None, model: str | None) -> MainWindow:
     app = QApplication.instance()
     apply_theme(app, settings.theme)
     store = ChatStore(store_path(base))
-    window = MainWindow(store, settings, base)
+    window = build_window(store, settings, base)
     window.show()
     if model:
         window.load_model(model)
@@ -164,6 +190,7 @@ def run_gui(args: argparse.Namespace) -> int:
     code = app.exec()
     window.close()  # already closed by the user normally; saves and stops the engine if not
     window.store.close()
+    background.shutdown()  # imports, surveys and renders still running end here (bounded)
     crash_dialog.detach()
     logs.teardown_gui_logging()  # the process ends here; an embedding one (tests) gets its hooks back
     lock.unlock()

@@ -57,7 +57,6 @@ class ModelLibrary(QObject):
         self.settings = settings
         self.downloads = Downloads(self.models_dir, self)
         self.survey: MachineSurvey | None = None
-        self.loading_path: str | None = None
         self._hardware: HardwareInfo | None = None  # probed once, before a model takes GPU memory
         self._pending_delete: Path | None = None
         self._surveys_running = 0
@@ -80,7 +79,7 @@ class ModelLibrary(QObject):
         return same_file(self.active_path, path)
 
     def is_loading(self, path: Path) -> bool:
-        return self.client.loading and same_file(self.loading_path, path)
+        return same_file(self.client.loading_path, path)
 
     @property
     def refreshing(self) -> bool:
@@ -135,6 +134,9 @@ class ModelLibrary(QObject):
             self._pending_delete = path
             self.client.unload()  # deleted on `unloaded`: an open file cannot be removed everywhere
             return
+        if self.client.uses_file(path):  # a load that a newer one replaced has not let go of it yet
+            self.problem.emit(f"{path.name} is still being closed; try deleting it again in a moment.")
+            return
         self._delete_files(path)
 
     def discard_partial(self, request: DownloadRequest) -> None:
@@ -177,8 +179,7 @@ class ModelLibrary(QObject):
         self.load_requested.emit(str(path))
 
     @Slot(str)
-    def _on_load_started(self, path: str) -> None:
-        self.loading_path = path
+    def _on_load_started(self, _path: str) -> None:
         self.active_changed.emit()
 
     @Slot()

@@ -29,7 +29,7 @@ from app.core.downloads import Progress, format_bytes
 from app.core.survey import DownloadRequest, LocalModel, MachineSurvey, PartialDownload
 from app.core.wording import FIT_TIPS, describe_plan, hardware_text
 from app.ui import theme
-from app.ui.model_library import ModelLibrary, same_file  # noqa: F401  (same_file: window.py imports it from here)
+from app.ui.model_library import ModelLibrary
 from app.ui.model_widgets import DownloadProgressRow, FitBadge, dim_label, library_css
 from app.ui.plain_text import plain_label, as_plain_text
 

@@ -17,6 +17,7 @@ from PySide6.QtCore import QObject, QTimer, Signal, Slot
 
 from app.core.engine import Sampling
 from app.core.errors import StorageError
+from app.core.reasoning import Segment, TraceText
 from app.core.settings import Settings
 from app.core.storage import ChatStore, Conversation, Message, SearchHit
 from app.ui.worker import NO_MODEL_MESSAGE, EngineClient
@@ -27,14 +28,21 @@ CHECKPOINT_INTERVAL_MS = 1000
 
 
 @dataclasses.dataclass
-class _LiveAnswer:
-    """The assistant message being generated."""
+class LiveAnswer:
+    """The assistant message being generated. Its text has one owner, `trace`: the view
+    shows it, checkpoints save it, and every way the answer ends saves it in its one shape."""
 
     req_id: int
     message: Message  # as stored when it started (status 'streaming')
-    thinking: list[str] = dataclasses.field(default_factory=list)
-    answer: list[str] = dataclasses.field(default_factory=list)
+    trace: TraceText = dataclasses.field(default_factory=TraceText)
     dirty: bool = False  # text arrived since the last checkpoint
+    prompt_tokens: int = 0  # of context, before the first generated token
+    generated_tokens: int = 0  # thinking + answer so far
+
+    def as_stored(self, status: str, **fields) -> Message:
+        """The message with the text so far, as it is saved when the answer ends this way."""
+        return dataclasses.replace(self.message, content=self.trace.answer, thinking=self.trace.thinking,
+                                   status=status, **fields)
 
 
 def _status_for(finish_reason: str) -> str:
@@ -48,9 +56,12 @@ class ChatSession(QObject):
       transcript_reset(list[Message]): show exactly these messages (a conversation
         was opened, a new chat started, or messages were cut for regenerate/edit).
       message_added(Message): append this message; an assistant message with
-        status 'streaming' is the live answer that the stream_* signals fill.
+        status 'streaming' is the live answer that the stream_* signals fill (its
+        text so far is `live_trace`).
+      stream_started(int prompt_tokens): the live answer's prompt fills this much context.
       stream_segment(str kind, str text): "think" or "answer" text of the live answer.
       stream_counts(int thinking_tokens, int answer_tokens)
+      (The stream_* signals come only for the live answer of the conversation on screen.)
       answer_finished(Message): the live answer as finally stored.
       conversations_changed(): titles, order or membership of the list changed.
       busy_changed(bool): an answer started or ended.
@@ -59,6 +70,7 @@ class ChatSession(QObject):
 
     transcript_reset = Signal(list)
     message_added = Signal(object)
+    stream_started = Signal(int)
     stream_segment = Signal(str, str)
     stream_counts = Signal(int, int)
     answer_finished = Signal(object)
@@ -74,10 +86,11 @@ class ChatSession(QObject):
         self.settings = settings
         self.conversation_id: int | None = None
         self.messages: list[Message] = []  # of the open conversation, in order
-        self._live: _LiveAnswer | None = None
+        self._live: LiveAnswer | None = None
         self._checkpoint = QTimer(self)
         self._checkpoint.setInterval(checkpoint_ms)
         self._checkpoint.timeout.connect(self._on_checkpoint)
+        client.started.connect(self._on_started)
         client.segment.connect(self._on_segment)
         client.counts.connect(self._on_counts)
         client.finished.connect(self._on_finished)
@@ -95,6 +108,16 @@ class ChatSession(QObject):
             if m.position == position:
                 return m
         return None
+
+    @property
+    def live_trace(self) -> TraceText | None:
+        """The live answer's text (read-only for everyone but this session)."""
+        return self._live.trace if self._live is not None else None
+
+    @property
+    def live_context_used(self) -> int:
+        """Tokens of context the live answer fills so far: its prompt, then every token generated."""
+        return self._live.prompt_tokens + self._live.generated_tokens if self._live is not None else 0
 
     def _live_is_shown(self) -> bool:
         return self._live is not None and self._live.message.conversation_id == self.conversation_id
@@ -137,9 +160,7 @@ class ChatSession(QObject):
         if live is not None and live.message.conversation_id == conv_id:
             # The snapshot keeps the text so far as a stopped answer; if the chat is
             # restored (same ids) the final update lands on it.
-            stopped = dataclasses.replace(
-                live.message, content="".join(live.answer), thinking="".join(live.thinking), status="stopped"
-            )
+            stopped = live.as_stored("stopped")
             snapshot = dataclasses.replace(
                 snapshot, messages=[stopped if m.id == stopped.id else m for m in snapshot.messages]
             )
@@ -215,11 +236,10 @@ class ChatSession(QObject):
         if self._live is None:
             return
         self.client.stop()
-        live = self._end_live()
+        stopped = self._end_live().as_stored("stopped")
         try:
-            self.store.update_message(
-                live.message.id, content="".join(live.answer), thinking="".join(live.thinking), status="stopped"
-            )
+            self.store.update_message(stopped.id, content=stopped.content, thinking=stopped.thinking,
+                                      status=stopped.status)
         except StorageError as exc:
             log.warning("could not save the live answer at exit: %s", exc)
 
@@ -286,7 +306,7 @@ class ChatSession(QObject):
         if placeholder is None:
             return False
         req_id = self.client.chat(history, sampling)
-        self._live = _LiveAnswer(req_id, placeholder)
+        self._live = LiveAnswer(req_id, placeholder)
         self._checkpoint.start()
         self.busy_changed.emit(True)
         return True
@@ -296,7 +316,7 @@ class ChatSession(QObject):
         if self._live is not None:
             self.client.stop()
 
-    def _end_live(self) -> _LiveAnswer:
+    def _end_live(self) -> LiveAnswer:
         live, self._live = self._live, None
         self._checkpoint.stop()
         self.busy_changed.emit(False)
@@ -308,64 +328,57 @@ class ChatSession(QObject):
                 self.messages[i] = message
                 return
 
-    @Slot(int, str, str)
-    def _on_segment(self, req_id: int, kind: str, text: str) -> None:
-        live = self._live
-        if live is None or live.req_id != req_id:
+    def _is_live(self, req_id: int) -> bool:
+        return self._live is not None and self._live.req_id == req_id
+
+    @Slot(int, int)
+    def _on_started(self, req_id: int, prompt_tokens: int) -> None:
+        if self._is_live(req_id):
+            self._live.prompt_tokens = prompt_tokens
+            if self._live_is_shown():
+                self.stream_started.emit(prompt_tokens)
+
+    @Slot(int, object)
+    def _on_segment(self, req_id: int, segment: Segment) -> None:
+        if not self._is_live(req_id):
             return
-        (live.thinking if kind == "think" else live.answer).append(text)
-        live.dirty = True
+        self._live.trace.add(segment)
+        self._live.dirty = True
         if self._live_is_shown():
-            self.stream_segment.emit(kind, text)
+            self.stream_segment.emit(segment.kind, segment.text)
 
     @Slot(int, int, int)
     def _on_counts(self, req_id: int, thinking: int, answer: int) -> None:
-        if self._live is not None and self._live.req_id == req_id and self._live_is_shown():
-            self.stream_counts.emit(thinking, answer)
+        if self._is_live(req_id):
+            self._live.generated_tokens = thinking + answer
+            if self._live_is_shown():
+                self.stream_counts.emit(thinking, answer)
 
     @Slot()
     def _on_checkpoint(self) -> None:
         live = self._live
         if live is None or not live.dirty:
             return
-        # Joined once per checkpoint and kept joined, so the next join only adds the new text.
-        live.thinking[:] = ["".join(live.thinking)]
-        live.answer[:] = ["".join(live.answer)]
         live.dirty = False
-        try:
-            self.store.update_message(live.message.id, content=live.answer[0], thinking=live.thinking[0])
+        try:  # TraceText keeps its text joined, so each checkpoint joins only what came since
+            self.store.update_message(live.message.id, content=live.trace.answer, thinking=live.trace.thinking)
         except StorageError as exc:  # the chat was deleted meanwhile, or the disk failed
             log.warning("checkpoint of message %d failed: %s", live.message.id, exc)
 
     @Slot(int, object)
     def _on_finished(self, req_id: int, result: dict) -> None:
-        if self._live is None or self._live.req_id != req_id:
+        if not self._is_live(req_id):
             return
-        live = self._end_live()
         stats = result["stats"]
-        final = dataclasses.replace(
-            live.message,
-            content=result["answer"],
-            thinking=result["thinking"],
-            status=_status_for(stats.get("finish_reason", "stop")),
-            flags=tuple(result["flags"]),
-            stats=stats,
-        )
+        final = self._end_live().as_stored(_status_for(stats.get("finish_reason", "stop")),
+                                           flags=tuple(result["flags"]), stats=stats)
         self._store_final(final)
 
     @Slot(int, str)
     def _on_failed(self, req_id: int, message: str) -> None:
-        if self._live is None or self._live.req_id != req_id:
+        if not self._is_live(req_id):
             return
-        live = self._end_live()
-        final = dataclasses.replace(
-            live.message,
-            content="".join(live.answer),
-            thinking="".join(live.thinking),
-            status="error",
-            stats={"error": message},
-        )
-        self._store_final(final)
+        self._store_final(self._end_live().as_stored("error", stats={"error": message}))
         self.error_occurred.emit(message)
 
     def _store_final(self, final: Message) -> None:

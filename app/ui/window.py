@@ -1,11 +1,13 @@
 """MainWindow: conversations on the left, the transcript in the centre, the prompt box below.
 
-The window wires widgets to the ChatSession (conversation logic), the
-EngineClient (model loading) and the ModelLibrary (downloads, imports, the
-models on disk). It is on screen before any model loads; loading shows progress,
-and a load error is shown as the PonderError's sentence while the rest of the
-window stays usable. A model that finishes downloading or importing is loaded
-and a new chat opens; a GGUF file dropped onto the window is imported.
+The window is given its parts (app/ui/main.py wires the application: store, engine
+client, chat session, model library) and connects them to its widgets. It is on
+screen before any model loads; loading shows progress, and a load error is shown as
+the PonderError's sentence while the rest of the window stays usable. A model that
+finishes downloading or importing is loaded and a new chat opens; a GGUF file dropped
+onto the window is imported. Its small parts live beside it: the status bar
+(status_bar.py), the notice bar (notice_bar.py), the prompt box and prompt editing
+(prompt_box.py), drag-and-drop of model files (model_drop.py).
 """
 
 from __future__ import annotations
@@ -14,30 +16,21 @@ import dataclasses
 import logging
 from pathlib import Path
 
-from PySide6.QtCore import QByteArray, QMimeData, QSize, Qt, QTimer, Signal, Slot
-from PySide6.QtGui import (
-    QAction,
-    QCloseEvent,
-    QDragEnterEvent,
-    QDropEvent,
-    QGuiApplication,
-    QKeyEvent,
-    QKeySequence,
-    QShortcut,
-)
+from PySide6.QtCore import QByteArray, QSize, Qt, Slot
+from PySide6.QtGui import QAction, QCloseEvent, QGuiApplication, QKeyEvent, QKeySequence
 from PySide6.QtWidgets import (
+    QAbstractSpinBox,
     QApplication,
+    QComboBox,
     QFileDialog,
-    QFrame,
     QHBoxLayout,
-    QLabel,
+    QLineEdit,
     QMainWindow,
     QPlainTextEdit,
-    QProgressBar,
     QPushButton,
     QSplitter,
     QStackedWidget,
-    QToolButton,
+    QTextEdit,
     QVBoxLayout,
     QWidget,
 )
@@ -45,15 +38,19 @@ from PySide6.QtWidgets import (
 from app import APP_NAME
 from app.core.engine import LoadOptions, ModelInfo
 from app.core.errors import PonderError
-from app.core.paths import models_dir
 from app.core.settings import Settings, save_settings
 from app.core.storage import ChatStore, Conversation, Message, SearchHit
 from app.ui import theme
 from app.ui.conversation_list import ConversationList
 from app.ui.message_view import AssistantMessageView
-from app.ui.model_manager import ModelLibrary, ModelManagerDialog, same_file
+from app.ui.model_drop import ModelFileDrop
+from app.ui.model_library import ModelLibrary, same_file
+from app.ui.model_manager import ModelManagerDialog
+from app.ui.notice_bar import NoticeBar
+from app.ui.prompt_box import PromptEditing, PromptInput
 from app.ui.session import ChatSession
 from app.ui.settings_dialog import SettingsDialog
+from app.ui.status_bar import ModelStatusBar
 from app.ui.transcript import Transcript
 from app.ui.welcome import WelcomePage
 from app.ui.worker import NO_MODEL_MESSAGE, EngineClient
@@ -61,13 +58,6 @@ from app.ui.worker import NO_MODEL_MESSAGE, EngineClient
 log = logging.getLogger(__name__)
 
 UNDO_DELETE_MS = 10_000
-PROMPT_MAX_LINES = 8
-PROMPT_PLACEHOLDER = "Ask anything… (Enter sends, Shift+Enter adds a line)"
-
-
-def dropped_files(mime: QMimeData) -> list[str]:
-    """Local files in a drag (a .gguf, or anything else for import to refuse with a reason)."""
-    return [url.toLocalFile() for url in mime.urls() if url.isLocalFile() and url.toLocalFile()]
 
 
 def load_options(settings: Settings) -> LoadOptions:
@@ -76,145 +66,28 @@ def load_options(settings: Settings) -> LoadOptions:
     return LoadOptions(n_ctx=settings.n_ctx, n_gpu_layers=None if layers in ("auto", -1) else int(layers))
 
 
-def device_summary(info: ModelInfo) -> str:
-    """Where the model runs, for the status bar: "CUDA · 29/29 layers on GPU · KV q8_0"."""
-    kv = f"KV {info.kv_type}"
-    if info.backend == "CPU" or info.n_gpu_layers <= 0:
-        return f"CPU · {kv}"
-    total = info.n_layers + 1  # the output layer counts as one more
-    return f"{info.backend} · {info.n_gpu_layers}/{total} layers on GPU · {kv}"
-
-
-def device_details(info: ModelInfo) -> str:
-    """The status bar's tooltip on where the model runs and what its memory holds."""
-    total = info.n_layers + 1
-    if info.backend == "CPU" or info.n_gpu_layers <= 0:
-        lines = ["Runs on the CPU: no layers on a GPU."]
-    elif info.n_gpu_layers >= total:
-        lines = [f"Runs on the GPU ({info.backend}): all {total} layers (the output layer counts as one)."]
-    else:
-        lines = [f"Runs on the GPU ({info.backend}) and the CPU: {info.n_gpu_layers} of {total} layers "
-                 "on the GPU, the rest on the CPU (slower)."]
-    kv_words = {"f16": "16-bit (full precision)", "q8_0": "8-bit (half the memory of 16-bit)"}
-    lines.append(f"KV cache (the context's memory): {kv_words.get(info.kv_type, info.kv_type)}, "
-                 f"{info.n_ctx:,} tokens.")
-    if info.gpu_note:
-        lines.append(info.gpu_note)
-    return "\n".join(lines)
-
-
-class PromptInput(QPlainTextEdit):
-    """The prompt box: Enter sends, Shift+Enter inserts a new line; grows up to a few lines.
-
-    Signals: submitted()
-    """
-
-    submitted = Signal()
-
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.setObjectName("promptInput")
-        self.setAccessibleName("Prompt")
-        self.setPlaceholderText(PROMPT_PLACEHOLDER)
-        self.setTabChangesFocus(True)
-        self.document().documentLayout().documentSizeChanged.connect(self._fit_height)
-        self._fit_height()
-
-    def canInsertFromMimeData(self, source: QMimeData) -> bool:  # noqa: N802 (Qt API)
-        # A dropped file goes to the window (model import), not into the prompt as a path.
-        return not dropped_files(source) and super().canInsertFromMimeData(source)
-
-    def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802 (Qt API)
-        if event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter):
-            if event.modifiers() & Qt.KeyboardModifier.ShiftModifier:
-                self.insertPlainText("\n")
-            else:
-                self.submitted.emit()
-            return
-        super().keyPressEvent(event)
-
-    def _fit_height(self, *_args) -> None:
-        line = self.fontMetrics().lineSpacing()
-        lines = max(1, min(PROMPT_MAX_LINES, round(self.document().size().height())))
-        margins = self.contentsMargins()
-        padding = 2 * int(self.document().documentMargin()) + margins.top() + margins.bottom() + 18
-        self.setFixedHeight(lines * line + padding)
-
-
-class NoticeBar(QFrame):
-    """A one-line message above the transcript, with an optional action (Undo, Choose…).
-
-    Errors stay until closed; other notices can time out.
-    """
-
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.setObjectName("noticeBar")
-        self.label = QLabel(objectName="noticeText")
-        self.label.setWordWrap(True)
-        self.label.setTextFormat(Qt.TextFormat.PlainText)
-        self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.action_button = QPushButton(objectName="noticeAction")
-        self.action_button.clicked.connect(self._on_action)
-        close = QToolButton(objectName="noticeClose", text="✕", autoRaise=True)
-        close.setToolTip("Dismiss")
-        close.clicked.connect(self.hide)
-        layout = QHBoxLayout(self)
-        layout.setContentsMargins(12, 6, 6, 6)
-        layout.addWidget(self.label, 1)
-        layout.addWidget(self.action_button)
-        layout.addWidget(close)
-        self._action = None
-        self._timer = QTimer(self, singleShot=True)
-        self._timer.timeout.connect(self.hide)
-        self.hide()
-
-    def show_notice(self, text: str, *, error: bool = False, action: tuple[str, object] | None = None,
-                    timeout_ms: int | None = None) -> None:
-        self.label.setText(text)
-        self.setProperty("kind", "error" if error else "info")  # the theme's stylesheet colours by kind
-        for widget in (self, self.label):
-            widget.style().unpolish(widget)
-            widget.style().polish(widget)
-        self._action = action[1] if action else None
-        self.action_button.setText(action[0] if action else "")
-        self.action_button.setVisible(action is not None)
-        self._timer.stop()
-        if timeout_ms:
-            self._timer.start(timeout_ms)
-        self.show()
-
-    @Slot()
-    def _on_action(self) -> None:
-        action, self._action = self._action, None
-        self.hide()
-        if action is not None:
-            action()
-
-
 class MainWindow(QMainWindow):
-    """The application window. Owns the ChatSession and (unless given one) the EngineClient."""
+    """The application window, given its parts by app/ui/main.py (`build_window`)."""
 
-    def __init__(self, store: ChatStore, settings: Settings, data_dir: Path,
-                 client: EngineClient | None = None) -> None:
+    def __init__(self, store: ChatStore, settings: Settings, data_dir: Path, *, client: EngineClient,
+                 session: ChatSession, library: ModelLibrary) -> None:
         super().__init__()
         self.setWindowTitle(APP_NAME)
         self.setObjectName("mainWindow")
         self.store = store
         self.settings = settings
         self.data_dir = Path(data_dir)
-        self.client = client or EngineClient(self)
-        self.session = ChatSession(store, self.client, settings, self)
-        self.library = ModelLibrary(models_dir(self.data_dir), self.client, settings, self)
+        self.client = client
+        self.session = session
+        self.library = library
         self.model_manager: ModelManagerDialog | None = None
-        self._editing_position: int | None = None  # a user prompt being edited for resend
         self._new_chat_on_load: str | None = None  # a downloaded/imported model: open a new chat when loaded
         self._closed = False
-        self._live_prompt_tokens = 0  # the streaming answer's prompt size (for the status bar)
-        self.setAcceptDrops(True)
 
         self._build_widgets()
-        self._build_status_bar()
+        self.status = ModelStatusBar(self)
+        self.setStatusBar(self.status)
+        self.drop = ModelFileDrop(self)
         self._build_actions()
         self._connect()
 
@@ -226,6 +99,7 @@ class MainWindow(QMainWindow):
         self._refresh_conversations()
         self._show_page()
         self._update_controls()
+        self.prompt_input.setFocus()
         if store.recovery_message:
             self.notice.show_notice(store.recovery_message)
         self.library.refresh()  # hardware, recommendation and local models, on a worker thread
@@ -244,10 +118,7 @@ class MainWindow(QMainWindow):
         self.pages.addWidget(self.transcript)
 
         self.prompt_input = PromptInput()
-        self.edit_banner = QLabel(objectName="editBanner")
-        self.edit_banner.setText("Editing a prompt: Enter sends it again and replaces the answers after it. Esc cancels.")
-        self.edit_banner.setWordWrap(True)
-        self.edit_banner.hide()
+        self.editing = PromptEditing(self.prompt_input, self)
         self.send_button = QPushButton("Send", objectName="sendButton")
         self.send_button.setToolTip("Send the prompt (Enter)")
         self.stop_button = QPushButton("Stop", objectName="stopButton")
@@ -266,7 +137,7 @@ class MainWindow(QMainWindow):
         bottom_layout = QVBoxLayout(bottom)
         bottom_layout.setContentsMargins(16, 8, 16, 12)
         bottom_layout.setSpacing(4)
-        bottom_layout.addWidget(self.edit_banner)
+        bottom_layout.addWidget(self.editing.banner)
         bottom_layout.addLayout(prompt_row)
 
         centre = QWidget(objectName="centre")
@@ -286,24 +157,6 @@ class MainWindow(QMainWindow):
         splitter.setHandleWidth(1)  # drawn as a hairline between the sidebar and the chat
         splitter.setChildrenCollapsible(False)
         self.setCentralWidget(splitter)
-
-    def _build_status_bar(self) -> None:
-        bar = self.statusBar()
-        bar.setObjectName("statusBar")
-        self.status_model = QLabel(objectName="statusModel")
-        self.status_device = QLabel(objectName="statusDevice")
-        self.status_context = QLabel(objectName="statusContext")
-        self.status_speed = QLabel(objectName="statusSpeed")
-        self.status_progress = QProgressBar(objectName="statusProgress")
-        self.status_progress.setMaximumWidth(160)
-        self.status_progress.setMaximumHeight(14)
-        self.status_progress.setTextVisible(False)
-        self.status_progress.hide()
-        bar.addWidget(self.status_model)
-        bar.addWidget(self.status_progress)
-        for label in (self.status_device, self.status_context, self.status_speed):
-            bar.addPermanentWidget(label)
-        self._show_model_status(None)
 
     def _build_actions(self) -> None:
         def action(text: str, slot, shortcut=None, tip: str | None = None) -> QAction:
@@ -346,6 +199,8 @@ class MainWindow(QMainWindow):
         s.message_added.connect(self._on_message_added)
         s.stream_segment.connect(self.transcript.live_segment)
         s.stream_counts.connect(self.transcript.live_counts)
+        s.stream_started.connect(self._on_live_context)
+        s.stream_counts.connect(self._on_live_context)
         s.answer_finished.connect(self._on_answer_finished)
         s.conversations_changed.connect(self._refresh_conversations)
         s.busy_changed.connect(self._update_controls)
@@ -357,8 +212,6 @@ class MainWindow(QMainWindow):
         c.loaded.connect(self._on_loaded)
         c.load_failed.connect(self._on_load_failed)
         c.unloaded.connect(self._on_unloaded)
-        c.started.connect(self._on_answer_started)
-        c.counts.connect(self._on_answer_counts)
 
         lib = self.library
         lib.load_requested.connect(self._on_model_ready)
@@ -384,6 +237,7 @@ class MainWindow(QMainWindow):
         self.prompt_input.textChanged.connect(self._update_controls)
         self.send_button.clicked.connect(self.send_prompt)
         self.stop_button.clicked.connect(s.stop)
+        self.drop.file_dropped.connect(self.import_model)
 
     # --- model ----------------------------------------------------------------------
 
@@ -424,7 +278,7 @@ class MainWindow(QMainWindow):
     @Slot(str)
     def _on_model_ready(self, path: str) -> None:
         """A download or import finished: switch to it, unless an answer is streaming."""
-        self.statusBar().clearMessage()
+        self.status.clearMessage()
         if self.session.busy:
             self.notice.show_notice(f"{Path(path).name} is ready.", action=("Load it", lambda: self._switch_to(path)))
             return
@@ -437,11 +291,11 @@ class MainWindow(QMainWindow):
 
     @Slot(str)
     def _on_import_started(self, name: str) -> None:
-        self.statusBar().showMessage(f"Checking and importing {name}…")
+        self.status.showMessage(f"Checking and importing {name}…")
 
     @Slot(str)
     def _on_library_problem(self, message: str) -> None:
-        self.statusBar().clearMessage()
+        self.status.clearMessage()
         self.notice.show_notice(message, error=True)
 
     @Slot(object, str)
@@ -461,47 +315,25 @@ class MainWindow(QMainWindow):
     @Slot()
     def _on_unloaded(self) -> None:
         self.welcome.show_no_model()
-        self._show_model_status(None)
+        self.status.show_model(None)
         self._update_controls()
-
-    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802 (Qt API)
-        if dropped_files(event.mimeData()):
-            event.acceptProposedAction()
-        else:
-            event.ignore()
-
-    def dragMoveEvent(self, event) -> None:  # noqa: N802 (Qt API)
-        if dropped_files(event.mimeData()):
-            event.acceptProposedAction()
-
-    def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802 (Qt API)
-        files = dropped_files(event.mimeData())
-        if not files:
-            event.ignore()
-            return
-        event.acceptProposedAction()
-        self.import_model(files[0])
 
     @Slot(str)
     def _on_load_started(self, path: str) -> None:
         self.welcome.show_loading(path)
-        self.status_model.setText(f"Loading {Path(path).name}…")
-        self.status_progress.setRange(0, 0)
-        self.status_progress.show()
+        self.status.show_loading(path)
         self._update_controls()
 
     @Slot(float)
     def _on_load_progress(self, fraction: float) -> None:
         self.welcome.set_progress(fraction)
-        if self.status_progress.maximum() == 0:
-            self.status_progress.setRange(0, 1000)
-        self.status_progress.setValue(int(fraction * 1000))
+        self.status.show_load_progress(fraction)
 
     @Slot(object)
     def _on_loaded(self, info: ModelInfo) -> None:
-        self.status_progress.hide()
         self.welcome.show_ready(info.name)
-        self._show_model_status(info)
+        self.status.show_model(info)
+        self.status.show_last_answer(self._last_stats())
         self.settings.last_model_path = str(info.path)
         self._save_settings()
         if same_file(self._new_chat_on_load, info.path):
@@ -513,66 +345,19 @@ class MainWindow(QMainWindow):
         elif self.notice.property("kind") == "error":
             self.notice.hide()  # an earlier load error no longer applies
         self._update_controls()
+        self._focus_prompt()
 
     @Slot(str)
     def _on_load_failed(self, message: str) -> None:
-        self.status_progress.hide()
         self.welcome.show_failed(message)
-        self._show_model_status(None)
+        self.status.show_model(None)
         if self.pages.currentWidget() is not self.welcome:  # else the welcome page says it already
             self.notice.show_notice(message, error=True, action=("Choose a GGUF file…", self.choose_model))
         self._update_controls()
 
-    def _show_model_status(self, info: ModelInfo | None) -> None:
-        if info is None:
-            self.status_model.setText("No model loaded")
-            self.status_model.setToolTip("")
-            self.status_device.setText("")
-            self.status_device.setToolTip("")
-            self.status_context.setText("")
-            self.status_context.setToolTip("")
-            self.status_speed.setText("")
-            return
-        self.status_model.setText(f"{info.name} · {info.quantization}")
-        self.status_model.setToolTip(str(info.path))
-        self.status_device.setText(device_summary(info))
-        self.status_device.setToolTip(device_details(info))
-        self.status_context.setToolTip(
-            "Tokens of the model's context window in use: this chat's prompt, then the thinking and "
-            "the answer as they are written. When it is full, the answer stops."
-        )
-        # As wide as it can get, so the labels beside it do not shift while the count grows.
-        widest = self.status_context.fontMetrics().horizontalAdvance(f"Context {info.n_ctx:,} / {info.n_ctx:,}")
-        self.status_context.setMinimumWidth(widest + 16)  # + the stylesheet's padding
-        self._show_context_status()
-
-    def _show_context_status(self) -> None:
-        """Context used as of the last finished answer, and that answer's speed."""
-        info = self.client.info
-        if info is None:
-            return
-        last = self._last_stats()
-        self._show_context_used(last.get("context_used", 0) if last else 0)
-        speed = last.get("decode_tokens_per_s") if last else None
-        self.status_speed.setText(f"{speed:.1f} tokens/s" if speed else "")
-
-    def _show_context_used(self, used: int) -> None:
-        if self.client.info is not None:
-            self.status_context.setText(f"Context {used:,} / {self.client.info.n_ctx:,}")
-
-    # The context fills as an answer streams: its prompt, then every token generated so far.
-    # (Shown while its chat is on screen; another chat shows where its own last answer ended.)
-
-    @Slot(int, int)
-    def _on_answer_started(self, _req_id: int, prompt_tokens: int) -> None:
-        self._live_prompt_tokens = prompt_tokens
-        if self.transcript.live_view is not None:
-            self._show_context_used(prompt_tokens)
-
-    @Slot(int, int, int)
-    def _on_answer_counts(self, _req_id: int, thinking: int, answer: int) -> None:
-        if self.transcript.live_view is not None:
-            self._show_context_used(self._live_prompt_tokens + thinking + answer)
+    @Slot()
+    def _on_live_context(self, *_counts) -> None:
+        self.status.show_live_context(self.session.live_context_used)
 
     def _last_stats(self) -> dict | None:
         for m in reversed(self.session.messages):
@@ -584,14 +369,14 @@ class MainWindow(QMainWindow):
 
     @Slot()
     def new_chat(self) -> None:
-        self._cancel_edit()
+        self.editing.cancel()
         self.session.new_conversation()
         self.conversations.set_current(None)
         self.prompt_input.setFocus()
 
     @Slot(int)
     def _on_conversation_selected(self, conv_id: int) -> None:
-        self._cancel_edit()
+        self.editing.cancel()
         self.session.open_conversation(conv_id)
 
     @Slot(int)
@@ -643,17 +428,18 @@ class MainWindow(QMainWindow):
         self.transcript.reset(messages)
         self.conversations.set_current(self.session.conversation_id)
         self._show_page()
-        self._show_context_status()
+        self.status.show_last_answer(self._last_stats())
 
     @Slot(object)
     def _on_message_added(self, message: Message) -> None:
-        self.transcript.append(message)
+        live = message.status == "streaming"
+        self.transcript.append(message, trace=self.session.live_trace if live else None)
         self._show_page()
 
     @Slot(object)
     def _on_answer_finished(self, message: Message) -> None:
         self.transcript.finish_live(message)
-        self._show_context_status()
+        self.status.show_last_answer(self._last_stats())
 
     def _show_page(self) -> None:
         self.pages.setCurrentWidget(self.transcript if self.session.messages else self.welcome)
@@ -665,45 +451,34 @@ class MainWindow(QMainWindow):
         text = self.prompt_input.toPlainText().strip()
         if not text or self.session.busy:
             return
-        if self._editing_position is not None:
-            message = self.session.message_at(self._editing_position)
+        if self.editing.active:
+            message = self.session.message_at(self.editing.position)
             sent = message is not None and self.session.edit_and_resend(message.id, text)
         else:
             sent = self.session.send(text)
         if sent:
             self.prompt_input.clear()
-            self._cancel_edit()
+            self.editing.cancel()
 
     @Slot(int)
     def _on_regenerate_requested(self, position: int) -> None:
         message = self.session.message_at(position)
         if message is not None:
-            self._cancel_edit()
+            self.editing.cancel()
             self.session.regenerate(message.id)
 
     @Slot(int)
     def _on_edit_requested(self, position: int) -> None:
         message = self.session.message_at(position)
-        if message is None or message.role != "user":
-            return
-        self._editing_position = position
-        self.prompt_input.setPlainText(message.content)
-        self.prompt_input.moveCursor(self.prompt_input.textCursor().MoveOperation.End)
-        self.prompt_input.setFocus()
-        self.edit_banner.show()
-
-    def _cancel_edit(self) -> None:
-        if self._editing_position is not None:
-            self._editing_position = None
-            self.edit_banner.hide()
-            self.prompt_input.clear()
+        if message is not None and message.role == "user":
+            self.editing.start(position, message.content)
 
     @Slot()
     def _on_escape(self) -> None:
         if self.session.busy:
             self.session.stop()
-        elif self._editing_position is not None:
-            self._cancel_edit()
+        elif self.editing.active:
+            self.editing.cancel()
         elif self.conversations.search_input.hasFocus():
             self.conversations.clear_search()
 
@@ -712,9 +487,9 @@ class MainWindow(QMainWindow):
         for m in reversed(self.session.messages):
             if m.role == "assistant" and m.status != "streaming" and m.content:
                 QGuiApplication.clipboard().setText(m.content)
-                self.statusBar().showMessage("Answer copied", 2000)
+                self.status.showMessage("Answer copied", 2000)
                 return
-        self.statusBar().showMessage("No answer to copy yet", 2000)
+        self.status.showMessage("No answer to copy yet", 2000)
 
     @Slot()
     def _update_controls(self, *_args) -> None:
@@ -737,6 +512,24 @@ class MainWindow(QMainWindow):
         action = None if self.client.info is not None or self.client.loading else ("Choose a GGUF file…",
                                                                                    self.choose_model)
         self.notice.show_notice(message, error=True, action=action)
+
+    # --- keyboard focus -------------------------------------------------------------
+
+    def _focus_prompt(self) -> None:
+        """A model is ready: typing goes to the prompt box (unless the user is typing elsewhere)."""
+        focus = QApplication.focusWidget()
+        if focus is None or not _takes_text(focus) or focus is self.prompt_input:
+            self.prompt_input.setFocus(Qt.FocusReason.OtherFocusReason)
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802 (Qt API)
+        """Type-ahead: a character typed while the focus is on something that does not take
+        text (a button, the welcome page, nothing yet) reaches the window; it goes to the
+        prompt box, so no key typed right after the window appears is lost."""
+        if _is_typing(event) and self.prompt_input.isEnabled() and not self._closed:
+            self.prompt_input.setFocus(Qt.FocusReason.OtherFocusReason)
+            QApplication.sendEvent(self.prompt_input, event)
+            return
+        super().keyPressEvent(event)
 
     # --- settings -------------------------------------------------------------------
 
@@ -782,3 +575,16 @@ class MainWindow(QMainWindow):
             self._save_settings()
             self.client.shutdown()
         super().closeEvent(event)
+
+
+def _is_typing(event: QKeyEvent) -> bool:
+    """A key that writes a character (no Ctrl/Alt/Meta shortcut; Space and Shift count)."""
+    modifiers = event.modifiers() & ~(Qt.KeyboardModifier.ShiftModifier | Qt.KeyboardModifier.KeypadModifier)
+    return bool(event.text()) and event.text().isprintable() and modifiers == Qt.KeyboardModifier.NoModifier
+
+
+def _takes_text(widget: QWidget) -> bool:
+    """Widgets where a typed character is input (text fields)."""
+    if isinstance(widget, (QTextEdit, QPlainTextEdit)):
+        return not widget.isReadOnly()
+    return isinstance(widget, (QLineEdit, QAbstractSpinBox, QComboBox))

@@ -3,8 +3,8 @@
 The GUI talks to it only through `EngineClient`: requests cross to the worker by
 queued signals, results come back as plain data, and Stop is a `threading.Event`
 set directly from the GUI thread (a queued "stop" would wait behind the running
-generation). Every chat request carries an id; results of a request the GUI no
-longer waits for are dropped.
+generation). Every request, chat or model load, carries an id and a cancel Event;
+results of a request the GUI no longer waits for are dropped.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from PySide6.QtCore import QObject, QThread, Signal, Slot
 
 from app.core.engine import Engine, LoadOptions, Sampling
 from app.core.errors import PonderError
+from app.core.reasoning import Segment
 
 log = logging.getLogger(__name__)
 
@@ -32,23 +33,24 @@ class EngineWorker(QObject):
     """Lives on the engine thread; creates, uses and closes the Engine there.
 
     Signals (all emitted on the engine thread, carrying plain data):
-      load_progress(float): 0..1 while a model loads.
-      loaded(ModelInfo): a model is ready.
-      load_failed(str): a sentence saying why the model did not load.
+      load_progress(int load_id, float): 0..1 while a model loads.
+      loaded(int load_id, ModelInfo): a model is ready.
+      load_failed(int load_id, str): a sentence saying why the model did not load.
       started(int req_id, int prompt_tokens): the prompt is tokenized; generation begins.
-      segment(int req_id, str kind, str text): "think" or "answer" text, in order.
+      segment(int req_id, Segment): "think" or "answer" text (with its think block), in order.
       counts(int req_id, int thinking_tokens, int answer_tokens): live token counters.
-      finished(int req_id, dict result): thinking, answer, flags, stats (Stats.to_dict()).
+      finished(int req_id, dict result): flags and stats (Stats.to_dict()); the text is what
+        the segments said (app.core.reasoning.TraceText puts it in its saved shape).
       failed(int req_id, str message): the request ended with an error; nothing more comes.
       unloaded(): the model was closed on request (its file can now be deleted).
       closed(): the engine is closed and the thread is about to stop.
     """
 
-    load_progress = Signal(float)
-    loaded = Signal(object)
-    load_failed = Signal(str)
+    load_progress = Signal(int, float)
+    loaded = Signal(int, object)
+    load_failed = Signal(int, str)
     started = Signal(int, int)
-    segment = Signal(int, str, str)
+    segment = Signal(int, object)
     counts = Signal(int, int, int)
     finished = Signal(int, object)
     failed = Signal(int, str)
@@ -59,28 +61,32 @@ class EngineWorker(QObject):
         super().__init__()
         self._engine: Engine | None = None
 
-    @Slot(str, object, object)
-    def load(self, path: str, options: LoadOptions, cancel: threading.Event) -> None:
-        """Load a model; setting `cancel` (the app is closing) abandons the load at the next progress tick."""
+    @Slot(int, str, object, object)
+    def load(self, load_id: int, path: str, options: LoadOptions, cancel: threading.Event) -> None:
+        """Load a model; setting `cancel` (a newer load, or the app closing) abandons it at
+        the next progress tick, or before it starts if it is still queued."""
         self._close_engine()  # one model at a time: free the old one before loading
+        if cancel.is_set():
+            self.load_failed.emit(load_id, "Loading the model was cancelled.")
+            return
         last_report = [0.0]
 
         def progress(fraction: float) -> bool:
             now = time.monotonic()
             if now - last_report[0] >= 0.05 or fraction >= 1.0:
                 last_report[0] = now
-                self.load_progress.emit(float(fraction))
+                self.load_progress.emit(load_id, float(fraction))
             return not cancel.is_set()
 
         try:
             self._engine = Engine.load(Path(path), options, progress=progress)
         except PonderError as exc:
-            self.load_failed.emit(str(exc))
+            self.load_failed.emit(load_id, str(exc))
         except Exception as exc:  # a bug, not a bad file: log it with its traceback
             log.exception("model load crashed")
-            self.load_failed.emit(f"The model could not be loaded because of an internal error: {exc}")
+            self.load_failed.emit(load_id, f"The model could not be loaded because of an internal error: {exc}")
         else:
-            self.loaded.emit(self._engine.info)
+            self.loaded.emit(load_id, self._engine.info)
 
     @Slot(int, object, object, object)
     def chat(self, req_id: int, messages: list, sampling: Sampling, stop: threading.Event) -> None:
@@ -90,27 +96,22 @@ class EngineWorker(QObject):
         try:
             run = self._engine.chat(messages, sampling, stop)
             self.started.emit(req_id, run.stats.prompt_tokens)
-            kind, pieces, last_flush = None, [], 0.0
+            pending: Segment | None = None  # text of one kind and block, batched
+            last_flush = 0.0
             for seg in run:
-                if seg.kind != kind and pieces:
-                    self.segment.emit(req_id, kind, "".join(pieces))
-                    pieces = []
-                kind = seg.kind
-                pieces.append(seg.text)
+                if pending is not None and (seg.kind, seg.block) != (pending.kind, pending.block):
+                    self.segment.emit(req_id, pending)
+                    pending = None
+                pending = seg if pending is None else Segment(seg.kind, pending.text + seg.text, seg.block)
                 now = time.monotonic()
                 if now - last_flush >= FLUSH_INTERVAL_S:
-                    self.segment.emit(req_id, kind, "".join(pieces))
+                    self.segment.emit(req_id, pending)
                     self.counts.emit(req_id, run.thinking_tokens, run.answer_tokens)
-                    pieces, last_flush = [], now
-            if pieces:
-                self.segment.emit(req_id, kind, "".join(pieces))
+                    pending, last_flush = None, now
+            if pending is not None:
+                self.segment.emit(req_id, pending)
             self.counts.emit(req_id, run.thinking_tokens, run.answer_tokens)
-            result = {
-                "thinking": run.thinking,
-                "answer": run.answer,
-                "flags": list(run.flags),
-                "stats": run.stats.to_dict(),
-            }
+            result = {"flags": list(run.flags), "stats": run.stats.to_dict()}
         except PonderError as exc:
             self.failed.emit(req_id, str(exc))
         except Exception as exc:
@@ -143,13 +144,15 @@ class EngineClient(QObject):
     """The GUI thread's handle on the engine thread.
 
     Starts the thread, forwards requests, and re-emits the worker's results on the
-    GUI thread, dropping those of requests that are no longer current.
+    GUI thread, dropping those of requests that are no longer current: a chat that a
+    newer chat replaced, a load that a newer load replaced (each load is cancelled when
+    the next one starts).
 
     Signals:
       load_started(str path), load_progress(float), loaded(ModelInfo), load_failed(str)
       started(int req_id, int prompt_tokens): the answer's prompt fills this many tokens of context
-      segment(int req_id, str kind, str text), counts(int req_id, int thinking, int answer)
-      finished(int req_id, dict result), failed(int req_id, str message)
+      segment(int req_id, Segment), counts(int req_id, int thinking, int answer)
+      finished(int req_id, dict result): flags and stats; failed(int req_id, str message)
       unloaded(): the model is closed (after `unload()`); nothing is loaded now
     """
 
@@ -158,14 +161,14 @@ class EngineClient(QObject):
     loaded = Signal(object)
     load_failed = Signal(str)
     started = Signal(int, int)
-    segment = Signal(int, str, str)
+    segment = Signal(int, object)
     counts = Signal(int, int, int)
     finished = Signal(int, object)
     failed = Signal(int, str)
     unloaded = Signal()
 
     # Requests; queued across to the worker because it lives on another thread.
-    _load_requested = Signal(str, object, object)
+    _load_requested = Signal(int, str, object, object)
     _chat_requested = Signal(int, object, object, object)
     _unload_requested = Signal()
     _close_requested = Signal()
@@ -173,11 +176,13 @@ class EngineClient(QObject):
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.info = None  # ModelInfo of the loaded model, or None
-        self.loading = False
-        self._next_id = 1
+        self.loading_path: Path | None = None  # the model the current load opens
+        self._next_id = 1  # chat requests and loads share one counter: an id names one request
         self._current_id: int | None = None
         self._stop: threading.Event | None = None
-        self._closing = threading.Event()  # abandons a model load when the app closes
+        self._current_load: int | None = None
+        self._load_cancel: threading.Event | None = None
+        self._opening: dict[int, Path] = {}  # every load the engine thread has not answered yet
 
         self._thread = QThread()
         self._thread.setObjectName("engine")
@@ -203,20 +208,40 @@ class EngineClient(QObject):
         """A chat request is running (or queued)."""
         return self._current_id is not None
 
-    def load(self, path: str | Path, options: LoadOptions) -> None:
-        """Load a model (closing the current one). A running answer is stopped first and
-        still delivers its `finished` (the worker handles requests in order)."""
+    @property
+    def loading(self) -> bool:
+        return self._current_load is not None
+
+    def uses_file(self, path: str | Path) -> bool:
+        """Whether the engine has `path` open or may still be opening it (a load that a newer
+        one replaced keeps the file open until the engine thread has given it up)."""
+        wanted = _same_file_key(path)
+        opened = [self.info.path] if self.info is not None else []
+        return any(_same_file_key(p) == wanted for p in [*opened, *self._opening.values()])
+
+    def _new_id(self) -> int:
+        req_id, self._next_id = self._next_id, self._next_id + 1
+        return req_id
+
+    def load(self, path: str | Path, options: LoadOptions) -> int:
+        """Load a model (closing the current one); returns the load's id. A running answer is
+        stopped first and still delivers its `finished` (the worker handles requests in
+        order); a running load is cancelled and its result dropped."""
         self.stop()
-        self.loading = True
+        self._cancel_load()
+        load_id = self._new_id()
+        self._current_load, self._load_cancel = load_id, threading.Event()
+        self.loading_path = Path(path)
+        self._opening[load_id] = Path(path)
         self.info = None
         self.load_started.emit(str(path))
-        self._load_requested.emit(str(path), options, self._closing)
+        self._load_requested.emit(load_id, str(path), options, self._load_cancel)
+        return load_id
 
     def chat(self, messages: list[dict], sampling: Sampling) -> int:
         """Start an answer; returns its request id. Any earlier request becomes stale."""
         self.stop()
-        req_id = self._next_id
-        self._next_id += 1
+        req_id = self._new_id()
         self._current_id = req_id
         self._stop = threading.Event()
         self._chat_requested.emit(req_id, list(messages), sampling, self._stop)
@@ -225,6 +250,7 @@ class EngineClient(QObject):
     def unload(self) -> None:
         """Close the model (after the running answer stops), e.g. to delete its file; `unloaded` follows."""
         self.stop()
+        self._cancel_load()
         self.info = None
         self._unload_requested.emit()
 
@@ -233,20 +259,27 @@ class EngineClient(QObject):
         if self._stop is not None:
             self._stop.set()
 
-    def shutdown(self) -> None:
+    def shutdown(self, timeout_s: float = 10.0) -> bool:
         """Stop any answer or load, close the engine on its own thread and end the thread.
 
-        Waits for the thread: a stop ends generation within a token and a load at its
-        next progress report, and a QThread must not be destroyed while it runs.
+        Waits a bounded time: a stop ends generation within a token and a load at its next
+        progress report. Returns whether the thread ended; if it did not (llama.cpp stuck
+        in one long call), it is left running, which the process exit then ends.
         """
         if not self._thread.isRunning():
-            return
+            return True
         self.stop()
-        self._closing.set()
+        self._cancel_load()
         self._close_requested.emit()
-        if not self._thread.wait(5_000):
-            log.warning("waiting for the engine thread to finish its current step")
-            self._thread.wait()
+        if self._thread.wait(int(timeout_s * 1000)):
+            return True
+        log.warning("the engine thread did not finish its current step in %.0f s; leaving it", timeout_s)
+        return False
+
+    def _cancel_load(self) -> None:
+        if self._load_cancel is not None:
+            self._load_cancel.set()
+        self._current_load, self._load_cancel, self.loading_path = None, None, None
 
     @Slot()
     def _on_unloaded(self) -> None:
@@ -256,19 +289,26 @@ class EngineClient(QObject):
     def _is_current(self, req_id: int) -> bool:
         return req_id == self._current_id
 
-    @Slot(float)
-    def _on_load_progress(self, fraction: float) -> None:
-        self.load_progress.emit(fraction)
+    @Slot(int, float)
+    def _on_load_progress(self, load_id: int, fraction: float) -> None:
+        if load_id == self._current_load:
+            self.load_progress.emit(fraction)
 
-    @Slot(object)
-    def _on_loaded(self, info) -> None:
-        self.loading = False
+    @Slot(int, object)
+    def _on_loaded(self, load_id: int, info) -> None:
+        self._opening.pop(load_id, None)
+        if load_id != self._current_load:
+            return  # replaced by a newer load, which closes this model first
+        self._current_load, self._load_cancel, self.loading_path = None, None, None
         self.info = info
         self.loaded.emit(info)
 
-    @Slot(str)
-    def _on_load_failed(self, message: str) -> None:
-        self.loading = False
+    @Slot(int, str)
+    def _on_load_failed(self, load_id: int, message: str) -> None:
+        self._opening.pop(load_id, None)
+        if load_id != self._current_load:
+            return
+        self._current_load, self._load_cancel, self.loading_path = None, None, None
         self.info = None
         self.load_failed.emit(message)
 
@@ -277,10 +317,10 @@ class EngineClient(QObject):
         if self._is_current(req_id):
             self.started.emit(req_id, prompt_tokens)
 
-    @Slot(int, str, str)
-    def _on_segment(self, req_id: int, kind: str, text: str) -> None:
+    @Slot(int, object)
+    def _on_segment(self, req_id: int, segment: Segment) -> None:
         if self._is_current(req_id):
-            self.segment.emit(req_id, kind, text)
+            self.segment.emit(req_id, segment)
 
     @Slot(int, int, int)
     def _on_counts(self, req_id: int, thinking: int, answer: int) -> None:
@@ -298,3 +338,10 @@ class EngineClient(QObject):
         if self._is_current(req_id):
             self._current_id, self._stop = None, None
             self.failed.emit(req_id, message)
+
+
+def _same_file_key(path: str | Path) -> str:
+    try:
+        return str(Path(path).resolve())
+    except OSError:
+        return str(Path(path).absolute())

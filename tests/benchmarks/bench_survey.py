@@ -58,7 +58,7 @@ def main() -> int:
     recommend(hw, catalog)
     t_recommend = time.perf_counter() - start
 
-    from app.ui.model_manager import survey
+    from app.core.survey import survey
 
     start = time.perf_counter()
     result = survey(models, 16384)
@@ -72,13 +72,13 @@ def main() -> int:
 
     from app.core.settings import Settings, save_settings
     from app.core.storage import ChatStore, store_path
-    from app.ui.window import MainWindow
+    from app.ui.main import build_window
 
     qapp = QApplication.instance() or QApplication([])
     save_settings(work / "data", Settings(theme="light"))
     store = ChatStore(store_path(work / "data"))
     start = time.perf_counter()
-    window = MainWindow(store, Settings(theme="light"), work / "data")
+    window = build_window(store, Settings(theme="light"), work / "data")
     t_window = time.perf_counter() - start
     start = time.perf_counter()
     window.library.refresh()

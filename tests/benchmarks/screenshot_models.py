@@ -31,7 +31,8 @@ from PySide6.QtWidgets import QApplication  # noqa: E402
 from app.core.downloads import DownloadCancelled, Progress  # noqa: E402
 from app.core.hardware import describe  # noqa: E402
 from app.core.settings import Settings, save_settings  # noqa: E402
-from app.ui import download_task, model_manager  # noqa: E402
+from app.core import survey  # noqa: E402
+from app.ui import downloads  # noqa: E402
 from app.ui.main import create_app, open_window  # noqa: E402
 from tests.fixtures.scripted_gguf import SCRIPTS  # noqa: E402
 
@@ -64,8 +65,8 @@ def main() -> int:
     args.out.mkdir(parents=True, exist_ok=True)
 
     hw = describe(vram_gb=args.vram_gb or None, ram_gb=args.ram_gb, gpu_name=args.gpu_name or None, cpu_cores=8)
-    model_manager.probe = lambda: hw
-    download_task.download_model = simulated_download
+    survey.probe = lambda: hw
+    downloads.download_model = simulated_download
 
     work = Path(tempfile.mkdtemp(prefix="ponder-models-shot-"))
     data = work / "data"

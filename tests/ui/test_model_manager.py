@@ -186,7 +186,7 @@ def test_deleting_the_active_model_unloads_it_first_and_forgets_it(qtbot, data_d
     wait_rows(qtbot, dialog, lambda d: active not in d.local_rows)
     assert not active.exists()
     assert window.client.info is None
-    assert window.status_model.text() == "No model loaded"
+    assert window.status.model_label.text() == "No model loaded"
     assert "No model is loaded" in window.welcome.message.text()
     assert load_settings(data_dir).last_model_path is None
 

@@ -239,3 +239,35 @@ def test_nothing_starts_while_an_answer_is_running(qtbot, make_session, scripted
     session.stop()
     qtbot.waitUntil(lambda: not session.busy, timeout=ANSWER_TIMEOUT_MS)
     assert [m.content for m in session.messages if m.role == "user"] == ["one"]
+
+
+def test_every_way_an_answer_ends_saves_its_text_in_the_same_shape(qtbot, make_session, scripted_model):
+    # Two think blocks with answer text between them: the saved shape strips each block and
+    # joins them with a blank line. Finishing, a checkpoint and closing the app mid-answer
+    # must all save that same text.
+    session = make_session(scripted_model("repeated_think"), checkpoint_ms=60_000)
+    finished = ask(qtbot, session, "first")
+    assert finished.thinking == "First idea: try 6.\n\nWait, check again"
+    assert finished.content == "Maybe 6.\n\nIt is 7, final answer."
+    assert "multiple_think_blocks" in finished.flags
+
+    total = finished.stats["thinking_tokens"] + finished.stats["answer_tokens"]
+    saved: list[tuple[str, str, str]] = []
+
+    def read_back() -> None:
+        stored = session.store.get_conversation(session.conversation_id).messages[-1]
+        saved.append((stored.status, stored.thinking, stored.content))
+
+    def end_early(_req_id: int, thinking: int, answer: int) -> None:
+        if thinking + answer >= total and session.busy:  # every segment is in; `finished` is not
+            session._on_checkpoint()
+            read_back()
+            session.close()  # the app closes: what the answer has is saved as stopped
+            read_back()
+
+    session.client.counts.connect(end_early)  # after the session's own handler
+    assert session.send("second")
+    qtbot.waitUntil(lambda: len(saved) == 2, timeout=ANSWER_TIMEOUT_MS)
+    checkpointed, closed = saved
+    assert checkpointed == ("streaming", finished.thinking, finished.content)
+    assert closed == ("stopped", finished.thinking, finished.content)

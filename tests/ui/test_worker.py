@@ -5,9 +5,10 @@ from __future__ import annotations
 import threading
 
 import pytest
-from PySide6.QtCore import QObject, QThread, Slot
+from PySide6.QtCore import QObject, Qt, QThread, Slot
 
 from app.core.engine import LoadOptions, ModelInfo, Sampling
+from app.core.reasoning import Segment, TraceText
 from app.ui.worker import NO_MODEL_MESSAGE, EngineClient
 from tests.fixtures.scripted_gguf import LONG_TRACE_THINKING_TOKENS, STANDARD_ANSWER, STANDARD_THINKING
 
@@ -23,6 +24,7 @@ class Recorder(QObject):
         super().__init__()
         self.started: list[tuple[int, int]] = []
         self.segments: list[tuple[int, str, str]] = []
+        self.traces: dict[int, TraceText] = {}
         self.counts: list[tuple[int, int, int]] = []
         self.finished: list[tuple[int, dict]] = []
         self.failed: list[tuple[int, str]] = []
@@ -37,10 +39,11 @@ class Recorder(QObject):
     def on_started(self, req_id, prompt_tokens):
         self.started.append((req_id, prompt_tokens))
 
-    @Slot(int, str, str)
-    def on_segment(self, req_id, kind, text):
+    @Slot(int, object)
+    def on_segment(self, req_id, segment: Segment):
         self.threads.add(QThread.currentThread())
-        self.segments.append((req_id, kind, text))
+        self.segments.append((req_id, segment.kind, segment.text))
+        self.traces.setdefault(req_id, TraceText()).add(segment)
 
     @Slot(int, int, int)
     def on_counts(self, req_id, thinking, answer):
@@ -99,8 +102,9 @@ def test_chat_streams_thinking_then_answer_and_finishes_with_the_full_result(qtb
     assert rec.threads == {QThread.currentThread()}  # delivered on the GUI thread
     [(done_id, result)] = rec.finished
     assert done_id == req_id and not client.busy
-    assert result["thinking"] == STANDARD_THINKING.strip() and result["answer"] == STANDARD_ANSWER.strip()
-    assert result["stats"]["finish_reason"] == "stop"
+    trace = rec.traces[req_id]  # the segments rebuild the message in its saved shape
+    assert trace.thinking == STANDARD_THINKING.strip() and trace.answer == STANDARD_ANSWER.strip()
+    assert result["stats"]["finish_reason"] == "stop" and result["flags"] == []
     assert rec.counts[-1] == (req_id, result["stats"]["thinking_tokens"], result["stats"]["answer_tokens"])
 
 
@@ -130,11 +134,11 @@ def test_stop_ends_the_answer_within_a_token_and_keeps_the_text(qtbot, client, s
         client.chat(HELLO, Sampling())
     client.segment.disconnect(client.stop)
 
-    [(_, result)] = rec.finished
+    [(req_id, result)] = rec.finished
     assert result["stats"]["finish_reason"] == "cancelled"
     assert 0 < result["stats"]["thinking_tokens"] < LONG_TRACE_THINKING_TOKENS
-    assert result["thinking"] and result["thinking"].startswith(rec.text("think").strip()[:20])
-    assert result["answer"] == ""
+    assert rec.traces[req_id].thinking and rec.traces[req_id].answer == ""
+    assert "unclosed_thinking" in result["flags"]
 
     # The engine stays usable after a stop.
     with qtbot.waitSignal(client.finished, timeout=TIMEOUT_MS):
@@ -157,14 +161,26 @@ def test_a_new_request_makes_the_running_one_stale_and_its_results_are_dropped(q
     assert rec.finished[0][1]["stats"]["thinking_tokens"] == 50
 
 
-def test_stop_event_is_set_directly_not_queued_behind_the_generation(qtbot, client, scripted_model):
-    # While the engine thread is busy generating, a queued call could not run; the Event is seen at once.
+def test_a_stop_set_while_the_engine_thread_generates_ends_the_run_within_one_token(qtbot, client, scripted_model):
+    # stop() sets an Event the token loop reads; a queued call could not run until the loop ended.
+    # It is called here from the engine thread itself, between two tokens, so the count at that
+    # moment is exact.
     load(qtbot, client, scripted_model("long_trace"))
-    client.chat(HELLO, Sampling())
-    stop: threading.Event = client._stop
-    client.stop()
-    assert stop.is_set()
-    qtbot.waitSignal(client.finished, timeout=TIMEOUT_MS).wait()
+    rec = Recorder(client)
+    at_stop: list[int] = []
+
+    def stop_mid_thought(_req_id: int, thinking: int, _answer: int) -> None:
+        if not at_stop and thinking >= 5:
+            at_stop.append(thinking)
+            client.stop()
+
+    client._worker.counts.connect(stop_mid_thought, Qt.ConnectionType.DirectConnection)
+    with qtbot.waitSignal(client.finished, timeout=TIMEOUT_MS):
+        client.chat(HELLO, Sampling())
+
+    [(_, result)] = rec.finished
+    assert result["stats"]["finish_reason"] == "cancelled"
+    assert at_stop[0] <= result["stats"]["thinking_tokens"] <= at_stop[0] + 1 < LONG_TRACE_THINKING_TOKENS
 
 
 def test_chat_without_a_model_fails_with_a_plain_sentence(qtbot, client):
@@ -191,7 +207,7 @@ def test_a_malformed_file_fails_to_load_with_a_sentence_and_the_thread_stays_usa
     with qtbot.waitSignal(client.load_failed, timeout=TIMEOUT_MS) as blocker:
         client.load(malformed_model("bad_magic"), OPTIONS)
     message = blocker.args[0]
-    assert "bad_magic.gguf" in message or "GGUF" in message
+    assert "bad_magic.gguf" in message and "not a GGUF model file" in message
     assert client.info is None and not client.loading
 
     info = load(qtbot, client, scripted_model("standard_r1"))
@@ -219,5 +235,33 @@ def test_shutdown_closes_the_engine_and_ends_the_thread(qtbot, scripted_model):
 def test_shutdown_during_a_load_does_not_hang(qtbot, scripted_model):
     client = EngineClient()
     client.load(scripted_model("standard_r1"), OPTIONS)
-    client.shutdown()  # the load is abandoned or finishes; either way the thread ends
+    # The load is abandoned or finishes; either way the thread ends, well inside the bound.
+    assert client.shutdown(timeout_s=10.0)
     assert not client._thread.isRunning()
+
+
+def test_a_second_load_cancels_the_first_and_only_its_result_counts(qtbot, client, scripted_model):
+    first, second = scripted_model("standard_r1"), scripted_model("non_reasoning")
+    loaded: list[ModelInfo] = []
+    client.loaded.connect(loaded.append)
+    client.load(first, OPTIONS)
+    assert client.uses_file(first)
+    with qtbot.waitSignal(client.loaded, timeout=TIMEOUT_MS):
+        client.load(second, OPTIONS)
+        # Until the engine thread has answered the first load, its file may still be open.
+        assert client.uses_file(first) and client.uses_file(second) and client.loading_path == second
+    qtbot.wait(100)  # anything still queued from the first load would arrive now
+
+    assert [info.path for info in loaded] == [second]
+    assert client.info.path == second and not client.loading
+    assert client.uses_file(second) and not client.uses_file(first)
+
+
+def test_a_loads_progress_and_failure_after_a_newer_load_started_are_dropped(qtbot, client, scripted_model,
+                                                                             malformed_model):
+    failures: list[str] = []
+    client.load_failed.connect(failures.append)
+    client.load(malformed_model("bad_magic"), OPTIONS)
+    with qtbot.waitSignal(client.loaded, timeout=TIMEOUT_MS):
+        client.load(scripted_model("standard_r1"), OPTIONS)
+    assert failures == [] and client.info.name == "Scripted-standard_r1"
