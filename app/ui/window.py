@@ -22,7 +22,6 @@ from PySide6.QtWidgets import (
     QAbstractSpinBox,
     QApplication,
     QComboBox,
-    QFileDialog,
     QHBoxLayout,
     QLineEdit,
     QMainWindow,
@@ -36,7 +35,6 @@ from PySide6.QtWidgets import (
 )
 
 from app import APP_NAME
-from app.core.engine import LoadOptions, ModelInfo
 from app.core.errors import PonderError
 from app.core.settings import Settings, save_settings
 from app.core.storage import ChatStore, Conversation, Message, SearchHit
@@ -44,8 +42,9 @@ from app.ui import theme
 from app.ui.conversation_list import ConversationList
 from app.ui.message_view import AssistantMessageView
 from app.ui.model_drop import ModelFileDrop
-from app.ui.model_library import ModelLibrary, same_file
+from app.ui.model_library import ModelLibrary
 from app.ui.model_manager import ModelManagerDialog
+from app.ui.model_switching import ModelSwitching
 from app.ui.notice_bar import NoticeBar
 from app.ui.prompt_box import PromptEditing, PromptInput
 from app.ui.session import ChatSession
@@ -58,12 +57,6 @@ from app.ui.worker import NO_MODEL_MESSAGE, EngineClient
 log = logging.getLogger(__name__)
 
 UNDO_DELETE_MS = 10_000
-
-
-def load_options(settings: Settings) -> LoadOptions:
-    # "auto" and -1 ("all") both mean: let the engine offload every layer it can.
-    layers = settings.n_gpu_layers
-    return LoadOptions(n_ctx=settings.n_ctx, n_gpu_layers=None if layers in ("auto", -1) else int(layers))
 
 
 class MainWindow(QMainWindow):
@@ -80,14 +73,13 @@ class MainWindow(QMainWindow):
         self.client = client
         self.session = session
         self.library = library
-        self.model_manager: ModelManagerDialog | None = None
-        self._new_chat_on_load: str | None = None  # a downloaded/imported model: open a new chat when loaded
         self._closed = False
 
         self._build_widgets()
         self.status = ModelStatusBar(self)
         self.setStatusBar(self.status)
         self.drop = ModelFileDrop(self)
+        self.models = ModelSwitching(self)
         self._build_actions()
         self._connect()
 
@@ -98,7 +90,7 @@ class MainWindow(QMainWindow):
             self.resize(1200, 800)
         self._refresh_conversations()
         self._show_page()
-        self._update_controls()
+        self.update_controls()
         self.prompt_input.setFocus()
         if store.recovery_message:
             self.notice.show_notice(store.recovery_message)
@@ -203,22 +195,8 @@ class MainWindow(QMainWindow):
         s.stream_counts.connect(self._on_live_context)
         s.answer_finished.connect(self._on_answer_finished)
         s.conversations_changed.connect(self._refresh_conversations)
-        s.busy_changed.connect(self._update_controls)
+        s.busy_changed.connect(self.update_controls)
         s.error_occurred.connect(self._show_error)
-
-        c = self.client
-        c.load_started.connect(self._on_load_started)
-        c.load_progress.connect(self._on_load_progress)
-        c.loaded.connect(self._on_loaded)
-        c.load_failed.connect(self._on_load_failed)
-        c.unloaded.connect(self._on_unloaded)
-
-        lib = self.library
-        lib.load_requested.connect(self._on_model_ready)
-        lib.import_started.connect(self._on_import_started)
-        lib.problem.connect(self._on_library_problem)
-        lib.deleted.connect(self._on_model_deleted)
-        lib.downloads.failed.connect(self._on_download_failed)
 
         lst = self.conversations
         lst.conversation_selected.connect(self._on_conversation_selected)
@@ -228,138 +206,39 @@ class MainWindow(QMainWindow):
         lst.search_requested.connect(self._on_search)
         lst.hit_activated.connect(self._on_hit_activated)
 
-        self.welcome.choose_model_requested.connect(self.choose_model)
-        self.welcome.models_requested.connect(self.open_model_manager)
-        self.welcome.load_requested.connect(self._switch_to)
         self.transcript.regenerate_requested.connect(self._on_regenerate_requested)
         self.transcript.edit_requested.connect(self._on_edit_requested)
         self.prompt_input.submitted.connect(self.send_prompt)
-        self.prompt_input.textChanged.connect(self._update_controls)
+        self.prompt_input.textChanged.connect(self.update_controls)
         self.send_button.clicked.connect(self.send_prompt)
         self.stop_button.clicked.connect(s.stop)
         self.drop.file_dropped.connect(self.import_model)
 
-    # --- model ----------------------------------------------------------------------
+    # --- model (the work is ModelSwitching's) ------------------------------------------
 
     def load_model(self, path: str | Path) -> None:
-        """Load a GGUF on the engine thread; the window shows progress meanwhile."""
-        self.client.load(path, load_options(self.settings))
+        self.models.load(path)
+
+    def import_model(self, path: str | Path) -> None:
+        self.models.import_file(path)
 
     @Slot()
     def choose_model(self) -> None:
-        if self.client.loading:
-            return
-        start = self.settings.last_model_path
-        folder = str(Path(start).parent) if start else str(Path.home())
-        path, _ = QFileDialog.getOpenFileName(
-            self, "Choose a GGUF model", folder, "GGUF models (*.gguf);;All files (*)"
-        )
-        if path:
-            self.import_model(path)
-
-    def import_model(self, path: str | Path) -> None:
-        """Validate a GGUF, add it to the models folder, then load it (or show why not)."""
-        self.library.import_file(path)
+        self.models.choose_file()
 
     @Slot()
     def open_model_manager(self) -> ModelManagerDialog:
-        if self.model_manager is None:
-            self.model_manager = ModelManagerDialog(self.library, self)
-            self.model_manager.load_requested.connect(self.load_model)
-            self.model_manager.import_requested.connect(self.choose_model)
-            self.library.refresh()  # the folder may have changed outside Ponder
-        if self.model_manager.isVisible():  # already open, perhaps behind the window
-            self.model_manager.raise_()
-            self.model_manager.activateWindow()
-        else:
-            self.model_manager.show()
-        return self.model_manager
+        return self.models.open_manager()
 
-    @Slot(str)
-    def _on_model_ready(self, path: str) -> None:
-        """A download or import finished: switch to it, unless an answer is streaming."""
-        self.status.clearMessage()
-        if self.session.busy:
-            self.notice.show_notice(f"{Path(path).name} is ready.", action=("Load it", lambda: self._switch_to(path)))
-            return
-        self._switch_to(path)
-
-    @Slot(str)
-    def _switch_to(self, path: str) -> None:
-        self._new_chat_on_load = path
-        self.load_model(path)
-
-    @Slot(str)
-    def _on_import_started(self, name: str) -> None:
-        self.status.showMessage(f"Checking and importing {name}…")
-
-    @Slot(str)
-    def _on_library_problem(self, message: str) -> None:
-        self.status.clearMessage()
-        self.notice.show_notice(message, error=True)
-
-    @Slot(object, str)
-    def _on_download_failed(self, _request, message: str) -> None:
-        # The welcome page and the manager show it in place; elsewhere it needs a notice.
-        shown = self.welcome.download_area.isVisible() or (
-            self.model_manager is not None and self.model_manager.isVisible())
-        if not shown:
-            self.notice.show_notice(message, error=True)
-
-    @Slot(str)
-    def _on_model_deleted(self, path: str) -> None:
-        if same_file(self.settings.last_model_path, path):
-            self.settings.last_model_path = None
-            self._save_settings()
-
-    @Slot()
-    def _on_unloaded(self) -> None:
-        self.welcome.show_no_model()
-        self.status.show_model(None)
-        self._update_controls()
-
-    @Slot(str)
-    def _on_load_started(self, path: str) -> None:
-        self.welcome.show_loading(path)
-        self.status.show_loading(path)
-        self._update_controls()
-
-    @Slot(float)
-    def _on_load_progress(self, fraction: float) -> None:
-        self.welcome.set_progress(fraction)
-        self.status.show_load_progress(fraction)
-
-    @Slot(object)
-    def _on_loaded(self, info: ModelInfo) -> None:
-        self.welcome.show_ready(info.name)
-        self.status.show_model(info)
-        self.status.show_last_answer(self._last_stats())
-        self.settings.last_model_path = str(info.path)
-        self._save_settings()
-        if same_file(self._new_chat_on_load, info.path):
-            self._new_chat_on_load = None
-            self.new_chat()
-        notes = [n for n in (info.gpu_note, info.template_note) if n]
-        if notes:
-            self.notice.show_notice(" ".join(notes))
-        elif self.notice.property("kind") == "error":
-            self.notice.hide()  # an earlier load error no longer applies
-        self._update_controls()
-        self._focus_prompt()
-
-    @Slot(str)
-    def _on_load_failed(self, message: str) -> None:
-        self.welcome.show_failed(message)
-        self.status.show_model(None)
-        if self.pages.currentWidget() is not self.welcome:  # else the welcome page says it already
-            self.notice.show_notice(message, error=True, action=("Choose a GGUF file…", self.choose_model))
-        self._update_controls()
+    @property
+    def model_manager(self) -> ModelManagerDialog | None:
+        return self.models.manager
 
     @Slot()
     def _on_live_context(self, *_counts) -> None:
         self.status.show_live_context(self.session.live_context_used)
 
-    def _last_stats(self) -> dict | None:
+    def last_stats(self) -> dict | None:
         for m in reversed(self.session.messages):
             if m.role == "assistant" and m.stats and "context_used" in m.stats:
                 return m.stats
@@ -428,7 +307,7 @@ class MainWindow(QMainWindow):
         self.transcript.reset(messages)
         self.conversations.set_current(self.session.conversation_id)
         self._show_page()
-        self.status.show_last_answer(self._last_stats())
+        self.status.show_last_answer(self.last_stats())
 
     @Slot(object)
     def _on_message_added(self, message: Message) -> None:
@@ -439,7 +318,7 @@ class MainWindow(QMainWindow):
     @Slot(object)
     def _on_answer_finished(self, message: Message) -> None:
         self.transcript.finish_live(message)
-        self.status.show_last_answer(self._last_stats())
+        self.status.show_last_answer(self.last_stats())
 
     def _show_page(self) -> None:
         self.pages.setCurrentWidget(self.transcript if self.session.messages else self.welcome)
@@ -492,7 +371,7 @@ class MainWindow(QMainWindow):
         self.status.showMessage("No answer to copy yet", 2000)
 
     @Slot()
-    def _update_controls(self, *_args) -> None:
+    def update_controls(self, *_args) -> None:
         ready = self.client.info is not None
         busy = self.session.busy
         has_text = bool(self.prompt_input.toPlainText().strip())
@@ -515,7 +394,7 @@ class MainWindow(QMainWindow):
 
     # --- keyboard focus -------------------------------------------------------------
 
-    def _focus_prompt(self) -> None:
+    def focus_prompt(self) -> None:
         """A model is ready: typing goes to the prompt box (unless the user is typing elsewhere)."""
         focus = QApplication.focusWidget()
         if focus is None or not _takes_text(focus) or focus is self.prompt_input:
@@ -548,12 +427,12 @@ class MainWindow(QMainWindow):
         self.transcript.thinking_expanded = new.thinking_expanded
         if theme_changed:
             theme.apply_theme(QApplication.instance(), new.theme)
-        self._save_settings()
+        self.save_settings()
         model = self.client.info.path if self.client.info is not None else None
         if reload and model is not None:
             self.load_model(model)
 
-    def _save_settings(self) -> None:
+    def save_settings(self) -> None:
         try:
             save_settings(self.data_dir, self.settings)
         except PonderError as exc:
@@ -567,12 +446,10 @@ class MainWindow(QMainWindow):
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 (Qt API)
         if not self._closed:
             self._closed = True
-            if self.model_manager is not None:
-                self.model_manager.close()
-            self.library.shutdown()  # a running download stops; its part file resumes next time
+            self.models.close()
             self.session.close()
             self.settings.window_geometry = bytes(self.saveGeometry().toBase64()).decode("ascii")
-            self._save_settings()
+            self.save_settings()
             self.client.shutdown()
         super().closeEvent(event)
 

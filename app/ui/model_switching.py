@@ -1,0 +1,187 @@
+"""Which model the window runs: loading it, switching to one that was just downloaded or
+imported, the file dialog and the Models window, and what the page, the status bar and
+the notices say about each step.
+
+`ModelSwitching` is the window's model room: it listens to the engine client and the
+model library and updates the window's widgets; the window keeps the widgets and the
+conversation logic.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import QObject, Slot
+from PySide6.QtWidgets import QFileDialog
+
+from app.core.engine import LoadOptions, ModelInfo
+from app.core.settings import Settings
+from app.ui.model_library import same_file
+from app.ui.model_manager import ModelManagerDialog
+
+
+def load_options(settings: Settings) -> LoadOptions:
+    # "auto" and -1 ("all") both mean: let the engine offload every layer it can.
+    layers = settings.n_gpu_layers
+    return LoadOptions(n_ctx=settings.n_ctx, n_gpu_layers=None if layers in ("auto", -1) else int(layers))
+
+
+class ModelSwitching(QObject):
+    """Loads models for `window` and shows each step of it there (see the module)."""
+
+    def __init__(self, window) -> None:
+        super().__init__(window)
+        self.window = window
+        self.client = window.client
+        self.library = window.library
+        self.settings: Settings = window.settings
+        self.manager: ModelManagerDialog | None = None
+        self._new_chat_on_load: str | None = None  # a downloaded/imported model: open a new chat when loaded
+
+        c = self.client
+        c.load_started.connect(self._on_load_started)
+        c.load_progress.connect(self._on_load_progress)
+        c.loaded.connect(self._on_loaded)
+        c.load_failed.connect(self._on_load_failed)
+        c.unloaded.connect(self._on_unloaded)
+        lib = self.library
+        lib.load_requested.connect(self._on_model_ready)
+        lib.import_started.connect(self._on_import_started)
+        lib.problem.connect(self._on_library_problem)
+        lib.deleted.connect(self._on_model_deleted)
+        lib.downloads.failed.connect(self._on_download_failed)
+        welcome = window.welcome
+        welcome.choose_model_requested.connect(self.choose_file)
+        welcome.models_requested.connect(self.open_manager)
+        welcome.load_requested.connect(self.switch_to)
+
+    # --- actions --------------------------------------------------------------------
+
+    @Slot(str)
+    def load(self, path: str | Path) -> None:
+        """Load a GGUF on the engine thread; the window shows progress meanwhile."""
+        self.client.load(path, load_options(self.settings))
+
+    @Slot(str)
+    def switch_to(self, path: str) -> None:
+        """Load `path` and open a new chat with it once it is loaded."""
+        self._new_chat_on_load = path
+        self.load(path)
+
+    @Slot()
+    def choose_file(self) -> None:
+        if self.client.loading:
+            return
+        start = self.settings.last_model_path
+        folder = str(Path(start).parent) if start else str(Path.home())
+        path, _ = QFileDialog.getOpenFileName(
+            self.window, "Choose a GGUF model", folder, "GGUF models (*.gguf);;All files (*)"
+        )
+        if path:
+            self.import_file(path)
+
+    @Slot(str)
+    def import_file(self, path: str | Path) -> None:
+        """Validate a GGUF, add it to the models folder, then load it (or show why not)."""
+        self.library.import_file(path)
+
+    @Slot()
+    def open_manager(self) -> ModelManagerDialog:
+        if self.manager is None:
+            self.manager = ModelManagerDialog(self.library, self.window)
+            self.manager.load_requested.connect(self.load)
+            self.manager.import_requested.connect(self.choose_file)
+            self.library.refresh()  # the folder may have changed outside Ponder
+        if self.manager.isVisible():  # already open, perhaps behind the window
+            self.manager.raise_()
+            self.manager.activateWindow()
+        else:
+            self.manager.show()
+        return self.manager
+
+    def close(self) -> None:
+        if self.manager is not None:
+            self.manager.close()
+        self.library.shutdown()  # a running download stops; its part file resumes next time
+
+    # --- the library's reports ------------------------------------------------------
+
+    @Slot(str)
+    def _on_model_ready(self, path: str) -> None:
+        """A download or import finished: switch to it, unless an answer is streaming."""
+        self.window.status.clearMessage()
+        if self.window.session.busy:
+            self.window.notice.show_notice(f"{Path(path).name} is ready.",
+                                           action=("Load it", lambda: self.switch_to(path)))
+            return
+        self.switch_to(path)
+
+    @Slot(str)
+    def _on_import_started(self, name: str) -> None:
+        self.window.status.showMessage(f"Checking and importing {name}…")
+
+    @Slot(str)
+    def _on_library_problem(self, message: str) -> None:
+        self.window.status.clearMessage()
+        self.window.notice.show_notice(message, error=True)
+
+    @Slot(object, str)
+    def _on_download_failed(self, _request, message: str) -> None:
+        # The welcome page and the manager show it in place; elsewhere it needs a notice.
+        shown = self.window.welcome.download_area.isVisible() or (
+            self.manager is not None and self.manager.isVisible())
+        if not shown:
+            self.window.notice.show_notice(message, error=True)
+
+    @Slot(str)
+    def _on_model_deleted(self, path: str) -> None:
+        if same_file(self.settings.last_model_path, path):
+            self.settings.last_model_path = None
+            self.window.save_settings()
+
+    # --- the engine's reports -------------------------------------------------------
+
+    @Slot(str)
+    def _on_load_started(self, path: str) -> None:
+        self.window.welcome.show_loading(path)
+        self.window.status.show_loading(path)
+        self.window.update_controls()
+
+    @Slot(float)
+    def _on_load_progress(self, fraction: float) -> None:
+        self.window.welcome.set_progress(fraction)
+        self.window.status.show_load_progress(fraction)
+
+    @Slot(object)
+    def _on_loaded(self, info: ModelInfo) -> None:
+        w = self.window
+        w.welcome.show_ready(info.name)
+        w.status.show_model(info)
+        w.status.show_last_answer(w.last_stats())
+        self.settings.last_model_path = str(info.path)
+        w.save_settings()
+        if same_file(self._new_chat_on_load, info.path):
+            self._new_chat_on_load = None
+            w.new_chat()
+        notes = [n for n in (info.gpu_note, info.template_note) if n]
+        if notes:
+            w.notice.show_notice(" ".join(notes))
+        elif w.notice.property("kind") == "error":
+            w.notice.hide()  # an earlier load error no longer applies
+        w.update_controls()
+        w.focus_prompt()
+
+    @Slot(str)
+    def _on_load_failed(self, message: str) -> None:
+        w = self.window
+        w.welcome.show_failed(message)
+        w.status.show_model(None)
+        if w.pages.currentWidget() is not w.welcome:  # else the welcome page says it already
+            w.notice.show_notice(message, error=True, action=("Choose a GGUF file…", self.choose_file))
+        w.update_controls()
+
+    @Slot()
+    def _on_unloaded(self) -> None:
+        self.window.welcome.show_no_model()
+        self.window.status.show_model(None)
+        self.window.update_controls()
