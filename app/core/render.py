@@ -387,22 +387,25 @@ class _BlockScanner:
     def __init__(self) -> None:
         self.fence: tuple[str, int, str] | None = None  # (char, length, indent) of the open fence
         self.prev_blank = False
+        self._no_newline_before = 0  # the incomplete line has no newline before this index
 
     def scan(self, text: str, pos: int) -> tuple[int, int]:
         """Scan complete lines of `text` from line start `pos`.
 
         Returns (start of the first incomplete line, start of the last block that
         began in the scanned text or -1). The incomplete last line is only peeked
-        at: its first character is enough to know a new block started.
+        at: its first character is enough to know a new block started. Called again
+        with the returned position on a longer `text`, it examines only the new text.
         """
         boundary = -1
         while True:
-            nl = text.find("\n", pos)
-            line = text[pos:] if nl < 0 else text[pos:nl]
-            if self.fence is None and self.prev_blank and line and not line[0].isspace():
+            nl = text.find("\n", max(pos, self._no_newline_before))
+            if self.fence is None and self.prev_blank and pos < len(text) and not text[pos].isspace():
                 boundary = pos
             if nl < 0:
+                self._no_newline_before = len(text)
                 return pos, boundary
+            line = text[pos:nl]
             if self.fence is not None:
                 if _closes_fence(line, self.fence[0], self.fence[1]):
                     if not self.fence[2]:  # top level: nothing can continue this block
@@ -416,6 +419,10 @@ class _BlockScanner:
                 else:
                     self.prev_blank = not line.strip()
             pos = nl + 1
+
+    def moved(self, by: int) -> None:
+        """The text it scans lost its first `by` characters (rendered and cut off)."""
+        self._no_newline_before = max(0, self._no_newline_before - by)
 
 
 def split_stable_blocks(text: str) -> tuple[str, str]:
@@ -437,7 +444,8 @@ class StreamStep:
 
 @dataclass(frozen=True)
 class _Piece:
-    source: str  # the markdown it was rendered from
+    start: int  # where the markdown it was rendered from starts in `StreamRenderer.source`
+    end: int
     html: str
     first_code: int  # the number of its first code block
 
@@ -460,6 +468,8 @@ class StreamRenderer:
     _has_references: bool = False
     _scanner: _BlockScanner = field(default_factory=_BlockScanner)
     _scan_pos: int = 0  # start of the first line in `tail` not yet fully scanned
+    _rendered: list[str] = field(default_factory=list)  # the text before `tail` (joined when read)
+    _rendered_len: int = 0
 
     def feed(self, delta: str) -> StreamStep:
         self.tail += delta
@@ -468,6 +478,7 @@ class StreamRenderer:
             return StreamStep("", self.tail)
         stable, self.tail = self.tail[:boundary], self.tail[boundary:]
         self._scan_pos -= boundary
+        self._scanner.moved(boundary)
         return StreamStep(self._render(stable), self.tail)
 
     def close(self) -> StreamStep:
@@ -475,6 +486,16 @@ class StreamRenderer:
         stable, self.tail = self.tail, ""
         self._scanner, self._scan_pos = _BlockScanner(), 0
         return StreamStep(self._render(stable) if stable.strip() else "", "")
+
+    @property
+    def source(self) -> str:
+        """All the text fed so far."""
+        return self._rendered_text() + self.tail
+
+    def _rendered_text(self) -> str:
+        if len(self._rendered) > 1:  # joined in place: the next read joins only what came since
+            self._rendered[:] = ["".join(self._rendered)]
+        return self._rendered[0] if self._rendered else ""
 
     @property
     def in_code(self) -> bool:
@@ -512,7 +533,7 @@ class StreamRenderer:
     def render_run(self, start: int, end: int) -> str:
         """HTML of pieces `start`..`end` (exclusive) rendered together, as in the whole text."""
         pieces = self._pieces[start:end]
-        source = "".join(piece.source for piece in pieces)
+        source = self._rendered_text()[pieces[0].start:pieces[-1].end]
         return render_markdown(source, first_code_index=pieces[0].first_code).html
 
     def _render(self, text: str) -> str:
@@ -520,8 +541,11 @@ class StreamRenderer:
         rendered = render_markdown(text, first_code_index=first_code)
         self.code_blocks.extend(rendered.code_blocks)
         self._has_references = self._has_references or bool(_REFERENCE_RE.search(text))
+        start = self._rendered_len
+        self._rendered.append(text)
+        self._rendered_len += len(text)
         if rendered.html:
-            self._pieces.append(_Piece(text, rendered.html, first_code))
+            self._pieces.append(_Piece(start, self._rendered_len, rendered.html, first_code))
         return rendered.html
 
 

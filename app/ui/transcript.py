@@ -10,6 +10,7 @@ from __future__ import annotations
 from PySide6.QtCore import Qt, QTimer, Signal, Slot
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QScrollArea, QSizePolicy, QVBoxLayout, QWidget
 
+from app.core.reasoning import TraceText
 from app.core.storage import Message
 from app.ui.message_view import AssistantMessageView, UserMessageView
 
@@ -83,17 +84,18 @@ class Transcript(QScrollArea):
         self._follow = True
         self.scroll_to_bottom()
 
-    def append(self, message: Message) -> QWidget:
+    def append(self, message: Message, trace: TraceText | None = None) -> QWidget:
         """Add a view for `message`; an assistant message still 'streaming' becomes the live view.
 
-        (Only a message this app is generating right now arrives as 'streaming':
-        the store turns ones left over by a crash into 'stopped'.)
+        `trace` is the live answer's text, fed by its owner (the chat session); the live view
+        reads its text from there. (Only a message this app is generating right now arrives
+        as 'streaming': the store turns ones left over by a crash into 'stopped'.)
         """
         if message.role == "user":
             view = UserMessageView.from_message(message)
             view.edit_requested.connect(self.edit_requested)
         elif message.status == "streaming":
-            view = AssistantMessageView(message.position, expand_when_done=self.thinking_expanded)
+            view = AssistantMessageView(message.position, trace=trace, expand_when_done=self.thinking_expanded)
             self.live_view = view
             self._follow = True  # a new answer: follow it
         else:

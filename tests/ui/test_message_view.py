@@ -12,7 +12,8 @@ from PySide6.QtGui import QDesktopServices, QGuiApplication, QTextCursor, QTextD
 from PySide6.QtWidgets import QApplication, QScrollArea, QVBoxLayout, QWidget
 
 from app.ui import theme
-from app.ui.message_view import SYNC_RENDER_MAX_CHARS, AssistantMessageView, UserMessageView
+from app.ui.answer_document import SYNC_RENDER_MAX_CHARS
+from app.ui.message_view import AssistantMessageView, UserMessageView
 from app.ui.throttle import Throttle
 
 STATS = {
