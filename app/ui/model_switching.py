@@ -31,7 +31,6 @@ class ModelSwitching(QObject):
 
     def __init__(self, window) -> None:
         super().__init__(window)
-        self.window = window
         self.client = window.client
         self.library = window.library
         self.settings: Settings = window.settings
@@ -54,6 +53,11 @@ class ModelSwitching(QObject):
         welcome.choose_model_requested.connect(self.choose_file)
         welcome.models_requested.connect(self.open_manager)
         welcome.load_requested.connect(self.switch_to)
+
+    @property
+    def window(self):
+        # Not kept in an attribute: a child holding its parent would keep a closed window alive.
+        return self.parent()
 
     # --- actions --------------------------------------------------------------------
 

@@ -39,6 +39,7 @@ from app.core.errors import PonderError
 from app.core.settings import Settings, save_settings
 from app.core.storage import ChatStore, Conversation, Message, SearchHit
 from app.ui import theme
+from app.ui.background import run_in_background
 from app.ui.conversation_list import ConversationList
 from app.ui.message_view import AssistantMessageView
 from app.ui.model_drop import ModelFileDrop
@@ -94,6 +95,10 @@ class MainWindow(QMainWindow):
         self.prompt_input.setFocus()
         if store.recovery_message:
             self.notice.show_notice(store.recovery_message)
+        if store.recovered_from is None:  # a file just begun has nothing to check
+            # quick_check reads every page (1-5 s for 1 GB, docs/architecture.md): after start, off the GUI thread.
+            run_in_background(lambda job: store.check_integrity(job.cancel_event), owner=self,
+                              name="conversation file check", on_failed=self._on_store_check_failed)
         self.library.refresh()  # hardware, recommendation and local models, on a worker thread
 
     # --- construction ---------------------------------------------------------------
@@ -385,6 +390,10 @@ class MainWindow(QMainWindow):
             self.send_button.setToolTip("Waiting for the model to load" if self.client.loading else NO_MODEL_MESSAGE)
         else:
             self.send_button.setToolTip("Send the prompt (Enter)")
+
+    @Slot(str)
+    def _on_store_check_failed(self, message: str) -> None:
+        self.notice.show_notice(message, error=True)
 
     @Slot(str)
     def _show_error(self, message: str) -> None:

@@ -183,7 +183,7 @@ def test_status_bar_counts_the_context_while_an_answer_streams(qtbot, data_dir, 
 
     def look() -> None:  # what a person would see: the label, looked at every few milliseconds
         n = int(window.status.context_label.text().split()[1].replace(",", ""))
-        if window.session.busy and (not shown or n != shown[-1]):
+        if window.session.live_context_used and (not shown or n != shown[-1]):  # from the prompt's size on
             shown.append(n)
 
     sampler = QTimer(interval=5)
@@ -294,7 +294,7 @@ def test_edit_a_prompt_and_resend_replaces_it_and_its_answer(qtbot, data_dir, op
     user_view = next(v for v in window.transcript.views() if isinstance(v, UserMessageView))
 
     qtbot.mouseClick(user_view.edit_button, Qt.MouseButton.LeftButton)
-    assert window.prompt_input.toPlainText() == PROMPT and window.edit_banner.isVisible()
+    assert window.prompt_input.toPlainText() == PROMPT and window.editing.banner.isVisible()
     window.prompt_input.selectAll()
     qtbot.keyClicks(window.prompt_input, "What is 23 times 17?")
     with qtbot.waitSignal(window.session.answer_finished, timeout=ANSWER_TIMEOUT_MS):
@@ -304,7 +304,7 @@ def test_edit_a_prompt_and_resend_replaces_it_and_its_answer(qtbot, data_dir, op
     assert [(m.role, m.content) for m in stored.messages][0] == ("user", "What is 23 times 17?")
     assert len(stored.messages) == 2 and stored.messages[1].id != first.id
     assert stored.title == "What is 23 times 17?"
-    assert not window.edit_banner.isVisible()
+    assert not window.editing.banner.isVisible()
     assert window.conversations.list.item(0).text() == "What is 23 times 17?"
 
 
@@ -314,7 +314,7 @@ def test_escape_cancels_an_edit(qtbot, data_dir, open_app, scripted_model):
     user_view = next(v for v in window.transcript.views() if isinstance(v, UserMessageView))
     qtbot.mouseClick(user_view.edit_button, Qt.MouseButton.LeftButton)
     qtbot.keyClick(window.prompt_input, Qt.Key.Key_Escape)
-    assert not window.edit_banner.isVisible() and window.prompt_input.toPlainText() == ""
+    assert not window.editing.banner.isVisible() and window.prompt_input.toPlainText() == ""
     assert len(window.session.messages) == 2
 
 
@@ -441,6 +441,21 @@ def test_a_damaged_database_is_moved_aside_and_the_window_says_so(qtbot, data_di
     assert window.conversations.list.count() == 0
 
 
+def test_damage_deep_in_the_database_is_found_after_start_and_shown_without_moving_the_file(
+    qtbot, data_dir, open_app
+):
+    from tests.core.test_storage import _filled_db, _overwrite_pages, _root_page
+
+    db = store_path(data_dir)
+    _filled_db(db)
+    damaged = _overwrite_pages(db, (_root_page(db, "messages"),))  # listing the chats does not read it
+    window = open_app(data_dir)
+    assert window.conversations.list.count() == 40  # the start stays quick and shows what reads
+    qtbot.waitUntil(lambda: window.notice.isVisible(), timeout=LOAD_TIMEOUT_MS)
+    assert "is damaged" in window.notice.label.text() and window.notice.property("kind") == "error"
+    assert db.read_bytes() == damaged  # nothing is moved while the app has the file open
+
+
 # --- settings ------------------------------------------------------------------------------
 
 
@@ -508,7 +523,7 @@ def test_keys_typed_as_soon_as_the_model_is_ready_all_reach_the_prompt_box(qtbot
             typed.append(window.prompt_input.toPlainText())
 
         window.client.loaded.connect(type_now)
-        qtbot.waitUntil(lambda: typed, timeout=LOAD_TIMEOUT_MS)
+        qtbot.waitUntil(lambda: bool(typed), timeout=LOAD_TIMEOUT_MS)
         assert typed == ["ABCDEFGHIJ typed before click"]
         assert QApplication.focusWidget() is window.prompt_input
     finally:
