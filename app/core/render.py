@@ -9,8 +9,10 @@ Lists nested with 2 or 3 spaces, as models write them, nest as written (markdown
 wants 4; see `_ListIndentPreprocessor`).
 
 Streaming: `StreamRenderer.feed(delta)` renders each top-level block once, when it
-is complete, and hands back the unfinished tail as plain text. Its cost per call
-depends on the delta and the open block, not on the length of the message. Blocks
+is complete, and hands back the unfinished tail as plain text. Between calls the
+scanner keeps its place (even inside a long line), so a call examines only the new
+text: apart from rendering a block that completes, its cost depends on the delta,
+not on the open block or the message. Blocks
 rendered one by one can differ from a render of the whole text where a construct
 spans blocks (a list with blank lines between its items, a reference link defined
 later); `patches(pieces, full_html)` says which streamed pieces to replace, and with

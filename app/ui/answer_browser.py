@@ -6,8 +6,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from PySide6.QtCore import QSize, Qt, QTimer, QUrl, Slot
-from PySide6.QtGui import QDesktopServices, QGuiApplication, QTextCursor, QTextOption
+from PySide6.QtCore import QByteArray, QSize, Qt, QTimer, QUrl, Slot
+from PySide6.QtGui import QDesktopServices, QGuiApplication, QImage, QTextCursor, QTextDocument, QTextOption
 from PySide6.QtWidgets import QFrame, QSizePolicy, QTextBrowser, QToolTip, QWidget
 
 from app.core.render import COPY_SCHEME
@@ -39,7 +39,17 @@ class AnswerBrowser(QTextBrowser):
         self._fit_height()
 
     def loadResource(self, kind: int, name: QUrl) -> Any:  # noqa: N802 (Qt API)
-        return None  # model output must never make Ponder fetch anything (images, styles)
+        """Model output must never make Ponder load anything (images, style sheets).
+
+        Returning nothing would not do: QTextDocument then reads a local file itself, and an
+        image that does not decode is loaded from its file name. So: a blank pixel for any
+        image, an empty text for anything else.
+        """
+        if kind == QTextDocument.ResourceType.ImageResource.value:
+            blank = QImage(1, 1, QImage.Format.Format_ARGB32)
+            blank.fill(0)
+            return blank
+        return QByteArray(b" ")
 
     @Slot(QUrl)
     def _on_anchor_clicked(self, url: QUrl) -> None:

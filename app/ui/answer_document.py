@@ -62,7 +62,12 @@ class StreamedAnswer(QObject):
 
     def append(self, delta: str) -> None:
         """Streamed answer text; blocks it completes are rendered, the rest shows as text."""
-        self._show_step(self._stream.feed(delta))
+        edit = QTextCursor(self.browser.document())
+        edit.beginEditBlock()  # one layout pass for all the step's edits, not one per edit
+        try:
+            self._show_step(self._stream.feed(delta))
+        finally:
+            edit.endEditBlock()
 
     def _restart_stream(self) -> None:
         self.browser.clear()

@@ -380,6 +380,26 @@ def test_streaming_in_any_chunks_matches_splitting_the_whole_text(pieces, data):
     # Nothing is lost: every code block of the stable part was collected exactly once.
     assert len(renderer.code_blocks) == "".join(html_parts).count('href="copy:')
     assert text == stable + tail
+    assert renderer.source == text
+
+
+LINE_PIECES = st.sampled_from(["word ", "more words ", "\n", "\n\n", "```", "- ", "  ", "x", "1. "])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(LINE_PIECES, max_size=60), st.lists(st.integers(1, 40), min_size=1, max_size=30))
+def test_after_every_feed_the_tail_is_what_a_split_of_the_text_so_far_leaves(pieces, sizes):
+    # The scanner keeps its place between feeds (long lines included) and looks only at new text;
+    # that must never change where blocks end.
+    text = "".join(pieces)
+    renderer = StreamRenderer()
+    i = n = 0
+    while i < len(text):
+        size = sizes[n % len(sizes)]
+        step = renderer.feed(text[i:i + size])
+        i, n = i + size, n + 1
+        assert step.tail == renderer.tail == split_stable_blocks(text[:i])[1]
+        assert renderer.source == text[:i]
 
 
 def test_copied_code_keeps_tabs_and_windows_line_ends_are_normalised():

@@ -7,10 +7,12 @@ import re
 from dataclasses import dataclass
 
 import pytest
+from PySide6 import QtGui
 from PySide6.QtCore import QObject, Qt, QUrl, Slot
-from PySide6.QtGui import QDesktopServices, QGuiApplication, QTextCursor, QTextDocument
-from PySide6.QtWidgets import QApplication, QScrollArea, QVBoxLayout, QWidget
+from PySide6.QtGui import QColor, QDesktopServices, QGuiApplication, QImage, QTextCursor, QTextDocument
+from PySide6.QtWidgets import QApplication, QScrollArea, QToolTip, QVBoxLayout, QWidget
 
+from app.core.reasoning import Segment, TraceText
 from app.ui import theme
 from app.ui.answer_document import SYNC_RENDER_MAX_CHARS
 from app.ui.message_view import AssistantMessageView, UserMessageView
@@ -216,6 +218,54 @@ def test_non_reasoning_message_hides_the_thinking_pane(qtbot, transcript):
     assert view.copy_thinking_button.isHidden()
 
 
+# --- the live answer's text ------------------------------------------------------------
+
+
+def test_a_view_given_a_trace_reads_its_text_there_and_never_adds_to_it(qtbot, transcript):
+    trace = TraceText()  # the chat session's: it feeds the trace, then tells the view
+    view = streaming_view(transcript, trace=trace)
+    for segment in [Segment("think", "Let me see."), Segment("answer", "**42**")]:
+        trace.add(segment)
+        view.append(segment.kind, segment.text)
+    settle(qtbot, view)
+    assert (trace.thinking, trace.answer) == ("Let me see.", "**42**")  # nothing added twice
+    assert (view.thinking_text, view.answer_text) == ("Let me see.", "**42**")
+    assert view.thinking_body.toPlainText() == "Let me see."
+    trace.add(Segment("answer", " is it"))
+    assert view.answer_text == "**42** is it"  # one owner: the view reads the trace, it keeps no copy
+    view.finish("Thought it over.", "**42**, final.", [], None, "complete")
+    assert (view.thinking_text, view.answer_text) == ("Thought it over.", "**42**, final.")  # the message's
+
+
+def test_a_view_on_its_own_keeps_its_text_in_the_saved_shape(qtbot, transcript):
+    view = streaming_view(transcript)
+    for kind, text in [("think", "\nFirst thought. "), ("answer", "Partial "), ("think", "Second thought."),
+                       ("answer", "answer.\n\n")]:
+        view.append(kind, text)
+    assert view.thinking_text == "First thought.\n\nSecond thought."  # think blocks apart, stripped
+    assert view.answer_text == "Partial answer."
+    settle(qtbot, view)
+    assert view.answer_view.toPlainText() == "Partial answer.\n\n"
+
+
+def test_a_theme_change_mid_stream_shows_the_same_answer_in_the_new_colours(qtbot, transcript):
+    text = "Intro *para*.\n\n```python\ndef f():\n    return 1\n```\n\nMore text."
+    cut = text.index("```")  # right after a blank line: the whitespace must survive the change
+    view = streaming_view(transcript)
+    stream_in_chunks(qtbot, view, text[:cut], seed=1)
+    shown = view.answer_view.toPlainText()
+    theme.apply_theme(QApplication.instance(), "dark")
+    try:
+        qtbot.waitUntil(lambda: view._dark)
+        assert view.answer_view.toPlainText() == shown
+        stream_in_chunks(qtbot, view, text[cut:], seed=2)
+        view.finish("", text, [], None, "complete")
+        whole = transcript(AssistantMessageView.from_message(StoredMessage(text)))
+        assert view.answer_view.toHtml() == whole.answer_view.toHtml()
+    finally:
+        theme.apply_theme(QApplication.instance(), "light")
+
+
 # --- answer ----------------------------------------------------------------------------
 
 
@@ -251,10 +301,10 @@ def test_streaming_a_long_answer_in_small_pieces_matches_the_final_render(qtbot,
     assert "for i in range(3):" in streamed and "Title" in streamed and "continued" in streamed
     assert view.answer_view.code_blocks == ["for i in range(3):\n\n    print(i)"]
     view.finish("", text, [], None, "complete")
-    final = view.answer_view.toPlainText()
-    # Same visible text once finished (streaming adds zero-height separators, U+200B).
-    assert "\u200b" not in final
-    assert streamed.replace("\u200b", "").replace("Last line", "").split() == final.replace("Last line", "").split()
+    whole = transcript(AssistantMessageView.from_message(StoredMessage(text)))  # one setHtml of the whole
+    assert view.answer_view.toHtml() == whole.answer_view.toHtml()
+    # While it streamed, it read exactly as the final render does (the tail, plain text, included).
+    assert streamed == whole.answer_view.toPlainText()
 
 
 # Answers whose streamed pieces render like the whole (tight lists, tables, code) and ones
@@ -443,8 +493,48 @@ def test_remote_images_are_links_and_nothing_is_fetched(qtbot, transcript):
     doc = view.answer_view.document()
     assert not _has_images(doc)
     assert "[image: chart]" in doc.toPlainText()
-    assert view.answer_view.loadResource(QTextDocument.ResourceType.ImageResource.value,
-                                         QUrl("http://tracker.example/pixel.png")) is None
+
+
+def test_the_answer_never_loads_images_or_stylesheets_that_its_html_names(qtbot, transcript, tmp_path):
+    # Markdown escapes raw HTML, so this is the second line of defence: even HTML that names
+    # resources Qt could read (local files, which a plain QTextBrowser loads) gets none of them.
+    image, css = tmp_path / "big.png", tmp_path / "huge.css"
+    picture = QImage(300, 300, QImage.Format.Format_RGB32)
+    picture.fill(QColor("red"))
+    assert picture.save(str(image))
+    css.write_text("p { font-size: 60px; }")
+    view = transcript(AssistantMessageView.from_message(StoredMessage("Placeholder.")))
+    browser = view.answer_view
+    browser.setHtml(
+        f'<html><head><link rel="stylesheet" type="text/css" href="{QUrl.fromLocalFile(str(css)).toString()}">'
+        f'</head><body><p>Styled?</p><img src="{QUrl.fromLocalFile(str(image)).toString()}"></body></html>'
+    )
+    qtbot.wait(5)
+    assert browser.document().size().height() < 300  # the 300 px picture never arrived
+    assert browser.document().find("Styled?").charFormat().font().pixelSize() != 60
+
+
+def shown_as(tooltip: str) -> str:
+    """The text a person reads in a tooltip: Qt renders it as HTML when it looks like HTML."""
+    if not QtGui.Qt.mightBeRichText(tooltip):
+        return tooltip
+    doc = QTextDocument()
+    doc.setHtml(tooltip)
+    return doc.toPlainText()
+
+
+@pytest.mark.qt_log_ignore("This plugin does not support raise")  # (offscreen: showing a tooltip)
+@pytest.mark.parametrize("target", ["https://x.test/<b>bold</b>", "https://x.test/&lt;b&gt;bold&lt;/b&gt;",
+                                    "https://x.test/?q=<i>x</i>&a=1"])
+def test_a_hovered_link_shows_where_it_goes_literally(qtbot, transcript, target):
+    view = transcript(AssistantMessageView.from_message(StoredMessage("[a link](https://x.test/)")))
+    url = QUrl(target)
+    view.answer_view.highlighted.emit(url)  # what hovering the link does
+    try:
+        assert QToolTip.isVisible()
+        assert shown_as(QToolTip.text()) == url.toString()
+    finally:
+        QToolTip.hideText()
 
 
 def test_code_copy_link_puts_the_raw_code_on_the_clipboard(qtbot, transcript):
