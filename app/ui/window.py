@@ -17,7 +17,7 @@ import logging
 from pathlib import Path
 
 from PySide6.QtCore import QByteArray, QSize, Qt, Slot
-from PySide6.QtGui import QAction, QCloseEvent, QGuiApplication, QKeyEvent, QKeySequence
+from PySide6.QtGui import QCloseEvent, QGuiApplication, QKeyEvent
 from PySide6.QtWidgets import (
     QAbstractSpinBox,
     QApplication,
@@ -37,11 +37,11 @@ from PySide6.QtWidgets import (
 from app import APP_NAME
 from app.core.errors import PonderError
 from app.core.settings import Settings, save_settings
-from app.core.storage import ChatStore, Conversation, Message, SearchHit
+from app.core.storage import ChatStore, Message
 from app.ui import theme
 from app.ui.background import run_in_background
+from app.ui.chat_navigation import ChatNavigation
 from app.ui.conversation_list import ConversationList
-from app.ui.message_view import AssistantMessageView
 from app.ui.model_drop import ModelFileDrop
 from app.ui.model_library import ModelLibrary
 from app.ui.model_manager import ModelManagerDialog
@@ -53,12 +53,10 @@ from app.ui.settings_dialog import SettingsDialog
 from app.ui.status_bar import ModelStatusBar
 from app.ui.transcript import Transcript
 from app.ui.welcome import WelcomePage
+from app.ui.window_menus import WindowMenus
 from app.ui.worker import NO_MODEL_MESSAGE, EngineClient
 
 log = logging.getLogger(__name__)
-
-UNDO_DELETE_MS = 10_000
-
 
 class MainWindow(QMainWindow):
     """The application window, given its parts by app/ui/main.py (`build_window`)."""
@@ -81,7 +79,8 @@ class MainWindow(QMainWindow):
         self.setStatusBar(self.status)
         self.drop = ModelFileDrop(self)
         self.models = ModelSwitching(self)
-        self._build_actions()
+        self.chats = ChatNavigation(self)
+        self.menus = WindowMenus(self)
         self._connect()
 
         self.transcript.thinking_expanded = settings.thinking_expanded
@@ -89,7 +88,7 @@ class MainWindow(QMainWindow):
             self.restoreGeometry(QByteArray.fromBase64(settings.window_geometry.encode("ascii")))
         else:
             self.resize(1200, 800)
-        self._refresh_conversations()
+        self.chats.refresh()
         self._show_page()
         self.update_controls()
         self.prompt_input.setFocus()
@@ -155,41 +154,6 @@ class MainWindow(QMainWindow):
         splitter.setChildrenCollapsible(False)
         self.setCentralWidget(splitter)
 
-    def _build_actions(self) -> None:
-        def action(text: str, slot, shortcut=None, tip: str | None = None) -> QAction:
-            act = QAction(text, self)
-            if shortcut is not None:
-                act.setShortcut(QKeySequence(shortcut))
-            if tip:
-                act.setStatusTip(tip)
-            act.triggered.connect(slot)
-            self.addAction(act)
-            return act
-
-        self.open_model_action = action("&Import a GGUF file…", self.choose_model, QKeySequence.StandardKey.Open,
-                                        "Check a GGUF model you already have and add it to Ponder's models")
-        self.models_action = action("&Models…", self.open_model_manager, "Ctrl+Shift+M",
-                                    "Downloaded models and models to download")
-        self.new_chat_action = action("&New chat", self.new_chat, QKeySequence.StandardKey.New)
-        self.settings_action = action("&Settings…", self.open_settings, "Ctrl+,")
-        self.quit_action = action("&Quit", self.close, QKeySequence.StandardKey.Quit)
-        self.find_action = action("&Search chats", self.conversations.focus_search, QKeySequence.StandardKey.Find)
-        self.copy_answer_action = action("&Copy last answer", self.copy_last_answer, "Ctrl+Shift+C")
-        # Esc stops an answer, else cancels an edit, else clears the search (see _on_escape).
-        self.stop_action = action("S&top answer", self._on_escape, Qt.Key.Key_Escape)
-
-        menu = self.menuBar()
-        file_menu = menu.addMenu("&File")
-        for act in (self.new_chat_action, self.models_action, self.open_model_action, self.settings_action):
-            file_menu.addAction(act)
-        file_menu.addSeparator()
-        file_menu.addAction(self.quit_action)
-        edit_menu = menu.addMenu("&Edit")
-        edit_menu.addAction(self.find_action)
-        edit_menu.addAction(self.copy_answer_action)
-        chat_menu = menu.addMenu("&Chat")
-        chat_menu.addAction(self.stop_action)
-
     def _connect(self) -> None:
         s = self.session
         s.transcript_reset.connect(self._on_transcript_reset)
@@ -199,17 +163,8 @@ class MainWindow(QMainWindow):
         s.stream_started.connect(self._on_live_context)
         s.stream_counts.connect(self._on_live_context)
         s.answer_finished.connect(self._on_answer_finished)
-        s.conversations_changed.connect(self._refresh_conversations)
         s.busy_changed.connect(self.update_controls)
         s.error_occurred.connect(self._show_error)
-
-        lst = self.conversations
-        lst.conversation_selected.connect(self._on_conversation_selected)
-        lst.new_requested.connect(self.new_chat)
-        lst.rename_requested.connect(s.rename_conversation)
-        lst.delete_requested.connect(self.delete_conversation)
-        lst.search_requested.connect(self._on_search)
-        lst.hit_activated.connect(self._on_hit_activated)
 
         self.transcript.regenerate_requested.connect(self._on_regenerate_requested)
         self.transcript.edit_requested.connect(self._on_edit_requested)
@@ -249,61 +204,9 @@ class MainWindow(QMainWindow):
                 return m.stats
         return None
 
-    # --- conversations --------------------------------------------------------------
-
     @Slot()
     def new_chat(self) -> None:
-        self.editing.cancel()
-        self.session.new_conversation()
-        self.conversations.set_current(None)
-        self.prompt_input.setFocus()
-
-    @Slot(int)
-    def _on_conversation_selected(self, conv_id: int) -> None:
-        self.editing.cancel()
-        self.session.open_conversation(conv_id)
-
-    @Slot(int)
-    def delete_conversation(self, conv_id: int) -> None:
-        snapshot = self.session.delete_conversation(conv_id)
-        if snapshot is None:
-            return
-        self.notice.show_notice(
-            f"Deleted “{snapshot.title}”.", action=("Undo", lambda: self._undo_delete(snapshot)),
-            timeout_ms=UNDO_DELETE_MS,
-        )
-
-    def _undo_delete(self, snapshot: Conversation) -> None:
-        conv_id = self.session.restore_conversation(snapshot)
-        if conv_id is not None:
-            self.session.open_conversation(conv_id)
-            self.conversations.set_current(conv_id)
-
-    @Slot()
-    def _refresh_conversations(self) -> None:
-        try:
-            conversations = self.store.list_conversations()
-        except PonderError as exc:
-            self._show_error(str(exc))
-            return
-        self.conversations.set_conversations(conversations, self.session.conversation_id)
-
-    @Slot(str)
-    def _on_search(self, query: str) -> None:
-        if query:
-            self.conversations.show_hits(self.session.search(query))
-
-    @Slot(object)
-    def _on_hit_activated(self, hit: SearchHit) -> None:
-        if not self.session.open_conversation(hit.conversation_id):
-            return
-        self.conversations.set_current(hit.conversation_id)
-        for view in self.transcript.views():
-            if getattr(view, "position", None) == hit.position:
-                if hit.field == "thinking" and isinstance(view, AssistantMessageView):
-                    view.set_thinking_expanded(True)
-                self.transcript.scroll_to_view(view)
-                break
+        self.chats.new_chat()
 
     # --- transcript -----------------------------------------------------------------
 
@@ -358,7 +261,7 @@ class MainWindow(QMainWindow):
             self.editing.start(position, message.content)
 
     @Slot()
-    def _on_escape(self) -> None:
+    def on_escape(self) -> None:
         if self.session.busy:
             self.session.stop()
         elif self.editing.active:
@@ -385,7 +288,7 @@ class MainWindow(QMainWindow):
         # One button at a time in the same place: Send, or Stop while an answer streams.
         self.send_button.setVisible(not busy)
         self.stop_button.setVisible(busy)
-        self.open_model_action.setEnabled(not self.client.loading)
+        self.menus.open_model.setEnabled(not self.client.loading)
         if not ready:
             self.send_button.setToolTip("Waiting for the model to load" if self.client.loading else NO_MODEL_MESSAGE)
         else:

@@ -1,0 +1,57 @@
+"""The window's menu bar and keyboard shortcuts, as QActions."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import QMainWindow
+
+
+class WindowMenus:
+    """Builds the menus of `window` (File, Edit, Chat); each action calls one window slot.
+
+    Esc stops an answer, else cancels an edit, else clears the search (the window's `on_escape`).
+    """
+
+    def __init__(self, window: QMainWindow) -> None:
+        action = _ActionMaker(window)
+        self.open_model = action("&Import a GGUF file…", window.choose_model, QKeySequence.StandardKey.Open,
+                                       "Check a GGUF model you already have and add it to Ponder's models")
+        self.models = action("&Models…", window.open_model_manager, "Ctrl+Shift+M",
+                                   "Downloaded models and models to download")
+        self.new_chat = action("&New chat", window.new_chat, QKeySequence.StandardKey.New)
+        self.settings = action("&Settings…", window.open_settings, "Ctrl+,")
+        self.quit = action("&Quit", window.close, QKeySequence.StandardKey.Quit)
+        self.find = action("&Search chats", window.conversations.focus_search, QKeySequence.StandardKey.Find)
+        self.copy_answer = action("&Copy last answer", window.copy_last_answer, "Ctrl+Shift+C")
+        self.stop = action("S&top answer", window.on_escape, Qt.Key.Key_Escape)
+
+        menu = window.menuBar()
+        file_menu = menu.addMenu("&File")
+        for act in (self.new_chat, self.models, self.open_model, self.settings):
+            file_menu.addAction(act)
+        file_menu.addSeparator()
+        file_menu.addAction(self.quit)
+        edit_menu = menu.addMenu("&Edit")
+        edit_menu.addAction(self.find)
+        edit_menu.addAction(self.copy_answer)
+        chat_menu = menu.addMenu("&Chat")
+        chat_menu.addAction(self.stop)
+
+
+class _ActionMaker:
+    """Makes actions of one window. (Not kept by WindowMenus: holding the window from an
+    attribute of the window would keep a closed window alive.)"""
+
+    def __init__(self, window: QMainWindow) -> None:
+        self.window = window
+
+    def __call__(self, text: str, slot, shortcut=None, tip: str | None = None) -> QAction:
+        act = QAction(text, self.window)
+        if shortcut is not None:
+            act.setShortcut(QKeySequence(shortcut))
+        if tip:
+            act.setStatusTip(tip)
+        act.triggered.connect(slot)
+        self.window.addAction(act)
+        return act
