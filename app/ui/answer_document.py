@@ -15,9 +15,24 @@ from __future__ import annotations
 import logging
 
 from PySide6.QtCore import QObject, QTimer, Signal, Slot
-from PySide6.QtGui import QColor, QFont, QTextBlockFormat, QTextCharFormat, QTextCursor, QTextDocument
+from PySide6.QtGui import (
+    QColor,
+    QFont,
+    QTextBlockFormat,
+    QTextCharFormat,
+    QTextCursor,
+    QTextDocument,
+)
 
-from app.core.render import Patch, Rendered, StreamRenderer, StreamStep, patches, render_markdown, warm_up
+from app.core.render import (
+    Patch,
+    Rendered,
+    StreamRenderer,
+    StreamStep,
+    patches,
+    render_markdown,
+    warm_up,
+)
 from app.ui import theme
 from app.ui.answer_browser import AnswerBrowser
 from app.ui.background import BackgroundJob, run_in_background

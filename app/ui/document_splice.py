@@ -5,7 +5,14 @@ differently)."""
 
 from __future__ import annotations
 
-from PySide6.QtGui import QTextBlockFormat, QTextCharFormat, QTextCursor, QTextDocument, QTextDocumentFragment, QTextFormat
+from PySide6.QtGui import (
+    QTextBlockFormat,
+    QTextCharFormat,
+    QTextCursor,
+    QTextDocument,
+    QTextDocumentFragment,
+    QTextFormat,
+)
 
 _OWN_BLOCK_STARTS = ("\u2029", "\ufdd0")  # a paragraph separator, the start of a frame (table)
 
