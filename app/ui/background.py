@@ -96,11 +96,15 @@ class BackgroundJob:
 
     def _deliver_end(self, ok: bool, value: Any) -> None:
         _forget(self)
-        if not self._owner_alive():
-            return
+        alive = self._owner_alive()
         callback = self._on_done if ok else self._on_failed
-        if callback is not None:
-            callback(value)
+        # Let go of the owner, the callbacks and `work` (which may hold Qt objects) here, on the
+        # GUI thread: if the worker thread dropped the last reference to a Python-owned widget,
+        # Qt would destroy it on that thread, and crash.
+        self._work = self._owner = self._on_done = self._on_failed = self._on_progress = None
+        if value is _SKIPPED or not alive or callback is None:
+            return
+        callback(value)
 
 
 class _Relay(QObject):
@@ -144,9 +148,9 @@ class _Lane:
 
     def _serve(self) -> None:
         while (job := self.queue.get()) is not None:
-            if job.cancelled:  # cancelled while queued: it never starts
+            if job.cancelled:  # cancelled while queued: it never starts, and reports nothing
                 job.finished_event.set()
-                _forget(job)
+                job._relay.ended.emit(job, False, _SKIPPED)  # its references are let go on the GUI thread
                 continue
             job._run()
 
@@ -155,6 +159,7 @@ class _Lane:
             self.queue.put(None)
 
 
+_SKIPPED = object()  # the "result" of a job cancelled before it started
 _lanes: dict[str, _Lane] = {}
 _relay_instance: _Relay | None = None
 _running: set[BackgroundJob] = set()  # every job until it has reported, for `shutdown`

@@ -186,11 +186,13 @@ def test_status_bar_counts_the_context_while_an_answer_streams(qtbot, data_dir, 
         if window.session.live_context_used and (not shown or n != shown[-1]):  # from the prompt's size on
             shown.append(n)
 
-    sampler = QTimer(interval=5)
+    sampler = QTimer(window, interval=5)
     sampler.timeout.connect(look)
     sampler.start()
-    message = send(qtbot, window)
-    sampler.stop()
+    try:
+        message = send(qtbot, window)
+    finally:
+        sampler.stop()
 
     prompt, used = message.stats["prompt_tokens"], message.stats["context_used"]
     assert shown[0] == prompt > 0  # as soon as the prompt is read, before any text
