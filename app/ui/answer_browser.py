@@ -18,7 +18,7 @@ from PySide6.QtGui import (
 from PySide6.QtWidgets import QFrame, QSizePolicy, QTextBrowser, QToolTip, QWidget
 
 from app.core.render import COPY_SCHEME
-from app.ui.message_wording import literal_tooltip
+from app.ui.plain_text import as_plain_text
 
 COPIED_FEEDBACK_MS = 1500
 OPENABLE_SCHEMES = ("http", "https", "mailto")
@@ -74,7 +74,7 @@ class AnswerBrowser(QTextBrowser):
         if url.isEmpty() or url.scheme() == COPY_SCHEME:
             QToolTip.hideText()
         else:  # show where a link goes before anyone clicks it (the model wrote it: shown literally)
-            QToolTip.showText(self.cursor().pos(), literal_tooltip(url.toString()), self)
+            QToolTip.showText(self.cursor().pos(), as_plain_text(url.toString()), self)
 
     def _show_code_copied(self, index: int) -> None:
         """The block's "Copy" link reads "Copied" for a moment."""

@@ -14,7 +14,7 @@ from PySide6.QtWidgets import (
 
 from app.ui.flag_badges import BadgeRow
 from app.ui.message_actions import action_button, refresh_icons
-from app.ui.message_wording import literal_tooltip
+from app.ui.plain_text import as_plain_text
 
 
 class MessageFooter(QWidget):
@@ -84,7 +84,7 @@ class MessageFooter(QWidget):
         text, tip = chip
         self.status_chip.setVisible(bool(text))
         self.status_chip.setText(text)
-        self.status_chip.setToolTip(literal_tooltip(tip))  # may be an error message from the engine
+        self.status_chip.setToolTip(as_plain_text(tip))  # may be an error message from the engine
         self.status_chip.setProperty("state", "error" if failed else "stopped")
         self.status_chip.style().unpolish(self.status_chip)
         self.status_chip.style().polish(self.status_chip)

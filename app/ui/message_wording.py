@@ -1,13 +1,10 @@
 """What an assistant message says about itself: header and footer lines, the status chip,
 trace-flag badges and their tooltips.
 
-Plain strings, no widgets: thinking_pane.py and message_footer.py show them. A tooltip
-that may hold text from the model or the engine goes through `literal_tooltip`.
+Plain strings, no widgets: thinking_pane.py and message_footer.py show them.
 """
 
 from __future__ import annotations
-
-import html
 
 # Trace anomalies from app.core.reasoning (and storage's "interrupted"): badge text, tooltip.
 FLAG_INFO = {
@@ -50,17 +47,6 @@ def format_seconds(s: float) -> str:
 
 def tokens(n: int) -> str:
     return f"{n:,} token" + ("" if n == 1 else "s")
-
-
-def literal_tooltip(text: str) -> str:
-    """`text` as a tooltip that shows it exactly as written.
-
-    Qt renders a tooltip as HTML when it looks like HTML, so untrusted text (a link target
-    from the model, an error message) is escaped and wrapped: always rich text, never markup.
-    """
-    if not text:
-        return ""
-    return f'<p style="white-space:pre-wrap">{html.escape(text, quote=False)}</p>'
 
 
 def thinking_header(live_seconds: int | None, thought_for_s: float | None, thinking_tokens: int) -> str:

@@ -674,6 +674,14 @@ def test_stopped_and_error_messages_say_so(qtbot, transcript):
     assert limited.status_chip.text() == "Token limit" and "Max tokens" in limited.status_chip.toolTip()
 
 
+def test_an_error_from_the_engine_is_shown_as_written(qtbot, transcript):
+    error = "llama_decode failed: <b>-3</b> &amp; more"
+    failed = transcript(AssistantMessageView.from_message(
+        StoredMessage("Some", status="error", stats={"error": error})))
+    assert failed.error_label.text() == error and failed.error_label.textFormat() == Qt.TextFormat.PlainText
+    assert shown_as(failed.status_chip.toolTip()) == error
+
+
 def test_theme_change_recolours_the_rendered_answer(qtbot, transcript):
     view = transcript(AssistantMessageView.from_message(StoredMessage("```python\ndef f(): pass\n```")))
     light = view.answer_view.document().find("def").charFormat().foreground().color().name()
