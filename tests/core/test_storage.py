@@ -25,10 +25,10 @@ from app.core.storage import (
     ChatStore,
     ConversationNotFound,
     StoreDamaged,
-    _storage_error,
     fts5_available,
     title_from_prompt,
 )
+from app.core.storage_file import _storage_error
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -122,8 +122,8 @@ def test_unopenable_path_is_a_storage_error_not_a_recovery(tmp_path: Path):
 
 
 def _with_v2(monkeypatch, migrate_v2) -> None:
-    monkeypatch.setattr("app.core.storage.MIGRATIONS", [*MIGRATIONS, migrate_v2])
-    monkeypatch.setattr("app.core.storage.SCHEMA_VERSION", SCHEMA_VERSION + 1)
+    monkeypatch.setattr("app.core.storage_schema.MIGRATIONS", [*MIGRATIONS, migrate_v2])
+    monkeypatch.setattr("app.core.storage_schema.SCHEMA_VERSION", SCHEMA_VERSION + 1)
 
 
 def test_a_new_migration_upgrades_an_old_file_and_keeps_its_data(db: Path, monkeypatch):
@@ -141,8 +141,8 @@ def test_a_new_migration_upgrades_an_old_file_and_keeps_its_data(db: Path, monke
 
 
 def test_a_v1_file_gets_the_streaming_index_and_keeps_its_data(db: Path, monkeypatch):
-    monkeypatch.setattr("app.core.storage.MIGRATIONS", MIGRATIONS[:1])
-    monkeypatch.setattr("app.core.storage.SCHEMA_VERSION", 1)
+    monkeypatch.setattr("app.core.storage_schema.MIGRATIONS", MIGRATIONS[:1])
+    monkeypatch.setattr("app.core.storage_schema.SCHEMA_VERSION", 1)
     with ChatStore(db) as store:
         conv, _, reply = chat(store, "from v1", "t", "", status="streaming")
     monkeypatch.undo()
@@ -314,7 +314,7 @@ def test_check_integrity_stops_when_cancelled(db: Path):
 
 @pytest.fixture
 def short_busy_timeout(monkeypatch):
-    monkeypatch.setattr("app.core.storage.BUSY_TIMEOUT_S", 0.1)
+    monkeypatch.setattr("app.core.storage_file.BUSY_TIMEOUT_S", 0.1)
 
 
 def test_a_file_locked_by_another_program_at_start_is_a_sentence(db: Path, short_busy_timeout):
@@ -657,7 +657,7 @@ def test_streaming_message_is_indexed_when_it_finishes(store: ChatStore):
 def test_index_rebuild_leaves_out_a_live_streaming_message(db: Path, monkeypatch):
     if not fts5_available():
         pytest.skip("this sqlite3 has no FTS5")
-    monkeypatch.setattr("app.core.storage.fts5_available", lambda: False)
+    monkeypatch.setattr("app.core.storage_schema.fts5_available", lambda: False)
     with ChatStore(db) as store:
         _, _, msg = chat(store, "q", "live thought", "", status="streaming")
     monkeypatch.undo()
@@ -672,7 +672,7 @@ def test_index_rebuild_leaves_out_a_live_streaming_message(db: Path, monkeypatch
 def test_search_without_fts5_falls_back_to_like(db: Path, monkeypatch):
     with ChatStore(db) as store:
         chat(store, "prompt", "the thinking mentions zebras", "answer")
-    monkeypatch.setattr("app.core.storage.fts5_available", lambda: False)
+    monkeypatch.setattr("app.core.storage_schema.fts5_available", lambda: False)
     with ChatStore(db) as store:
         assert not store.has_fts
         assert [h.field for h in store.search("zebras")] == ["thinking"]
