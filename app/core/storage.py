@@ -191,7 +191,7 @@ class ChatStore:
         return self._file.has_fts
 
     @property
-    def _conn(self) -> sqlite3.Connection:
+    def _conn(self) -> sqlite3.Connection:  # the raw connection, for tests that stage SQLite states
         return self._file.conn
 
     def check_integrity(self, cancel: threading.Event | None = None) -> bool:
