@@ -74,8 +74,8 @@ _LONGEST_TAG = len(CLOSE_TAG)
 class Segment:
     """A piece of output text of one kind, ready to display.
 
-    `block` numbers the think blocks of a message from 0 (for answer text: the number of
-    think blocks opened before it, which nothing needs); `TraceText` keeps blocks apart by it.
+    `block` numbers the think blocks of a message from 0 (`TraceText` keeps them apart by
+    it); answer text is all one, block 0.
     """
 
     kind: Literal["think", "answer"]
@@ -235,8 +235,7 @@ class ThinkSplitter:
             if not text:
                 return
             self._block_has_text = True
-        segment = Segment("think" if self._thinking else "answer", text, max(0, self._block_count - 1)
-                          if self._thinking else self._block_count)
+        segment = Segment("think", text, self._block_count - 1) if self._thinking else Segment("answer", text)
         self._text.add(segment)
         out = self._out
         if out and out[-1].kind == segment.kind and out[-1].block == segment.block \

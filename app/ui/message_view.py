@@ -153,7 +153,7 @@ class AssistantMessageView(QWidget):
         if kind == "think" and self._last_kind != "think":
             self._think_blocks += 1
         self._last_kind = kind
-        return max(0, self._think_blocks - 1) if kind == "think" else self._think_blocks
+        return self._think_blocks - 1 if kind == "think" else 0
 
     def _show_thinking(self, text: str) -> None:
         if not self._thinking_seen:
