@@ -65,6 +65,13 @@ def open_manager(qtbot, window):
     return dialog
 
 
+def start_tiny_download(qtbot, dialog, downloads) -> None:
+    """Click Download on the tiny model and wait until its first bytes have arrived."""
+    click(qtbot, dialog.catalog_rows["tiny-r1"].download_button)
+    qtbot.waitUntil(lambda: downloads.last_progress is not None and downloads.last_progress.downloaded > 0,
+                    timeout=DOWNLOAD_TIMEOUT_MS)
+
+
 def settled(qtbot, window) -> None:
     """Wait until the surveys started so far (window start, manager opened) have landed."""
     qtbot.waitUntil(lambda: window.library.survey is not None and not window.library.refreshing,
@@ -246,9 +253,7 @@ def test_a_cancelled_download_is_listed_as_resumable_and_resumes(qtbot, data_dir
     dialog = open_manager(qtbot, window)
     downloads = window.library.downloads
 
-    click(qtbot, dialog.catalog_rows["tiny-r1"].download_button)
-    qtbot.waitUntil(lambda: downloads.last_progress is not None and downloads.last_progress.downloaded > 0,
-                    timeout=DOWNLOAD_TIMEOUT_MS)
+    start_tiny_download(qtbot, dialog, downloads)
     with qtbot.waitSignal(downloads.cancelled, timeout=DOWNLOAD_TIMEOUT_MS):
         click(qtbot, dialog.catalog_rows["tiny-r1"].progress.cancel_button)
     wait_rows(qtbot, dialog, lambda d: len(d.partial_rows) == 1)
@@ -273,9 +278,7 @@ def test_a_discarded_partial_download_is_deleted(qtbot, data_dir, open_app, hub,
     window = open_app(data_dir)
     dialog = open_manager(qtbot, window)
     downloads = window.library.downloads
-    click(qtbot, dialog.catalog_rows["tiny-r1"].download_button)
-    qtbot.waitUntil(lambda: downloads.last_progress is not None and downloads.last_progress.downloaded > 0,
-                    timeout=DOWNLOAD_TIMEOUT_MS)
+    start_tiny_download(qtbot, dialog, downloads)
     with qtbot.waitSignal(downloads.cancelled, timeout=DOWNLOAD_TIMEOUT_MS):
         downloads.cancel()
     wait_rows(qtbot, dialog, lambda d: len(d.partial_rows) == 1)
@@ -312,9 +315,7 @@ def test_shutting_down_stops_a_running_download_within_its_bound_and_keeps_the_p
     window = open_app(data_dir)
     dialog = open_manager(qtbot, window)
     downloads = window.library.downloads
-    click(qtbot, dialog.catalog_rows["tiny-r1"].download_button)
-    qtbot.waitUntil(lambda: downloads.last_progress is not None and downloads.last_progress.downloaded > 0,
-                    timeout=DOWNLOAD_TIMEOUT_MS)
+    start_tiny_download(qtbot, dialog, downloads)
     (job,) = [j for j in background.running_jobs() if j.name == "the download of Tiny-R1 Q8_0"]
 
     start = time.monotonic()
