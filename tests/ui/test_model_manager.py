@@ -180,6 +180,27 @@ def test_delete_asks_first_and_then_removes_every_part(qtbot, data_dir, open_app
     assert dialog.findChild(type(dialog.hardware), "noLocalModels").text() == "No models downloaded yet."
 
 
+def test_a_model_whose_load_was_replaced_is_not_deleted_until_the_engine_let_go(qtbot, data_dir, open_app):
+    first = SCRIPTS["standard_r1"].write(models_folder(data_dir) / "First.gguf")
+    second = SCRIPTS["non_reasoning"].write(models_folder(data_dir) / "Second.gguf")
+    window = open_app(data_dir)
+    problems: list[str] = []
+    window.library.problem.connect(problems.append)
+
+    window.load_model(first)
+    window.load_model(second)  # the first load is cancelled, but the engine thread may still hold its file
+    window.library.delete_model(first)
+    assert first.exists() and problems == ["First.gguf is still being closed; try deleting it again in a moment."]
+    window.library.delete_model(second)
+    assert second.exists() and "Second.gguf is loading" in problems[-1]
+
+    qtbot.waitUntil(lambda: window.client.info is not None, timeout=LOAD_TIMEOUT_MS)
+    assert window.client.info.path == second  # the first load's result never counted
+    assert window.status.model_label.text().startswith("Scripted-non_reasoning")
+    window.library.delete_model(first)  # let go now: deleted
+    qtbot.waitUntil(lambda: not first.exists(), timeout=LOAD_TIMEOUT_MS)
+
+
 def test_deleting_the_active_model_unloads_it_first_and_forgets_it(qtbot, data_dir, open_app, catalog, monkeypatch):
     active = put(data_dir, catalog.recommended, TINY_RECOMMENDED)
     window = open_app(data_dir, active)
