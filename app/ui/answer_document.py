@@ -142,10 +142,18 @@ class StreamedAnswer(QObject):
         where that renders the same. Call once; a stored message calls it without streaming."""
         self._final = answer
         streamed = self._stream.source
-        if streamed and streamed.rstrip() == answer:
-            self._finish_streamed_answer(answer)  # only the tail and the pieces that differ change
-        else:
+        if not streamed or streamed.rstrip() != answer:
             self._render_whole()
+        elif len(answer) <= SYNC_RENDER_MAX_CHARS:
+            self._finish_streamed_answer(answer)  # only the tail and the pieces that differ change
+        else:  # the pass that ends a long stream has shown its last text; closing it waits for the next
+            self._render_pending = True
+            QTimer.singleShot(0, self, self._finish_long_streamed_answer)
+
+    @Slot()
+    def _finish_long_streamed_answer(self) -> None:
+        if self._render_pending and self._final is not None:  # else rendered another way meanwhile
+            self._finish_streamed_answer(self._final)
 
     def _finish_streamed_answer(self, answer: str) -> None:
         """Make the streamed document equal to a render of the whole answer, changing only
