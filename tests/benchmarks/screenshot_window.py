@@ -79,14 +79,14 @@ TOKEN_DELAY_S = 0.012  # ~80 tokens/s: roughly a 7B distill on a laptop GPU
 
 def slow_down_stream() -> None:
     """Pace the scripted model like a real one (the scripted model is thousands of tokens/s)."""
-    original = engine.ChatRun.__iter__
+    original = engine.ChatRun.__next__
 
     def paced(self):
-        for segment in original(self):
-            time.sleep(TOKEN_DELAY_S)
-            yield segment
+        segment = original(self)
+        time.sleep(TOKEN_DELAY_S)
+        return segment
 
-    engine.ChatRun.__iter__ = paced
+    engine.ChatRun.__next__ = paced
 
 
 def grab(path: Path) -> None:
