@@ -32,7 +32,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import app  # noqa: E402,F401  (llama_cpp before numpy)
 from PySide6.QtCore import Qt, QTimer  # noqa: E402
-from PySide6.QtWidgets import QApplication  # noqa: E402
 
 from app.core.settings import Settings, save_settings  # noqa: E402
 from app.ui import message_view  # noqa: E402

@@ -23,7 +23,6 @@ what it measured) and llama.cpp's logs to <out-dir>/llama_logs.txt; a table is p
 import llama_cpp
 
 import argparse
-import ctypes
 import json
 import os
 import re
