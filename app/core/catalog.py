@@ -63,6 +63,10 @@ class Architecture:
     n_ctx_train: int
     n_expert: int | None = None
     n_expert_used: int | None = None
+    # The files carry Multi-head Latent Attention metadata (deepseek2 attention.key_length_mla and
+    # value_length_mla): n_head_kv, head_dim and head_dim_v are then the file's own (1, kv_lora_rank +
+    # rope dim, kv_lora_rank) and llama.cpp keeps no V cache (docs/sizing.md).
+    mla: bool = False
 
 
 @dataclass(frozen=True)
@@ -269,6 +273,7 @@ def _parse_model(data, index: int, source: str) -> CatalogModel:
         n_ctx_train=arch.integer("n_ctx_train"),
         n_expert=arch.integer("n_expert", optional=True),
         n_expert_used=arch.integer("n_expert_used", optional=True),
+        mla=arch.boolean("mla") if "mla" in arch.data else False,
     )
     if architecture.n_head_kv > architecture.n_head:
         arch._fail("n_head_kv", f"at most n_head ({architecture.n_head})")

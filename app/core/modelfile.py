@@ -48,6 +48,10 @@ NOT_CHAT_ARCHITECTURES = {  # valid GGUFs that cannot hold a conversation
     "eurobert", "t5encoder", "wavtokenizer-dec", "gemma-embedding", "llama-embed",
 }  # fmt: skip
 RECURRENT_ARCHITECTURES = {"mamba", "mamba2", "rwkv6", "rwkv6qwen2", "rwkv7", "arwkv7"}  # no attention heads
+# Multi-head Latent Attention: llama.cpp reads attention.key_length_mla / value_length_mla for these
+# (llama-model.cpp, LLM_ARCH_DEEPSEEK2: DeepSeek-V2/V3/R1). With both present the file is an MLA
+# conversion: one KV "head" of key_length = kv_lora_rank + rope dim, and no V cache (docs/sizing.md).
+MLA_ARCHITECTURES = {"deepseek2"}
 SPLIT_SUFFIX = re.compile(r"-(\d{5})-of-(\d{5})\.gguf$")
 
 _SCALARS: dict[int, struct.Struct] = {
@@ -90,6 +94,8 @@ class ModelSummary:
     is_reasoning: bool  # emits <think> ... </think>
     n_params: int
     split_count: int  # number of parts, 1 if not split
+    head_dim_v: int = 0  # per-head size of a cached value (attention.value_length), 0 = as head_dim
+    mla: bool = False  # an MLA file (MLA_ARCHITECTURES with key_length_mla and value_length_mla): no V cache
 
 
 def inspect_gguf(path: str | os.PathLike) -> ModelSummary:
@@ -126,6 +132,9 @@ def inspect_gguf(path: str | os.PathLike) -> ModelSummary:
     n_head_kv = n_head if n_head_kv is None else n_head_kv
     key_length = _as_int(header.kv, f"{arch}.attention.key_length", default=0)
     head_dim = key_length or (n_embd // n_head if n_head else 0)
+    head_dim_v = _as_int(header.kv, f"{arch}.attention.value_length", default=0)
+    mla = arch in MLA_ARCHITECTURES and all(
+        _as_int(header.kv, f"{arch}.attention.{key}", default=0) > 0 for key in ("key_length_mla", "value_length_mla"))
     n_ff = _max_int(header, f"{arch}.feed_forward_length") or 0
     _check_loader_asserts(header, arch, n_layers)
 
@@ -162,6 +171,8 @@ def inspect_gguf(path: str | os.PathLike) -> ModelSummary:
         is_reasoning=is_reasoning,
         n_params=sum(t.n_elements for part in parts for t in part.tensors),
         split_count=split_count,
+        head_dim_v=head_dim_v,
+        mla=mla,
     )
 
 

@@ -7,8 +7,11 @@ Memory, per device, for llama.cpp with flash attention (how Ponder loads models)
   extra, last layer: llama.cpp offloads the *last* n_gpu_layers of the n_layers + 1, so the output
   layer goes first and n_gpu_layers = n_layers + 1 offloads everything; it splits the offloaded
   layers across GPUs in proportion to their memory.
-- KV cache: 2 (K and V) × kv_heads × head_dim × bytes per element × n_ctx rounded up to 256,
-  per layer, on that layer's device. q8_0 stores 34 bytes per 32 elements.
+- KV cache: kv_heads × (key length + value length) × bytes per element × n_ctx rounded up to 256,
+  per layer, on that layer's device. q8_0 stores 34 bytes per 32 elements. A deepseek2 file with
+  Multi-head Latent Attention metadata (key_length_mla/value_length_mla) caches no V: one head of
+  kv_lora_rank + rope dim (512 + 64 for DeepSeek-V3/R1); an older one without those keys caches
+  128 heads × (192 + 128). Measured against llama.cpp: docs/sizing.md.
 - Compute buffer: the largest of the logits (n_ubatch × vocab × 4 bytes, on the output layer's
   device), attention (KQ mask n_ctx × n_ubatch f16 plus activations; without flash attention the
   n_head × n_ctx × n_ubatch f32 scores) and the FFN activations. At n_ubatch 512 the logits win:
@@ -134,6 +137,7 @@ class ModelShape:
     n_ctx_train: int | None = None
     active_ratio: float = 1.0  # share of layer weights read per token (mixture of experts)
     model_id: str | None = None
+    mla: bool = False  # Multi-head Latent Attention file: K only (n_head_kv × head_dim_k), no V cache
 
     @classmethod
     def from_catalog(cls, model: CatalogModel, quant: str | Quant = "Q4_K_M") -> ModelShape:
@@ -143,7 +147,7 @@ class ModelShape:
         return cls(name=model.short_name, quant=q.name, file_size=q.size_bytes, n_layers=a.n_layers,
                    n_embd=a.n_embd, n_head=a.n_head, n_head_kv=a.n_head_kv, head_dim_k=a.head_dim,
                    head_dim_v=a.head_dim_v, vocab_size=a.vocab_size, n_ff=a.n_ff,
-                   n_ctx_train=a.n_ctx_train, active_ratio=active, model_id=model.id)
+                   n_ctx_train=a.n_ctx_train, active_ratio=active, model_id=model.id, mla=a.mla)
 
     @classmethod
     def from_summary(cls, summary) -> ModelShape:
@@ -167,7 +171,8 @@ class ModelShape:
                    n_embd=n_embd, n_head=n_head, n_head_kv=n_head_kv, head_dim_k=head_dim,
                    head_dim_v=int(getattr(summary, "head_dim_v", None) or head_dim),
                    vocab_size=int(summary.vocab_size), n_ff=int(getattr(summary, "n_ff", None) or 4 * n_embd),
-                   n_ctx_train=getattr(summary, "n_ctx_train", None), active_ratio=active)
+                   n_ctx_train=getattr(summary, "n_ctx_train", None), active_ratio=active,
+                   mla=bool(getattr(summary, "mla", False)))
 
     @property
     def metadata_bytes(self) -> int:
@@ -187,8 +192,15 @@ class ModelShape:
         rest = self.file_size - self.metadata_bytes - self.token_embd_bytes - self.output_bytes
         return max(rest, 0) / self.n_layers
 
+    @property
+    def kv_elements_per_token_layer(self) -> int:
+        """Values llama.cpp caches per token and layer (llama-kv-cache.cpp): K and V, n_head_kv ×
+        head size each; an MLA file (deepseek2 with key_length_mla/value_length_mla) caches K only,
+        one head of kv_lora_rank + rope dim (576 for DeepSeek-V3/R1), and V is a view of it."""
+        return self.n_head_kv * (self.head_dim_k + (0 if self.mla else self.head_dim_v))
+
     def kv_bytes_per_token_layer(self, kv_type: str) -> float:
-        return self.n_head_kv * (self.head_dim_k + self.head_dim_v) * KV_BYTES_PER_ELEMENT[kv_type]
+        return self.kv_elements_per_token_layer * KV_BYTES_PER_ELEMENT[kv_type]
 
 
 @dataclass
@@ -405,7 +417,7 @@ def _place(shape: ModelShape, n: int, gpus: list[_Gpu], hw, n_ctx, kv_type, n_ub
         dev.compute_bytes = max(logits if dev.has_output else 0, layer_work if dev.layers else 0)
         if kv_type != "f16" and g.vendor == "nvidia" and dev.layers:
             # CUDA flash attention converts a quantized K/V to f16 for prompt batches.
-            dev.compute_bytes += int(n_ctx_pad * shape.n_head_kv * (shape.head_dim_k + shape.head_dim_v) * 2)
+            dev.compute_bytes += int(n_ctx_pad * shape.kv_elements_per_token_layer * 2)
         dev.runtime_bytes = GPU_RUNTIME_BYTES.get(g.vendor, GPU_RUNTIME_BYTES["nvidia"])
         dev.budget_bytes = g.budget
         dev.margin_bytes = int(GPU_MARGIN_FIXED + GPU_MARGIN_SHARE * (g.memory or 0)) if g.budget is not None else 0
