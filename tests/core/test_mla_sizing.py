@@ -4,6 +4,7 @@ generated deepseek2 GGUFs (tests/fixtures/deepseek2_gguf.py). Numbers in docs/si
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 
@@ -11,7 +12,8 @@ import pytest
 
 import app  # noqa: F401
 from app.core import engine
-from app.core.catalog import load_catalog
+from app.core.catalog import default_catalog_path, load_catalog
+from app.core.errors import CatalogError
 from app.core.hardware import describe
 from app.core.modelfile import inspect_gguf
 from app.core.sizing import plan
@@ -139,3 +141,38 @@ def test_full_r1_kv_cache_follows_the_catalog_files_own_layout():
     else:
         assert (a.n_head_kv, a.head_dim, a.head_dim_v) == (128, 192, 128)
         assert kv == 61 * 128 * (192 + 128) * 2 * 16384
+
+
+def _catalog_with_mla_r1(tmp_path, **arch):
+    data = json.loads(default_catalog_path().read_text(encoding="utf-8"))
+    models = data["models"] if isinstance(data, dict) else data
+    entry = next(m for m in models if m["id"] == "r1-671b")
+    entry["architecture"].update(arch)
+    path = tmp_path / "models.json"
+    path.write_text(json.dumps(data), encoding="utf-8")
+    return load_catalog(path)
+
+
+def test_a_catalog_entry_marked_mla_plans_the_compressed_cache(tmp_path):
+    """An entry whose files carry the MLA keys describes them as the file does (1 KV head of 576,
+    value 512, mla true): 61 × 576 f16 values per token, ~1.1 GB at 16k, and a 192 GB Mac then holds
+    the 140 GB UD-IQ1_S on its GPU."""
+    catalog = _catalog_with_mla_r1(tmp_path, n_head_kv=1, head_dim=576, head_dim_v=512, mla=True)
+    r1 = catalog.get("r1-671b")
+    assert r1.architecture.mla
+    mac = describe(unified=True, ram_gb=192, gpu_name="Apple M2 Ultra")
+    p = plan(r1, quant="UD-IQ1_S", n_ctx=16384, n_gpu_layers=-1, hw=mac)
+    assert sum(d.kv_bytes for d in p.devices) == 61 * 576 * 2 * 16384  # 1098 MiB
+    assert p.fit == "fits"
+    (tmp_path / "old").mkdir()
+    without = _catalog_with_mla_r1(tmp_path / "old", n_head_kv=128, head_dim=192, head_dim_v=128, mla=False)
+    old = plan(without.get("r1-671b"), quant="UD-IQ1_S", n_ctx=16384, n_gpu_layers=-1, hw=mac)
+    assert sum(d.kv_bytes for d in old.devices) == 61 * 128 * 320 * 2 * 16384  # 78080 MiB
+    assert old.fit == "too_big"
+    # Reading the smaller cache per token also makes decoding faster.
+    assert p.expected_tokens_per_s > old.expected_tokens_per_s
+
+
+def test_the_catalog_mla_flag_must_be_true_or_false(tmp_path):
+    with pytest.raises(CatalogError, match="mla"):
+        _catalog_with_mla_r1(tmp_path, mla="yes")
