@@ -52,6 +52,7 @@ RECURRENT_ARCHITECTURES = {"mamba", "mamba2", "rwkv6", "rwkv6qwen2", "rwkv7", "a
 # (llama-model.cpp, LLM_ARCH_DEEPSEEK2: DeepSeek-V2/V3/R1). With both present the file is an MLA
 # conversion: one KV "head" of key_length = kv_lora_rank + rope dim, and no V cache (docs/sizing.md).
 MLA_ARCHITECTURES = {"deepseek2"}
+_EXPERTS_TENSOR = re.compile(r"\.ffn_(gate|up|down|gate_up)_exps\.")  # routed experts, not the shared (shexp)
 SPLIT_SUFFIX = re.compile(r"-(\d{5})-of-(\d{5})\.gguf$")
 
 _SCALARS: dict[int, struct.Struct] = {
@@ -96,6 +97,12 @@ class ModelSummary:
     split_count: int  # number of parts, 1 if not split
     head_dim_v: int = 0  # per-head size of a cached value (attention.value_length), 0 = as head_dim
     mla: bool = False  # an MLA file (MLA_ARCHITECTURES with key_length_mla and value_length_mla): no V cache
+    # Mixture of experts (all 0 for a dense model): expert counts, and the bytes of the repeating
+    # layers' tensors (blk.*) and of the routed experts' among them (blk.*.ffn_*_exps).
+    n_expert: int = 0
+    n_expert_used: int = 0
+    layer_tensor_bytes: int = 0
+    expert_tensor_bytes: int = 0
 
 
 def inspect_gguf(path: str | os.PathLike) -> ModelSummary:
@@ -137,6 +144,9 @@ def inspect_gguf(path: str | os.PathLike) -> ModelSummary:
         _as_int(header.kv, f"{arch}.attention.{key}", default=0) > 0 for key in ("key_length_mla", "value_length_mla"))
     n_ff = _max_int(header, f"{arch}.feed_forward_length") or 0
     _check_loader_asserts(header, arch, n_layers)
+    n_expert = _as_int(kv, f"{arch}.expert_count", default=0)
+    n_expert_used = (_max_int(header, f"{arch}.expert_used_count") or 0) if n_expert else 0
+    layer_tensors = [t for part in parts for t in part.tensors if t.name.startswith("blk.")] if n_expert else []
 
     tokens = kv.get("tokenizer.ggml.tokens")
     if "tokenizer.ggml.model" not in kv or not isinstance(tokens, _Array) or tokens.count == 0:
@@ -173,6 +183,10 @@ def inspect_gguf(path: str | os.PathLike) -> ModelSummary:
         split_count=split_count,
         head_dim_v=head_dim_v,
         mla=mla,
+        n_expert=n_expert,
+        n_expert_used=n_expert_used,
+        layer_tensor_bytes=sum(t.n_bytes for t in layer_tensors),
+        expert_tensor_bytes=sum(t.n_bytes for t in layer_tensors if _EXPERTS_TENSOR.search(t.name)),
     )
 
 

@@ -24,8 +24,10 @@ Memory, per device, for llama.cpp with flash attention (how Ponder loads models)
   programs and our own error. It is not part of the predicted use, but a plan fits only with it.
   RAM has no margin of its own: its budget already leaves 25% (at least 3 GB) to the OS.
 
-Speed: decoding one token reads every weight once (the active share for a mixture of experts)
-plus the KV cache so far, each from the memory of the device that holds it:
+Speed: decoding one token reads every weight once (the active share for a mixture of experts:
+from a GGUF, its layers' non-expert tensors plus n_expert_used / n_expert of the routed experts'
+ffn_*_exps tensors; from the catalog, active / total parameters) plus the KV cache so far, each
+from the memory of the device that holds it:
   seconds/token = Σ devices bytes / (bandwidth × efficiency) + layers × per-layer overhead.
 GPU: efficiency 0.54 and 48 µs per layer, fit to the H100 decode rates of the 1.5B/7B/14B Q4_K_M
 distills in docs/sizing.md (525/264/147 tok/s; this model says 512/260/139). CPU: efficiency 0.6 of
@@ -163,8 +165,17 @@ class ModelShape:
             quant = f"{summary.file_size * 8 / n_params:.1f} bpw" if n_params else "unknown"
         n_expert = getattr(summary, "n_expert", None)
         n_expert_used = getattr(summary, "n_expert_used", None)
-        # Roughly: the used experts' share plus attention and shared weights.
-        active = min(1.0, n_expert_used / n_expert + 0.03) if n_expert and n_expert_used else 1.0
+        layer_tensor_bytes = getattr(summary, "layer_tensor_bytes", 0) or 0
+        expert_tensor_bytes = getattr(summary, "expert_tensor_bytes", 0) or 0
+        if n_expert and n_expert_used and layer_tensor_bytes and expert_tensor_bytes:
+            # From the file's tensors: every non-expert weight of a layer (attention, norms, router,
+            # shared experts, dense leading layers) plus the used share of the routed experts.
+            unused = expert_tensor_bytes * (1 - n_expert_used / n_expert)
+            active = (layer_tensor_bytes - unused) / layer_tensor_bytes
+        elif n_expert and n_expert_used:  # roughly: the used experts' share plus attention and shared weights
+            active = min(1.0, n_expert_used / n_expert + 0.03)
+        else:
+            active = 1.0
         path = getattr(summary, "path", None)
         name = getattr(summary, "name", None) or (str(path).replace("\\", "/").rsplit("/", 1)[-1] if path else "model")
         return cls(name=name, quant=quant, file_size=int(summary.file_size), n_layers=int(summary.n_layers),

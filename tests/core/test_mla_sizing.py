@@ -16,7 +16,7 @@ from app.core.catalog import default_catalog_path, load_catalog
 from app.core.errors import CatalogError
 from app.core.hardware import describe
 from app.core.modelfile import inspect_gguf
-from app.core.sizing import plan
+from app.core.sizing import ModelShape, plan
 from tests.fixtures.deepseek2_gguf import DeepSeek2Shape, write_deepseek2_gguf
 
 MiB = 1024**2
@@ -176,3 +176,21 @@ def test_a_catalog_entry_marked_mla_plans_the_compressed_cache(tmp_path):
 def test_the_catalog_mla_flag_must_be_true_or_false(tmp_path):
     with pytest.raises(CatalogError, match="mla"):
         _catalog_with_mla_r1(tmp_path, mla="yes")
+
+
+def test_moe_speed_reads_the_used_experts_share_of_the_files_expert_tensors(files):
+    """Per token a MoE reads its layers' non-expert tensors and n_expert_used / n_expert of the routed
+    experts (ffn_*_exps), counted from the file's own tensor table (here with gguf's reader)."""
+    from gguf import GGUFReader
+
+    for path in files.values():
+        reader = GGUFReader(path)
+        layer = [t for t in reader.tensors if t.name.startswith("blk.")]
+        total = sum(int(t.n_bytes) for t in layer)
+        experts = sum(int(t.n_bytes) for t in layer if "_exps." in t.name)
+        assert 0 < experts < total
+        summary = inspect_gguf(path)
+        assert (summary.n_expert, summary.n_expert_used) == (SHAPE.n_expert, SHAPE.n_expert_used)
+        assert (summary.layer_tensor_bytes, summary.expert_tensor_bytes) == (total, experts)
+        used = SHAPE.n_expert_used / SHAPE.n_expert
+        assert ModelShape.from_summary(summary).active_ratio == pytest.approx((total - experts * (1 - used)) / total)
