@@ -12,7 +12,7 @@ import app  # noqa: F401  (loads llama_cpp before numpy; see app/__init__.py)
 from app.core.errors import PonderError
 
 # Subcommand modules under app.commands, each with add_parser(subparsers).
-COMMANDS = ["ask", "hardware", "recommend", "download", "export"]
+COMMANDS = ["ask", "hardware", "recommend", "download", "export", "serve"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,392 @@
+"""`ponder serve`: the real server (uvicorn + Starlette) on loopback, a scripted GGUF behind it,
+and the official `openai` client in front of it (httpx2 for what the client will not send)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import httpx2
+import openai
+import pytest
+
+from app.core.engine import Engine, LoadOptions, Sampling
+from app.core.reasoning import split_text
+from app.core.server.api import build_app, make_server, parse_chat_request, ApiError
+from app.core.server.service import EngineService, StopMatcher
+from tests.fixtures.scripted_gguf import LONG_TRACE_THINKING_TOKENS, SCRIPTS, STANDARD_ANSWER, STANDARD_THINKING
+
+THINKING = STANDARD_THINKING.strip()
+ANSWER = STANDARD_ANSWER.strip()
+PIECES = SCRIPTS["standard_r1"].pieces
+REASONING_TOKENS = PIECES.index("</think>") + 1  # the closing tag is the thinking's last token
+QUESTION = [{"role": "user", "content": "What is 17 × 23?"}]
+
+
+class Served:
+    def __init__(self, service: EngineService, server, thread: threading.Thread, port: int) -> None:
+        self.service, self.server, self.thread, self.port = service, server, thread, port
+        self.base_url = f"http://127.0.0.1:{port}/v1"
+
+    def client(self, api_key: str = "none") -> openai.OpenAI:
+        return openai.OpenAI(base_url=self.base_url, api_key=api_key, max_retries=0, timeout=30)
+
+    def wait_for(self, condition, timeout: float = 10.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = condition()
+            if value:
+                return value
+            time.sleep(0.005)
+        raise AssertionError("condition not reached in time")
+
+
+@pytest.fixture
+def serve(scripted_model):
+    started: list[Served] = []
+
+    def start(script: str = "standard_r1", *, max_waiting: int = 8, n_ctx: int = 4096, **app_options) -> Served:
+        service = EngineService(scripted_model(script), LoadOptions(n_ctx=n_ctx), max_waiting=max_waiting).start()
+        server = make_server(build_app(service, **app_options), log_level="warning")
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+        thread.start()
+        served = Served(service, server, thread, sock.getsockname()[1])
+        started.append(served)
+        served.wait_for(lambda: server.started)
+        return served
+
+    yield start
+    for served in started:
+        served.service.close()
+        served.server.should_exit = True
+        served.thread.join(10)
+        assert not served.thread.is_alive(), "the server did not shut down"
+
+
+# --- the openai client, stream and whole --------------------------------------------------
+
+
+def test_whole_answer_splits_reasoning_and_counts_usage(serve):
+    served = serve()
+    reply = served.client().chat.completions.create(model="anything", messages=QUESTION, seed=1)
+    choice = reply.choices[0]
+    assert choice.message.reasoning_content == THINKING
+    assert choice.message.content == ANSWER
+    assert choice.finish_reason == "stop"
+    assert reply.object == "chat.completion" and reply.model == served.service.model_id
+    usage = reply.usage
+    assert usage.completion_tokens == len(PIECES)
+    assert usage.completion_tokens_details.reasoning_tokens == REASONING_TOKENS
+    assert usage.prompt_tokens > 5
+    assert usage.total_tokens == usage.prompt_tokens + usage.completion_tokens
+
+
+def test_stream_sends_reasoning_then_content_then_usage(serve):
+    served = serve()
+    stream = served.client().chat.completions.create(
+        model="anything", messages=QUESTION, stream=True, stream_options={"include_usage": True})
+    chunks = list(stream)
+    deltas = [c.choices[0].delta for c in chunks if c.choices]
+    reasoning = "".join(getattr(d, "reasoning_content", None) or "" for d in deltas)
+    content = "".join(d.content or "" for d in deltas)
+    assert reasoning.strip() == THINKING
+    assert content.strip() == ANSWER
+    assert deltas[0].role == "assistant"
+    # thinking arrives before any answer, in many chunks
+    kinds = [("r" if getattr(d, "reasoning_content", None) else "c") for d in deltas if
+             getattr(d, "reasoning_content", None) or d.content]
+    assert kinds.index("c") > 10 and "r" not in kinds[kinds.index("c"):]
+    finals = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+    assert finals == ["stop"]
+    assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == len(PIECES)
+    assert chunks[-1].usage.completion_tokens_details.reasoning_tokens == REASONING_TOKENS
+
+
+def test_stream_ends_with_done_marker_and_no_usage_unless_asked(serve):
+    served = serve()
+    body = {"model": "m", "messages": QUESTION, "stream": True}
+    with httpx2.stream("POST", served.base_url + "/chat/completions", json=body, timeout=30) as response:
+        assert response.headers["content-type"].startswith("text/event-stream")
+        lines = [line for line in response.iter_lines() if line]
+    assert all(line.startswith("data: ") for line in lines)
+    assert lines[-1] == "data: [DONE]"
+    assert not any("usage" in json.loads(line[6:]) for line in lines[:-1])
+
+
+def test_models_lists_the_served_model(serve, scripted_model):
+    served = serve()
+    models = served.client().models.list().data
+    assert [m.id for m in models] == [scripted_model("standard_r1").stem]
+
+
+def test_raw_reasoning_format_keeps_think_tags_in_content(serve):
+    served = serve(reasoning_format="raw")
+    reply = served.client().chat.completions.create(model="m", messages=QUESTION)
+    message = reply.choices[0].message
+    assert getattr(message, "reasoning_content", None) is None
+    assert message.content.startswith("<think>\n") and "</think>" in message.content
+    assert split_text(message.content, prompt_opens_thinking=False)[:2] == (THINKING, ANSWER)
+    stream = served.client().chat.completions.create(model="m", messages=QUESTION, stream=True)
+    streamed = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+    assert streamed.strip() == message.content
+
+
+def test_max_tokens_ends_with_length(serve):
+    served = serve()
+    reply = served.client().chat.completions.create(model="m", messages=QUESTION, max_tokens=5)
+    assert reply.choices[0].finish_reason == "length"
+    assert reply.usage.completion_tokens == 5 == reply.usage.completion_tokens_details.reasoning_tokens
+    assert reply.choices[0].message.content == ""
+
+
+def test_stop_string_ends_the_answer_before_it(serve):
+    served = serve()
+    client = served.client()
+    reply = client.chat.completions.create(model="m", messages=QUESTION, stop=["| step"])
+    assert reply.choices[0].message.content == "**17 × 23 = 391**"
+    assert reply.choices[0].message.reasoning_content == THINKING  # stop strings are matched in the answer
+    assert reply.choices[0].finish_reason == "stop"
+    assert reply.usage.completion_tokens < len(PIECES)  # the run ended there
+    stream = client.chat.completions.create(model="m", messages=QUESTION, stop="| step", stream=True)
+    content = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+    assert content.strip() == "**17 × 23 = 391**"
+
+
+def test_sampling_fields_reach_the_engine_and_r1_defaults_fill_the_rest():
+    request, stream, usage = parse_chat_request({
+        "messages": QUESTION, "temperature": 0.3, "top_p": 0.5, "max_tokens": 77, "seed": 9, "stop": ["x", "y"],
+        "stream": True, "stream_options": {"include_usage": True},
+    })
+    assert (request.sampling.temperature, request.sampling.top_p, request.sampling.max_tokens,
+            request.sampling.seed) == (0.3, 0.5, 77, 9)
+    assert request.stop_strings == ("x", "y") and stream and usage
+    default, stream, usage = parse_chat_request({"messages": QUESTION})
+    assert default.sampling == Sampling() and default.sampling.temperature == 0.6 and default.sampling.top_p == 0.95
+    assert not stream and not usage
+    with pytest.raises(ApiError):
+        parse_chat_request({"messages": QUESTION, "temperature": True})
+
+
+def test_seed_makes_sampling_repeatable_through_the_server(serve):
+    # A scripted model follows its script at any temperature, so a high temperature with a seed
+    # must still give the one answer: the fields get through without breaking the run.
+    served = serve()
+    client = served.client()
+    replies = [client.chat.completions.create(model="m", messages=QUESTION, temperature=1.5, top_p=0.9, seed=7)
+               for _ in range(2)]
+    assert [r.choices[0].message.content for r in replies] == [ANSWER, ANSWER]
+
+
+def test_stop_matcher_holds_back_a_possible_start_of_a_stop_string():
+    matcher = StopMatcher(("STOP",))
+    assert matcher.feed("abcST") == ("abc", False)
+    assert matcher.feed("Ox") == ("STOx", False)
+    assert matcher.feed("yyST") == ("yy", False)
+    assert matcher.feed("OPzz") == ("", True)
+    tail = StopMatcher(("END",))
+    assert tail.feed("aE") == ("a", False) and tail.flush() == "E"
+
+
+# --- the queue --------------------------------------------------------------------------
+
+
+def test_concurrent_requests_queue_and_all_complete(serve):
+    served = serve(max_waiting=8)
+    results: list = [None] * 6
+
+    def ask(i: int) -> None:
+        results[i] = served.client().chat.completions.create(model="m", messages=QUESTION)
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(len(results))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert [(r.choices[0].message.reasoning_content, r.choices[0].message.content) for r in results] == \
+        [(THINKING, ANSWER)] * len(results)
+    assert served.service.counters["completed"] == len(results)
+    assert served.service.counters["rejected"] == 0
+
+
+def test_a_full_queue_answers_429_with_json(serve):
+    served = serve("long_trace", max_waiting=1)
+    client = served.client()
+    first = client.chat.completions.create(model="m", messages=QUESTION, stream=True)
+    next(iter(first))  # running now: the queue is empty again
+    served.wait_for(lambda: served.service.running is not None)
+    waiting: dict = {}
+
+    def second() -> None:
+        reply = client.chat.completions.create(model="m", messages=QUESTION, max_tokens=3)
+        waiting["finish"] = reply.choices[0].finish_reason
+
+    t = threading.Thread(target=second)
+    t.start()
+    served.wait_for(lambda: served.service.waiting == 1)
+    with pytest.raises(openai.RateLimitError) as info:
+        client.chat.completions.create(model="m", messages=QUESTION)
+    assert info.value.status_code == 429
+    assert info.value.body["code"] == "queue_full" and "busy" in info.value.body["message"]
+    first.close()  # the running one stops, the waiting one runs
+    t.join(30)
+    assert waiting == {"finish": "length"}
+    assert served.service.counters["rejected"] == 1
+
+
+def test_disconnect_mid_stream_stops_the_generation_within_a_token(serve):
+    served = serve("long_trace")
+    stream = served.client().chat.completions.create(model="m", messages=QUESTION, stream=True)
+    chunks = iter(stream)
+    for _ in range(5):
+        next(chunks)
+    closed_at = time.monotonic()
+    stream.close()
+    result = served.wait_for(lambda: served.service.recent and served.service.recent[-1])
+    assert result.finish_reason == "cancelled"
+    assert result.stats.thinking_tokens < LONG_TRACE_THINKING_TOKENS / 2
+    assert result.ended_at - closed_at < 0.5
+    # the engine is free again and answers the next request in full
+    reply = served.client().chat.completions.create(model="m", messages=QUESTION, max_tokens=10)
+    assert reply.usage.completion_tokens == 10
+
+
+def test_disconnect_while_waiting_drops_the_job(serve):
+    served = serve("long_trace")
+    client = served.client()
+    first = client.chat.completions.create(model="m", messages=QUESTION, stream=True)
+    next(iter(first))
+    quick = openai.OpenAI(base_url=served.base_url, api_key="none", max_retries=0, timeout=0.3)
+    with pytest.raises(openai.APITimeoutError):
+        quick.chat.completions.create(model="m", messages=QUESTION)  # waits, then the client gives up
+    first.close()
+    served.wait_for(lambda: served.service.counters["cancelled"] == 2)
+    assert [r.stats.thinking_tokens for r in served.service.recent] [-1] == 0
+
+
+# --- bad requests and auth ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("body, param", [
+    (b"{not json", None),
+    (b"[1, 2]", None),
+    (b"\xff\xfe", None),
+    (json.dumps({"model": "m"}).encode(), "messages"),
+    (json.dumps({"messages": []}).encode(), "messages"),
+    (json.dumps({"messages": [{"role": "wizard", "content": "hi"}]}).encode(), "messages[0].role"),
+    (json.dumps({"messages": [{"role": "user", "content": 5}]}).encode(), "messages[0].content"),
+    (json.dumps({"messages": QUESTION, "temperature": "hot"}).encode(), "temperature"),
+    (json.dumps({"messages": QUESTION, "max_tokens": 0}).encode(), "max_tokens"),
+    (json.dumps({"messages": QUESTION, "stop": [1]}).encode(), "stop"),
+    (json.dumps({"messages": QUESTION, "stream": "yes"}).encode(), "stream"),
+    (json.dumps({"messages": QUESTION, "tools": []}).encode(), "tools"),
+    (json.dumps({"messages": QUESTION, "n": 3}).encode(), "n"),
+])
+def test_bad_bodies_get_400_json_and_the_server_keeps_serving(serve, body, param):
+    served = serve()
+    response = httpx2.post(served.base_url + "/chat/completions", content=body,
+                           headers={"Content-Type": "application/json"}, timeout=10)
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["type"] == "invalid_request_error" and error["param"] == param and error["message"]
+    assert "Traceback" not in response.text
+    assert served.client().chat.completions.create(model="m", messages=QUESTION).choices[0].message.content == ANSWER
+
+
+def test_oversized_body_gets_413_and_unknown_paths_json_errors(serve):
+    served = serve(max_body_bytes=1000)
+    big = {"messages": [{"role": "user", "content": "x" * 2000}]}
+    response = httpx2.post(served.base_url + "/chat/completions", json=big, timeout=10)
+    assert response.status_code == 413 and response.json()["error"]["code"] == "body_too_large"
+
+    def chunked():
+        for _ in range(10):
+            yield b" " * 200
+
+    response = httpx2.post(served.base_url + "/chat/completions", content=chunked(), timeout=10)
+    assert response.status_code == 413  # no Content-Length: counted while reading
+    assert httpx2.get(served.base_url + "/nowhere", timeout=10).json()["error"]["code"] == "404"
+    assert httpx2.get(served.base_url + "/chat/completions", timeout=10).status_code == 405
+    assert served.client().chat.completions.create(model="m", messages=QUESTION).choices[0].message.content == ANSWER
+
+
+def test_a_conversation_longer_than_the_context_gets_400(serve):
+    served = serve(n_ctx=256)
+    with pytest.raises(openai.BadRequestError) as info:
+        served.client().chat.completions.create(model="m", messages=[{"role": "user", "content": "word " * 400}])
+    assert info.value.body["code"] == "context_length_exceeded"
+
+
+def test_api_key_is_required_when_set(serve):
+    served = serve(api_key="s3cret")
+    with pytest.raises(openai.AuthenticationError):
+        served.client("wrong").chat.completions.create(model="m", messages=QUESTION)
+    with pytest.raises(openai.AuthenticationError):
+        served.client("wrong").models.list()
+    response = httpx2.post(served.base_url + "/chat/completions", json={"messages": QUESTION}, timeout=10)
+    assert response.status_code == 401 and response.json()["error"]["code"] == "invalid_api_key"
+    reply = served.client("s3cret").chat.completions.create(model="m", messages=QUESTION)
+    assert reply.choices[0].message.content == ANSWER
+    assert served.service.counters["completed"] == 1
+
+
+def test_no_key_needed_without_api_key(serve):
+    served = serve()
+    response = httpx2.get(served.base_url + "/models", timeout=10)
+    assert response.status_code == 200
+
+
+# --- the command --------------------------------------------------------------------------
+
+
+def test_serve_command_warns_when_binding_beyond_loopback_without_a_key(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "app", "serve", "--model", str(tmp_path / "missing.gguf"),
+                             "--host", "0.0.0.0"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "WARNING" in result.stderr and "WITHOUT an API key" in result.stderr
+
+
+def test_serve_command_serves_on_loopback(scripted_model):
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    proc = subprocess.Popen([sys.executable, "-m", "app", "serve", "--model", str(scripted_model("standard_r1")),
+                             "--port", str(port), "--ctx", "2048", "--api-key", "k"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="k", max_retries=0, timeout=30)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                client.models.list()
+                break
+            except openai.APIConnectionError:
+                assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.poll() else ""
+                time.sleep(0.1)
+        reply = client.chat.completions.create(model="m", messages=QUESTION)
+        assert (reply.choices[0].message.reasoning_content, reply.choices[0].message.content) == (THINKING, ANSWER)
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode in (0, -15), err  # uvicorn re-raises the SIGTERM it handled, after a clean shutdown
+    assert "Shutting down" in err and "Traceback" not in err
+    assert "WARNING" not in err and f"http://127.0.0.1:{port}/v1" in err
+
+
+# --- numbers --------------------------------------------------------------------------
+
+
+def test_engine_direct_baseline_matches_the_server(scripted_model):
+    engine = Engine.load(scripted_model("standard_r1"), LoadOptions(n_ctx=4096))
+    try:
+        run = engine.chat(QUESTION).run()
+        assert (run.thinking, run.answer) == (THINKING, ANSWER)
+        assert run.stats.thinking_tokens == REASONING_TOKENS
+    finally:
+        engine.close()
