@@ -34,7 +34,7 @@ from app.core import hardware
 from app.core.errors import ContextOverflow, LoadCancelled, ModelLoadError, PonderError
 from app.core.hardware import HardwareInfo
 from app.core.modelfile import ModelSummary, inspect_gguf
-from app.core.prompt import PromptBuilder, fallback_template
+from app.core.prompt import PromptBuilder, choose_builtin_template, fallback_template
 from app.core.reasoning import Segment, ThinkSplitter
 
 log = logging.getLogger("ponder.engine")
@@ -88,6 +88,7 @@ class ModelInfo:
     gpu_note: str | None
     is_reasoning: bool
     template_note: str | None
+    template_name: str | None = None  # llama.cpp's built-in template used for a file without one
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -249,14 +250,22 @@ class Engine:
         has_r1_tokens = self._tokenize_exact("<｜User｜>") is not None
         template = summary.chat_template
         template_note = None
-        if not template:
+        # No template in the file: llama.cpp's built-in one for its format, if its header tells (prompt.py).
+        builtin = None if template else choose_builtin_template(summary)
+        if builtin is not None:
+            template_note = builtin.note
+            log.info(template_note)
+        elif not template:
             template = fallback_template(has_r1_tokens)
             template_note = "The model file has no chat template; Ponder uses a generic one, so answers may be off."
             log.warning(template_note)
         try:
-            self._prompts = PromptBuilder(
-                template, bos_token=self._bos_text, eos_token=self._eos_text, is_reasoning=summary.is_reasoning
-            )
+            if builtin is not None:
+                self._prompts = PromptBuilder.builtin(builtin.name, is_reasoning=summary.is_reasoning)
+            else:
+                self._prompts = PromptBuilder(
+                    template, bos_token=self._bos_text, eos_token=self._eos_text, is_reasoning=summary.is_reasoning
+                )
         except Exception as exc:  # a broken Jinja template in the file
             self._prompts = PromptBuilder(
                 fallback_template(has_r1_tokens),
@@ -281,6 +290,7 @@ class Engine:
             gpu_note=gpu_note,
             is_reasoning=summary.is_reasoning,
             template_note=template_note,
+            template_name=self._prompts.builtin_name,
         )
         self._backend_sampling = (
             options.backend_sampling if options.backend_sampling is not None else self.info.backend != "CPU"

@@ -19,7 +19,7 @@ import mmap
 import os
 import re
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from gguf import GGML_QUANT_SIZES, MODEL_ARCH_NAMES, GGMLQuantizationType, GGUFValueType, LlamaFileType
@@ -54,6 +54,22 @@ RECURRENT_ARCHITECTURES = {"mamba", "mamba2", "rwkv6", "rwkv6qwen2", "rwkv7", "a
 MLA_ARCHITECTURES = {"deepseek2"}
 _EXPERTS_TENSOR = re.compile(r"\.ffn_(gate|up|down|gate_up)_exps\.")  # routed experts, not the shared (shexp)
 SPLIT_SUFFIX = re.compile(r"-(\d{5})-of-(\d{5})\.gguf$")
+# Special tokens that give away a chat format (app/core/prompt.py picks llama.cpp's built-in
+# template from them when a file has no tokenizer.chat_template). Only tokenizer.ggml.tokens is
+# searched, for whole tokens (each string with its length prefix).
+CHAT_MARKER_TOKENS = (
+    "<｜User｜>", "<｜Assistant｜>",  # DeepSeek V2.5 / V3 / R1 and the R1 distills
+    "<|im_start|>", "<|im_end|>", "<|im_sep|>", "<end_of_utterance>",  # ChatML, Phi-4, SmolVLM
+    "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>",  # Llama 3
+    "<|header_start|>", "<|header_end|>", "<|eot|>",  # Llama 4
+    "<start_of_turn>", "<end_of_turn>",  # Gemma
+    "<|START_OF_TURN_TOKEN|>", "<|USER_TOKEN|>", "<|CHATBOT_TOKEN|>",  # Command-R
+    "<|user|>", "<|assistant|>", "<|end|>",  # Phi-3
+    "[INST]", "[/INST]", "[SYSTEM_PROMPT]",  # Mistral v3 / v7
+    "<|start_of_role|>", "<|end_of_role|>",  # Granite
+    "[|assistant|]", "[|endofturn|]",  # EXAONE
+    "<|EOT|>",  # DeepSeek-Coder
+)  # fmt: skip
 
 _SCALARS: dict[int, struct.Struct] = {
     GGUFValueType.UINT8: struct.Struct("<B"),
@@ -103,6 +119,12 @@ class ModelSummary:
     n_expert_used: int = 0
     layer_tensor_bytes: int = 0
     expert_tensor_bytes: int = 0
+    # Tokenizer facts for choosing a chat template when the file has none (app/core/prompt.py):
+    # tokenizer.ggml.model ("gpt2", "llama"...), tokenizer.ggml.pre ("llama-bpe", "tekken"...),
+    # and which CHAT_MARKER_TOKENS the vocabulary holds. Left out of ==: facts derived for the prompt.
+    tokenizer_model: str = field(default="", compare=False)
+    tokenizer_pre: str = field(default="", compare=False)
+    chat_marker_tokens: frozenset[str] = field(default=frozenset(), compare=False)
 
 
 def inspect_gguf(path: str | os.PathLike) -> ModelSummary:
@@ -187,6 +209,9 @@ def inspect_gguf(path: str | os.PathLike) -> ModelSummary:
         n_expert_used=n_expert_used,
         layer_tensor_bytes=sum(t.n_bytes for t in layer_tensors),
         expert_tensor_bytes=sum(t.n_bytes for t in layer_tensors if _EXPERTS_TENSOR.search(t.name)),
+        tokenizer_model=_as_str(kv, "tokenizer.ggml.model"),
+        tokenizer_pre=_as_str(kv, "tokenizer.ggml.pre"),
+        chat_marker_tokens=tokens.markers,
     )
 
 
@@ -201,6 +226,7 @@ class _Array:
     item_type: int
     values: list | None
     has_think_tag: bool = False  # a string array containing "<think>" or "</think>"
+    markers: frozenset[str] = frozenset()  # the CHAT_MARKER_TOKENS in it (tokenizer.ggml.tokens only)
 
 
 class _TypedInt(int):
@@ -235,6 +261,7 @@ class _Damaged(Exception):
 
 
 _THINK_STRINGS = [_U64.pack(len(tag)) + tag for tag in (b"<think>", b"</think>")]
+_CHAT_MARKER_STRINGS = [(token, _U64.pack(len(token.encode())) + token.encode()) for token in CHAT_MARKER_TOKENS]
 
 
 class _Cursor:
@@ -296,7 +323,11 @@ class _Cursor:
             start = self.pos
             self._skip_strings(count, key)
             found = any(self.data.find(tag, start, self.pos) >= 0 for tag in _THINK_STRINGS)
-            return _Array(count, item_type, None, has_think_tag=found)
+            markers = frozenset()
+            if key == "tokenizer.ggml.tokens":
+                markers = frozenset(
+                    token for token, packed in _CHAT_MARKER_STRINGS if self.data.find(packed, start, self.pos) >= 0)
+            return _Array(count, item_type, None, has_think_tag=found, markers=markers)
         if item_type == GGUFValueType.ARRAY:
             raise _Damaged(f"metadata array '{key}' holds arrays, which llama.cpp does not read")
         raise _Damaged(f"metadata array '{key}' has an unknown element type ({item_type})")
@@ -514,6 +545,11 @@ def _check_loader_asserts(header: _Header, arch: str, n_layers: int) -> None:
     scaling = header.kv.get(f"{arch}.rope.scaling.type")
     if scaling is not None and scaling not in ROPE_SCALING_TYPES:
         raise _invalid(header, f"{arch}.rope.scaling.type", scaling, "llama.cpp knows none, linear, yarn, longrope")
+
+
+def _as_str(kv: dict[str, object], key: str) -> str:
+    value = kv.get(key)
+    return value.strip() if isinstance(value, str) else ""
 
 
 def _as_int(kv: dict[str, object], key: str, *, default: int) -> int:

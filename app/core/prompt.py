@@ -6,11 +6,17 @@ DeepSeek's guidance for R1 models, applied here:
 - the generation prompt must end with `<think>\\n` (current distill templates do;
   older ones do not, so it is appended).
 The template is the GGUF's own, rendered in llama-cpp-python's sandboxed Jinja
-environment. A file without a template gets a fallback and a note saying so.
+environment. A file without a template gets one of llama.cpp's built-in templates,
+chosen from its architecture and tokenizer (`choose_builtin_template`, rendered by
+llama.cpp's `llama_chat_apply_template`), or, when nothing identifies its format,
+a generic fallback; the model info says which (docs/engine.md, "Files without a
+chat template").
 """
 
 from __future__ import annotations
 
+import ctypes
+from collections.abc import Callable
 from dataclasses import dataclass
 
 THINK_OPEN = "<think>"
@@ -35,6 +41,131 @@ GENERIC_FALLBACK_TEMPLATE = (
     "{% endfor %}"
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
+
+
+# --- llama.cpp's built-in templates for files without one ---------------------------------
+
+
+@dataclass(frozen=True)
+class BuiltinChoice:
+    """One of llama.cpp's built-in chat templates, and what in the file it was chosen from."""
+
+    name: str  # llama.cpp's name for it ("llama3", "gemma", ...)
+    basis: str  # e.g. "its tokenizer's <|start_header_id|>, <|end_header_id|> and <|eot_id|> tokens"
+
+    @property
+    def note(self) -> str:
+        return (
+            f"This model file has no chat template; Ponder uses llama.cpp's built-in '{self.name}' template, "
+            f"chosen from {self.basis}."
+        )
+
+
+def _tokens_basis(tokens: tuple[str, ...]) -> str:
+    listed = ", ".join(tokens[:-1]) + " and " + tokens[-1] if len(tokens) > 1 else tokens[0]
+    return f"its tokenizer's {listed} token{'s' if len(tokens) > 1 else ''}"
+
+
+# (template, special tokens that must all be in the vocabulary), first match wins. The
+# tokens are the template's own turn markers, so a vocabulary that holds them was trained
+# on that format. Order matters where vocabularies overlap: R1 distills keep their base
+# model's tokens (Llama 3's, Qwen's <|im_start|>) and add <｜User｜>; fine-tunes that add
+# <|im_start|> to a Llama 3 or Mistral vocabulary (Hermes, Dolphin) were trained on ChatML;
+# Phi-4 and SmolVLM have <|im_start|> without being ChatML.
+_TOKEN_RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("deepseek3", ("<｜User｜>", "<｜Assistant｜>")),
+    ("phi4", ("<|im_start|>", "<|im_sep|>")),
+    ("command-r", ("<|START_OF_TURN_TOKEN|>", "<|USER_TOKEN|>", "<|CHATBOT_TOKEN|>")),
+    ("chatml", ("<|im_start|>", "<|im_end|>")),
+    ("llama4", ("<|header_start|>", "<|header_end|>", "<|eot|>")),
+    ("llama3", ("<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>")),
+    ("gemma", ("<start_of_turn>", "<end_of_turn>")),
+    ("granite", ("<|start_of_role|>", "<|end_of_role|>")),
+    ("exaone3", ("[|assistant|]", "[|endofturn|]")),
+    ("phi3", ("<|user|>", "<|assistant|>", "<|end|>")),
+    ("mistral", ("[INST]", "[/INST]")),  # a variant, below
+)
+# Architectures whose format is certain without looking at the vocabulary.
+_ARCH_RULES = {
+    "gemma": "gemma", "gemma2": "gemma", "gemma3": "gemma", "gemma3n": "gemma",
+    "command-r": "command-r", "cohere2": "command-r",
+    "exaone": "exaone3", "exaone4": "exaone4",
+    # DeepSeek-LLM/MoE/V2 chat ("User: ...\n\nAssistant:"); V2.5, V3 and R1 have <｜User｜> (above).
+    "deepseek": "deepseek2", "deepseek2": "deepseek2",
+}  # fmt: skip
+# Pre-tokenizers (tokenizer.ggml.pre) that name a model family whose format is known.
+_PRE_RULES = {
+    "deepseek-llm": ("deepseek2", ()),  # DeepSeek-LLM 7B/67B chat (llama architecture)
+    "deepseek-coder": ("deepseek", ("<|EOT|>",)),  # DeepSeek-Coder instruct: "### Instruction:" ... <|EOT|>
+}
+
+
+def choose_builtin_template(summary) -> BuiltinChoice | None:
+    """llama.cpp's built-in template for a GGUF without tokenizer.chat_template, or None.
+
+    `summary` is a modelfile.ModelSummary: its vocabulary's chat marker tokens, its
+    architecture and its pre-tokenizer decide, in that order. None: nothing identifies the
+    format, and the caller falls back to the generic template with a warning.
+    """
+    markers = summary.chat_marker_tokens
+    arch = summary.architecture
+    pre = summary.tokenizer_pre
+    for name, tokens in _TOKEN_RULES:
+        if not all(t in markers for t in tokens):
+            continue
+        if name == "chatml" and "<end_of_utterance>" in markers:
+            continue  # SmolVLM: <|im_start|> is its BOS, the format is not ChatML
+        if name == "exaone3" and arch == "exaone4":
+            name = "exaone4"
+        if name == "mistral":
+            # v7 has a system prompt block; tekken (Nemo, Small 3) has no spaces around [INST].
+            tekken = pre == "tekken"
+            if "[SYSTEM_PROMPT]" in markers:
+                name, tokens = ("mistral-v7-tekken" if tekken else "mistral-v7"), tokens + ("[SYSTEM_PROMPT]",)
+            else:
+                name = "mistral-v3-tekken" if tekken else "mistral-v3"
+            basis = _tokens_basis(tokens) + (" and its tekken pre-tokenizer" if tekken else "")
+            return BuiltinChoice(name, basis)
+        return BuiltinChoice(name, _tokens_basis(tokens))
+    if arch in _ARCH_RULES:
+        return BuiltinChoice(_ARCH_RULES[arch], f"its architecture ({arch})")
+    if pre in _PRE_RULES:
+        name, tokens = _PRE_RULES[pre]
+        if all(t in markers for t in tokens):
+            return BuiltinChoice(name, f"its tokenizer ({pre})")
+    return None
+
+
+def builtin_template_names() -> list[str]:
+    """The names of the templates this build of llama.cpp has built in."""
+    from llama_cpp import llama_cpp as lc
+
+    n = lc.llama_chat_builtin_templates(None, 0)
+    names = (ctypes.c_char_p * n)()
+    lc.llama_chat_builtin_templates(names, n)
+    return [name.decode() for name in names]
+
+
+def render_builtin(name: str, messages: list[dict], add_generation_prompt: bool = True) -> str:
+    """`messages` in llama.cpp's built-in template `name` (llama_chat_apply_template).
+
+    No BOS is written: the engine's tokenizer adds it where the vocabulary asks for one.
+    """
+    from llama_cpp import llama_cpp as lc
+
+    # c_char_p strings end at a NUL; keep the arrays alive until the call returns.
+    encoded = [(m["role"].encode(), m["content"].replace("\0", "").encode()) for m in messages]
+    chat = (lc.llama_chat_message * len(encoded))(*(lc.llama_chat_message(r, c) for r, c in encoded))
+    size = 2 * sum(len(r) + len(c) for r, c in encoded) + 256
+    for _ in range(2):
+        buf = ctypes.create_string_buffer(size)
+        n = lc.llama_chat_apply_template(name.encode(), chat, len(encoded), add_generation_prompt, buf, size)
+        if n < 0:
+            raise ValueError(f"llama.cpp has no built-in chat template named {name!r}")
+        if n <= size:
+            return buf.raw[:n].decode("utf-8", "replace")
+        size = n + 1
+    raise RuntimeError("llama_chat_apply_template kept asking for a bigger buffer")
 
 
 @dataclass(frozen=True)
@@ -79,11 +210,24 @@ class PromptBuilder:
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
         self.is_reasoning = is_reasoning
-        self._formatter = Jinja2ChatFormatter(template=template, eos_token=eos_token, bos_token=bos_token)
+        self.builtin_name: str | None = None
+        formatter = Jinja2ChatFormatter(template=template, eos_token=eos_token, bos_token=bos_token)
+        self._format: Callable[[list[dict]], str] = lambda messages: formatter(messages=messages).prompt
+
+    @classmethod
+    def builtin(cls, name: str, *, is_reasoning: bool) -> PromptBuilder:
+        """A builder that renders with llama.cpp's built-in template `name` (see choose_builtin_template)."""
+        if name not in builtin_template_names():
+            raise ValueError(f"llama.cpp has no built-in chat template named {name!r}")
+        self = cls.__new__(cls)
+        self.is_reasoning = is_reasoning
+        self.builtin_name = name
+        self._format = lambda messages: render_builtin(name, messages)
+        return self
 
     def render(self, messages: list[dict]) -> RenderedPrompt:
         """The prompt text; for reasoning models it always ends by opening a think block."""
-        text = self._formatter(messages=prepare_messages(messages, self.is_reasoning)).prompt
+        text = self._format(prepare_messages(messages, self.is_reasoning))
         if self.is_reasoning:
             tail = text.rstrip(" ")
             if tail.endswith(THINK_OPEN):
