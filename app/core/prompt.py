@@ -16,6 +16,7 @@ chat template").
 from __future__ import annotations
 
 import ctypes
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -99,12 +100,21 @@ _PRE_RULES = {
     "deepseek-coder": ("deepseek", ("<|EOT|>",)),  # DeepSeek-Coder instruct: "### Instruction:" ... <|EOT|>
 }
 
+# Mistral-7B-Instruct v0.1/v0.2, Mixtral-8x7B-Instruct and Llama-2-chat: SentencePiece files with no
+# chat tokens at all ([INST] is plain text), many converted before GGUFs carried templates. Only the
+# name (general.name or the file name) tells them apart; it must name both the family and the
+# instruct/chat tuning, since fine-tunes of these bases use other formats (Alpaca, Vicuna ...).
+_NAME_RULES = (
+    (re.compile(r"mi[sx]tral", re.I), re.compile(r"instruct", re.I), "mistral-v1"),
+    (re.compile(r"llama[\s_-]*v?2(?!\d)", re.I), re.compile(r"chat", re.I), "llama2-sys-bos"),
+)
+
 
 def choose_builtin_template(summary) -> BuiltinChoice | None:
     """llama.cpp's built-in template for a GGUF without tokenizer.chat_template, or None.
 
     `summary` is a modelfile.ModelSummary: its vocabulary's chat marker tokens, its
-    architecture and its pre-tokenizer decide, in that order. None: nothing identifies the
+    architecture, its pre-tokenizer and, for two old families, its name decide, in that order. None: nothing identifies the
     format, and the caller falls back to the generic template with a warning.
     """
     markers = summary.chat_marker_tokens
@@ -133,6 +143,11 @@ def choose_builtin_template(summary) -> BuiltinChoice | None:
         name, tokens = _PRE_RULES[pre]
         if all(t in markers for t in tokens):
             return BuiltinChoice(name, f"its tokenizer ({pre})")
+    if summary.tokenizer_model == "llama" and "[INST]" not in markers:
+        for text in (summary.name, summary.path.name):
+            for family, kind, name in _NAME_RULES:
+                if family.search(text) and kind.search(text):
+                    return BuiltinChoice(name, f"its name ({text})")
     return None
 
 

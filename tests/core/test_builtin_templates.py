@@ -253,3 +253,38 @@ def test_engine_r1_without_template_uses_deepseek3_with_r1_rules(tmp_path):
         assert run.thinking == STANDARD_THINKING.strip() and run.answer == STANDARD_ANSWER.strip()
     finally:
         eng.close()
+
+
+OLD_SPM = Family("llama", "<s>", "</s>", (), tokenizer_model="llama")  # 32000 tokens, no chat tokens
+
+
+@pytest.mark.parametrize(
+    "filename,general_name,expected",
+    [
+        ("m.gguf", "mistralai_mistral-7b-instruct-v0.2", "mistral-v1"),  # TheBloke's conversion
+        ("mixtral-8x7b-instruct-v0.1.Q4_K_M.gguf", "mistralai_mixtral-8x7b-v0.1", "mistral-v1"),
+        ("llama-2-7b-chat.Q4_K_M.gguf", "LLaMA v2", "llama2-sys-bos"),
+        ("m.gguf", "Llama-2-13b-chat-hf", "llama2-sys-bos"),
+        ("m.gguf", "mistralai_mistral-7b-v0.1", None),  # a base model
+        ("nous-hermes-llama2-13b.Q4_K_M.gguf", "NousResearch_Nous-Hermes-Llama2-13b", None),  # Alpaca format
+        ("m.gguf", "Llama-3.2-1B-chat", None),  # not Llama 2
+    ],
+)
+def test_old_sentencepiece_files_are_told_apart_by_name(tmp_path, filename, general_name, expected):
+    summary = inspect_gguf(write_family_gguf(tmp_path / filename, OLD_SPM, **{"general.name": general_name}))
+    choice = choose_builtin_template(summary)
+    assert (choice.name if choice else None) == expected
+    if choice:
+        assert choice.basis in (f"its name ({general_name})", f"its name ({filename})")
+
+
+def test_name_rules_yield_to_the_vocabulary(tmp_path):
+    # Mistral-7B-Instruct-v0.3 has [INST] tokens: its v3 format, whatever the name says.
+    path = write_family_gguf(tmp_path / "v3.gguf", "mistral_v3", **{"general.name": "Mistral-7B-Instruct-v0.3"})
+    assert choose_builtin_template(inspect_gguf(path)).name == "mistral-v3"
+
+
+def test_old_mistral_prompt_is_exact():
+    text = PromptBuilder.builtin("mistral-v1", is_reasoning=False).render(CONVERSATION).text
+    assert text == " [INST] Be brief.\n\nHi [/INST] Hello</s> [INST] Capital of France? [/INST]"
+    assert "<|im_start|>" not in text
