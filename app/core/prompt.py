@@ -19,6 +19,10 @@ import ctypes
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from app.core.modelfile import ModelSummary
 
 THINK_OPEN = "<think>"
 THINK_CLOSE = "</think>"
@@ -110,7 +114,7 @@ _NAME_RULES = (
 )
 
 
-def choose_builtin_template(summary) -> BuiltinChoice | None:
+def choose_builtin_template(summary: ModelSummary) -> BuiltinChoice | None:
     """llama.cpp's built-in template for a GGUF without tokenizer.chat_template, or None.
 
     `summary` is a modelfile.ModelSummary: its vocabulary's chat marker tokens, its
