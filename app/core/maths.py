@@ -24,6 +24,7 @@ could have been a digit). A formula found so is found the same in any longer tex
 from __future__ import annotations
 
 import re
+from bisect import bisect_right
 from dataclasses import dataclass
 
 # Fence lines exactly as app/core/render.py reads them (kept in step by the identity tests).
@@ -144,13 +145,18 @@ def _code_spans(text: str, start: int, end: int, final: bool) -> tuple[list[tupl
         while m.start() - backslashes - 1 >= start and text[m.start() - backslashes - 1] == "\\":
             backslashes += 1
         runs.append((m.start(), m.end(), m.start() + backslashes % 2))
+    by_length: dict[int, list[int]] = {}  # run length -> indexes of the runs that long, in order
+    for n, (run_start, run_end, _) in enumerate(runs):
+        by_length.setdefault(run_end - run_start, []).append(n)
     spans: list[tuple[int, int]] = []
     unsettled = end
     i = 0
     while i < len(runs):
         _, run_end, opens_at = runs[i]
         length = run_end - opens_at
-        close = next((j for j in range(i + 1, len(runs)) if runs[j][1] - runs[j][0] == length), None) if length else None
+        same = by_length.get(length, [])
+        at = bisect_right(same, i)
+        close = same[at] if length and at < len(same) else None
         if close is not None and (final or runs[close][1] < len(text)):
             spans.append((opens_at, runs[close][1]))
             i = close + 1
@@ -179,28 +185,30 @@ def _skip_to(text: str, i: int, end: int, target: str, stop_at_newline: bool = F
     return -1
 
 
-def _close_brace(text: str, i: int, end: int) -> int:
-    """Index just past the `}` matching the `{` at `i`, or -1."""
-    depth = 0
+def _brace_pairs(text: str, start: int, end: int) -> dict[int, int]:
+    """For each `{` in text[start:end] (not escaped), the index just past its matching `}`."""
+    pairs: dict[int, int] = {}
+    stack: list[int] = []
+    i = start
     while i < end:
         ch = text[i]
         if ch == "\\":
             i += 2
             continue
         if ch == "{":
-            depth += 1
-        elif ch == "}":
-            depth -= 1
-            if depth == 0:
-                return i + 1
+            stack.append(i)
+        elif ch == "}" and stack:
+            pairs[stack.pop()] = i + 1
         i += 1
-    return -1
+    return pairs
 
 
 def _maths_in(text: str, start: int, end: int, out: list[Maths]) -> int:
     """Appends the formulas in text[start:end] (no code in it); returns where the first
     opener that has not closed yet starts (`end` if none)."""
     unclosed = end
+    braces: dict[int, int] | None = None  # computed on the first \boxed
+    never_closed: set[str] = set()  # closing delimiters known to be absent from here to `end`
     i = start
     while True:
         m = _CANDIDATE_RE.search(text, i, end)
@@ -211,7 +219,9 @@ def _maths_in(text: str, start: int, end: int, out: list[Maths]) -> int:
             two = text[i:i + 2]
             if two in ("\\(", "\\["):
                 closing = "\\)" if two == "\\(" else "\\]"
-                j = _skip_to(text, i + 2, end, closing)
+                j = -1 if closing in never_closed else _skip_to(text, i + 2, end, closing)
+                if j < 0:  # (every later scan is a tail of this one: it would fail too)
+                    never_closed.add(closing)
                 source = text[i + 2:j].strip() if j >= 0 else ""
                 if j >= 0 and source:
                     out.append(Maths(i, j + 2, source, two == "\\[", two))
@@ -226,7 +236,9 @@ def _maths_in(text: str, start: int, end: int, out: list[Maths]) -> int:
                 while k < end and text[k] in " \t":
                     k += 1
                 if k < end and text[k] == "{":
-                    j = _close_brace(text, k, end)
+                    if braces is None:
+                        braces = _brace_pairs(text, k, end)
+                    j = braces.get(k, -1)
                     if j >= 0:
                         if text[k + 1:j - 1].strip():
                             out.append(Maths(i, j, "\\boxed{" + text[k + 1:j - 1].strip() + "}", False, BOXED))
@@ -239,7 +251,9 @@ def _maths_in(text: str, start: int, end: int, out: list[Maths]) -> int:
             continue
         # A dollar.
         if text.startswith("$$", i) and i + 2 <= end:
-            j = _skip_to(text, i + 2, end, "$$")
+            j = -1 if "$$" in never_closed else _skip_to(text, i + 2, end, "$$")
+            if j < 0:
+                never_closed.add("$$")
             source = text[i + 2:j].strip() if j >= 0 else ""
             if j >= 0 and source:
                 out.append(Maths(i, j + 2, source, True, DISPLAY_DOLLAR))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 import pytest
@@ -391,3 +392,15 @@ def test_the_cache_returns_the_same_object_and_is_bounded(monkeypatch):
 def test_render_formula_never_raises(source):
     result = render_formula(source, False, 16.0, "#000000")
     assert isinstance(result, (FormulaImage, FormulaError))
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["\\(" * 20000, "\\[ a" * 20000, "$$ a" * 20000, "\\boxed{" * 20000, "\\boxed{x" + "{" * 20000,
+     "$a " * 20000, "` " * 5000 + "`` " * 5000, " ".join("`" * k for k in range(1, 400)), "- a\n\n    b\n" * 5000],
+)
+def test_pathological_text_is_found_in_linear_time(text):
+    started = time.perf_counter()
+    find_maths(text)
+    find_maths(text, final=False)
+    assert time.perf_counter() - started < 1.0
