@@ -404,3 +404,15 @@ def test_pathological_text_is_found_in_linear_time(text):
     find_maths(text)
     find_maths(text, final=False)
     assert time.perf_counter() - started < 1.0
+
+
+def test_render_formula_from_several_threads_at_once():
+    from concurrent.futures import ThreadPoolExecutor
+
+    formula.clear_cache()
+    sources = [source for source, _ in TYPESET] * 4
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda s: render_formula(s, True, 18.0, "#000000"), sources))
+    assert all(isinstance(r, FormulaImage) for r in results)
+    for source, result in zip(sources, results):
+        assert result is render_formula(source, True, 18.0, "#000000")  # one object per key, whoever rendered it
