@@ -45,35 +45,56 @@ class Served:
         raise AssertionError("condition not reached in time")
 
 
+def start_server(model, *, max_waiting: int = 8, n_ctx: int = 4096, **app_options) -> Served:
+    service = EngineService(model, LoadOptions(n_ctx=n_ctx), max_waiting=max_waiting).start()
+    server = make_server(build_app(service, **app_options), log_level="warning")
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    served = Served(service, server, thread, sock.getsockname()[1])
+    try:
+        served.wait_for(lambda: server.started)
+    except AssertionError:
+        stop_server(served)
+        raise
+    return served
+
+
+def stop_server(served: Served) -> None:
+    served.service.close()  # cancels what runs, so open streams end
+    served.server.should_exit = True
+    served.thread.join(10)
+    assert not served.thread.is_alive(), "the server did not shut down"
+
+
 @pytest.fixture
 def serve(scripted_model):
+    """serve(script, max_waiting=, n_ctx=, **build_app options) -> a fresh server, stopped after the test."""
     started: list[Served] = []
 
-    def start(script: str = "standard_r1", *, max_waiting: int = 8, n_ctx: int = 4096, **app_options) -> Served:
-        service = EngineService(scripted_model(script), LoadOptions(n_ctx=n_ctx), max_waiting=max_waiting).start()
-        server = make_server(build_app(service, **app_options), log_level="warning")
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-        thread.start()
-        served = Served(service, server, thread, sock.getsockname()[1])
-        started.append(served)
-        served.wait_for(lambda: server.started)
-        return served
+    def start(script: str = "standard_r1", **options) -> Served:
+        started.append(start_server(scripted_model(script), **options))
+        return started[-1]
 
     yield start
     for served in started:
-        served.service.close()
-        served.server.should_exit = True
-        served.thread.join(10)
-        assert not served.thread.is_alive(), "the server did not shut down"
+        stop_server(served)
+
+
+@pytest.fixture(scope="module")
+def standard(scripted_model):
+    """One server of the standard R1 script for the tests that read no counters."""
+    served = start_server(scripted_model("standard_r1"))
+    yield served
+    stop_server(served)
 
 
 # --- the openai client, stream and whole --------------------------------------------------
 
 
-def test_whole_answer_splits_reasoning_and_counts_usage(serve):
-    served = serve()
+def test_whole_answer_splits_reasoning_and_counts_usage(standard):
+    served = standard
     reply = served.client().chat.completions.create(model="anything", messages=QUESTION, seed=1)
     choice = reply.choices[0]
     assert choice.message.reasoning_content == THINKING
@@ -87,8 +108,8 @@ def test_whole_answer_splits_reasoning_and_counts_usage(serve):
     assert usage.total_tokens == usage.prompt_tokens + usage.completion_tokens
 
 
-def test_stream_sends_reasoning_then_content_then_usage(serve):
-    served = serve()
+def test_stream_sends_reasoning_then_content_then_usage(standard):
+    served = standard
     stream = served.client().chat.completions.create(
         model="anything", messages=QUESTION, stream=True, stream_options={"include_usage": True})
     chunks = list(stream)
@@ -98,18 +119,18 @@ def test_stream_sends_reasoning_then_content_then_usage(serve):
     assert reasoning.strip() == THINKING
     assert content.strip() == ANSWER
     assert deltas[0].role == "assistant"
-    # thinking arrives before any answer, in many chunks
+    # all the thinking arrives before any answer (chunks may merge when the client falls behind)
     kinds = [("r" if getattr(d, "reasoning_content", None) else "c") for d in deltas if
              getattr(d, "reasoning_content", None) or d.content]
-    assert kinds.index("c") > 10 and "r" not in kinds[kinds.index("c"):]
+    assert kinds[0] == "r" and "r" not in kinds[kinds.index("c"):]
     finals = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
     assert finals == ["stop"]
     assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == len(PIECES)
     assert chunks[-1].usage.completion_tokens_details.reasoning_tokens == REASONING_TOKENS
 
 
-def test_stream_ends_with_done_marker_and_no_usage_unless_asked(serve):
-    served = serve()
+def test_stream_ends_with_done_marker_and_no_usage_unless_asked(standard):
+    served = standard
     body = {"model": "m", "messages": QUESTION, "stream": True}
     with httpx2.stream("POST", served.base_url + "/chat/completions", json=body, timeout=30) as response:
         assert response.headers["content-type"].startswith("text/event-stream")
@@ -119,8 +140,8 @@ def test_stream_ends_with_done_marker_and_no_usage_unless_asked(serve):
     assert not any("usage" in json.loads(line[6:]) for line in lines[:-1])
 
 
-def test_models_lists_the_served_model(serve, scripted_model):
-    served = serve()
+def test_models_lists_the_served_model(standard, scripted_model):
+    served = standard
     models = served.client().models.list().data
     assert [m.id for m in models] == [scripted_model("standard_r1").stem]
 
@@ -137,16 +158,16 @@ def test_raw_reasoning_format_keeps_think_tags_in_content(serve):
     assert streamed.strip() == message.content
 
 
-def test_max_tokens_ends_with_length(serve):
-    served = serve()
+def test_max_tokens_ends_with_length(standard):
+    served = standard
     reply = served.client().chat.completions.create(model="m", messages=QUESTION, max_tokens=5)
     assert reply.choices[0].finish_reason == "length"
     assert reply.usage.completion_tokens == 5 == reply.usage.completion_tokens_details.reasoning_tokens
     assert reply.choices[0].message.content == ""
 
 
-def test_stop_string_ends_the_answer_before_it(serve):
-    served = serve()
+def test_stop_string_ends_the_answer_before_it(standard):
+    served = standard
     client = served.client()
     reply = client.chat.completions.create(model="m", messages=QUESTION, stop=["| step"])
     assert reply.choices[0].message.content == "**17 × 23 = 391**"
@@ -173,10 +194,10 @@ def test_sampling_fields_reach_the_engine_and_r1_defaults_fill_the_rest():
         parse_chat_request({"messages": QUESTION, "temperature": True})
 
 
-def test_seed_makes_sampling_repeatable_through_the_server(serve):
+def test_seed_makes_sampling_repeatable_through_the_server(standard):
     # A scripted model follows its script at any temperature, so a high temperature with a seed
     # must still give the one answer: the fields get through without breaking the run.
-    served = serve()
+    served = standard
     client = served.client()
     replies = [client.chat.completions.create(model="m", messages=QUESTION, temperature=1.5, top_p=0.9, seed=7)
                for _ in range(2)]
@@ -250,7 +271,7 @@ def test_disconnect_mid_stream_stops_the_generation_within_a_token(serve):
     result = served.wait_for(lambda: served.service.recent and served.service.recent[-1])
     assert result.finish_reason == "cancelled"
     assert result.stats.thinking_tokens < LONG_TRACE_THINKING_TOKENS / 2
-    assert result.ended_at - closed_at < 0.5
+    assert result.ended_at - closed_at < 2.0  # typically a few ms; slack for a loaded machine
     # the engine is free again and answers the next request in full
     reply = served.client().chat.completions.create(model="m", messages=QUESTION, max_tokens=10)
     assert reply.usage.completion_tokens == 10
@@ -287,8 +308,8 @@ def test_disconnect_while_waiting_drops_the_job(serve):
     (json.dumps({"messages": QUESTION, "tools": []}).encode(), "tools"),
     (json.dumps({"messages": QUESTION, "n": 3}).encode(), "n"),
 ])
-def test_bad_bodies_get_400_json_and_the_server_keeps_serving(serve, body, param):
-    served = serve()
+def test_bad_bodies_get_400_json_and_the_server_keeps_serving(standard, body, param):
+    served = standard
     response = httpx2.post(served.base_url + "/chat/completions", content=body,
                            headers={"Content-Type": "application/json"}, timeout=10)
     assert response.status_code == 400
@@ -335,8 +356,8 @@ def test_api_key_is_required_when_set(serve):
     assert served.service.counters["completed"] == 1
 
 
-def test_no_key_needed_without_api_key(serve):
-    served = serve()
+def test_no_key_needed_without_api_key(standard):
+    served = standard
     response = httpx2.get(served.base_url + "/models", timeout=10)
     assert response.status_code == 200
 
@@ -390,3 +411,20 @@ def test_engine_direct_baseline_matches_the_server(scripted_model):
         assert run.stats.thinking_tokens == REASONING_TOKENS
     finally:
         engine.close()
+
+
+def test_bridge_merges_waiting_segments_of_one_kind_only():
+    import asyncio
+
+    from app.core.reasoning import Segment
+    from app.core.server.api import _Bridge
+
+    async def scenario():
+        bridge = _Bridge()
+        for event in [("segment", Segment("think", "a")), ("segment", Segment("think", "b")),
+                      ("segment", Segment("answer", "c")), ("segment", Segment("answer", "d")), ("done", None)]:
+            bridge._put(event)
+        return [await bridge.get_merged() for _ in range(3)]
+
+    assert asyncio.run(scenario()) == [("segment", Segment("think", "ab")), ("segment", Segment("answer", "cd")),
+                                       ("done", None)]

@@ -10,6 +10,7 @@ with a 4xx status for what the client sent; nothing the client sends stops the s
 from __future__ import annotations
 
 import asyncio
+import collections
 import hmac
 import ipaddress
 import json
@@ -243,13 +244,38 @@ class _Bridge:
 
     def __init__(self) -> None:
         self.loop = asyncio.get_running_loop()
-        self.queue: asyncio.Queue = asyncio.Queue()
+        self.items: collections.deque = collections.deque()
+        self.ready = asyncio.Event()
 
-    def __call__(self, kind: str, payload: object) -> None:
-        self.loop.call_soon_threadsafe(self.queue.put_nowait, (kind, payload))
+    def __call__(self, kind: str, payload: object) -> None:  # on the service thread
+        self.loop.call_soon_threadsafe(self._put, (kind, payload))
+
+    def _put(self, item) -> None:
+        self.items.append(item)
+        self.ready.set()
 
     async def get(self):
-        return await self.queue.get()
+        while not self.items:
+            self.ready.clear()
+            await self.ready.wait()
+        return self.items.popleft()
+
+    async def get_merged(self):
+        """The next event; segments already waiting behind it are merged into it while they
+        are of one kind (and think block), so a client that falls behind gets fewer, longer chunks."""
+        kind, payload = await self.get()
+        if kind != "segment":
+            return kind, payload
+        texts = [payload.text]
+        while self.items:
+            next_kind, following = self.items[0]
+            if next_kind != "segment" or (following.kind, following.block) != (payload.kind, payload.block):
+                break
+            self.items.popleft()
+            texts.append(following.text)
+        if len(texts) == 1:
+            return kind, payload
+        return kind, Segment(payload.kind, "".join(texts), payload.block)
 
 
 async def _watch_disconnect(request: Request, job) -> None:
@@ -355,7 +381,7 @@ def build_app(service: EngineService, *, api_key: str | None = None, reasoning_f
         try:
             yield chunk({"role": "assistant", "content": ""})
             while True:
-                kind, payload = await bridge.get()
+                kind, payload = await bridge.get_merged()
                 if kind == "segment":
                     if render is not None:
                         yield chunk({"content": render(payload)})
