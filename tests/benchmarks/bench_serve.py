@@ -4,25 +4,25 @@
     .venv/bin/python -m tests.benchmarks.bench_serve
 
 Prints time to first token, decode rate and requests/s; the model is tiny, so what it shows
-is the server's own cost per token and per request.
+is the server's own cost per token and per request. The server runs in its own process.
 """
 
 from __future__ import annotations
 
+import json
 import socket
 import statistics
+import subprocess
+import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import app  # noqa: F401
 
-import openai
+import httpx2
 
 from app.core.engine import Engine, LoadOptions
-from app.core.server.api import build_app, make_server
-from app.core.server.service import EngineService
 from tests.fixtures.scripted_gguf import SCRIPTS
 
 QUESTION = [{"role": "user", "content": "What is 17 × 23?"}]
@@ -49,40 +49,57 @@ def direct(path: Path, repeats: int) -> tuple[list[float], list[float], int]:
 
 
 def served(path: Path, repeats: int) -> tuple[list[float], list[float], int, float]:
-    service = EngineService(path, LoadOptions(n_ctx=4096)).start()
-    server = make_server(build_app(service), log_level="warning")
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.01)
-    client = openai.OpenAI(base_url=f"http://127.0.0.1:{sock.getsockname()[1]}/v1", api_key="x", max_retries=0)
+    """Through `ponder serve` in its own process (as a client would meet it), read with httpx2 as
+    raw SSE: in one process the client's threads would fight the engine's for the GIL."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "app", "serve", "--model", str(path), "--port", str(port),
+                             "--ctx", "4096"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}/v1/chat/completions"
     ttft, total = [], []
     n = 0
     try:
-        for _ in range(repeats):
+        with httpx2.Client(timeout=120) as client:
+            deadline = time.monotonic() + 120
+            while True:
+                try:
+                    client.get(f"http://127.0.0.1:{port}/v1/models").raise_for_status()
+                    break
+                except httpx2.TransportError:
+                    if proc.poll() is not None or time.monotonic() > deadline:
+                        raise RuntimeError(proc.stderr.read().decode()) from None
+                    time.sleep(0.1)
+            for _ in range(repeats + 1):
+                t0 = time.perf_counter()
+                first = None
+                body = {"messages": QUESTION, "stream": True, "stream_options": {"include_usage": True}}
+                with client.stream("POST", url, json=body) as response:
+                    for line in response.iter_lines():
+                        if not line.startswith("data: {"):
+                            continue
+                        chunk = json.loads(line[6:])
+                        if first is None and chunk["choices"] and (
+                                chunk["choices"][0]["delta"].get("reasoning_content")
+                                or chunk["choices"][0]["delta"].get("content")):
+                            first = time.perf_counter() - t0
+                        if chunk.get("usage"):
+                            n = chunk["usage"]["completion_tokens"]
+                total.append(time.perf_counter() - t0)
+                ttft.append(first)
+            k = repeats * 5
             t0 = time.perf_counter()
-            first = None
-            for chunk in client.chat.completions.create(model="m", messages=QUESTION, stream=True,
-                                                        stream_options={"include_usage": True}):
-                if first is None and chunk.choices and (
-                        getattr(chunk.choices[0].delta, "reasoning_content", None) or chunk.choices[0].delta.content):
-                    first = time.perf_counter() - t0
-                if chunk.usage:
-                    n = chunk.usage.completion_tokens
-            total.append(time.perf_counter() - t0)
-            ttft.append(first)
-        t0 = time.perf_counter()
-        k = repeats * 2
-        for _ in range(k):
-            client.chat.completions.create(model="m", messages=QUESTION, max_tokens=1)
-        rps = k / (time.perf_counter() - t0)
+            for _ in range(k):
+                client.post(url, json={"messages": QUESTION, "max_tokens": 1}).raise_for_status()
+            rps = k / (time.perf_counter() - t0)
     finally:
-        service.close()
-        server.should_exit = True
-        thread.join(10)
-    return ttft, total, n, rps
+        proc.terminate()
+        proc.wait(30)
+    return ttft[1:], total[1:], n, rps
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def main() -> None:
@@ -95,7 +112,7 @@ def main() -> None:
             print(f"{name}: {n} tokens ({n2} through the server)")
             print(f"  engine direct: ttft {med(d_ttft) * 1000:.1f} ms, {n / med(d_total):.0f} tok/s")
             print(f"  through serve: ttft {med(s_ttft) * 1000:.1f} ms, {n2 / med(s_total):.0f} tok/s (streamed), "
-                  f"{rps:.0f} requests/s (max_tokens=1, one client)")
+                  f"{rps:.0f} requests/s (max_tokens=1, one keep-alive client)")
 
 
 if __name__ == "__main__":

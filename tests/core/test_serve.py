@@ -16,7 +16,7 @@ import pytest
 
 from app.core.engine import Engine, LoadOptions, Sampling
 from app.core.reasoning import split_text
-from app.core.server.api import build_app, make_server, parse_chat_request, ApiError
+from app.core.server.api import bind_socket, build_app, make_server, parse_chat_request, ApiError
 from app.core.server.service import EngineService, StopMatcher
 from tests.fixtures.scripted_gguf import LONG_TRACE_THINKING_TOKENS, SCRIPTS, STANDARD_ANSWER, STANDARD_THINKING
 
@@ -48,8 +48,7 @@ class Served:
 def start_server(model, *, max_waiting: int = 8, n_ctx: int = 4096, **app_options) -> Served:
     service = EngineService(model, LoadOptions(n_ctx=n_ctx), max_waiting=max_waiting).start()
     server = make_server(build_app(service, **app_options), log_level="warning")
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
+    sock = bind_socket()
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     served = Served(service, server, thread, sock.getsockname()[1])
