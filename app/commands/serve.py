@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from app.core.engine import DEFAULT_N_CTX, LoadOptions
@@ -15,7 +16,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--model", dest="serve_model", metavar="PATH", help="GGUF file (or give --model before 'serve')")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this computer only)")
     p.add_argument("--port", type=int, default=8080)
-    p.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY' on every request")
+    p.add_argument("--api-key", default=os.environ.get("PONDER_API_KEY") or None,
+                   help="require 'Authorization: Bearer KEY' on every request (default: $PONDER_API_KEY, "
+                        "which keeps the key out of the process list)")
     p.add_argument("--ctx", type=int, default=DEFAULT_N_CTX, help="context size in tokens")
     p.add_argument("--gpu-layers", type=int, default=None, help="layers to offload (default: all the build allows)")
     p.add_argument("--queue", type=int, default=8, metavar="N",

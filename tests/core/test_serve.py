@@ -4,6 +4,7 @@ and the official `openai` client in front of it (httpx2 for what the client will
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -296,6 +297,7 @@ def test_disconnect_while_waiting_drops_the_job(serve):
     (b"{not json", None),
     (b"[1, 2]", None),
     (b"\xff\xfe", None),
+    (b"[" * 200_000, None),
     (json.dumps({"model": "m"}).encode(), "messages"),
     (json.dumps({"messages": []}).encode(), "messages"),
     (json.dumps({"messages": [{"role": "wizard", "content": "hi"}]}).encode(), "messages[0].role"),
@@ -377,8 +379,9 @@ def test_serve_command_serves_on_loopback(scripted_model):
     port = sock.getsockname()[1]
     sock.close()
     proc = subprocess.Popen([sys.executable, "-m", "app", "serve", "--model", str(scripted_model("standard_r1")),
-                             "--port", str(port), "--ctx", "2048", "--api-key", "k"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             "--port", str(port), "--ctx", "2048"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PONDER_API_KEY": "k"})
     try:
         client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="k", max_retries=0, timeout=30)
         deadline = time.monotonic() + 60
@@ -391,6 +394,7 @@ def test_serve_command_serves_on_loopback(scripted_model):
                 time.sleep(0.1)
         reply = client.chat.completions.create(model="m", messages=QUESTION)
         assert (reply.choices[0].message.reasoning_content, reply.choices[0].message.content) == (THINKING, ANSWER)
+        assert httpx2.get(f"http://127.0.0.1:{port}/v1/models", timeout=10).status_code == 401
     finally:
         proc.terminate()
         _, err = proc.communicate(timeout=30)

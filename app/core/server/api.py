@@ -190,7 +190,7 @@ async def _read_json(request: Request, limit: int):
     raw = b"".join(chunks)
     try:
         return json.loads(raw)
-    except (UnicodeDecodeError, ValueError) as exc:
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # RecursionError: [[[[... nested deep
         raise ApiError(400, f"The request body is not valid JSON: {exc}", code="invalid_json") from None
 
 
