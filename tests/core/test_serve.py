@@ -3,6 +3,7 @@ and the official `openai` client in front of it (httpx2 for what the client will
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -18,7 +19,7 @@ import pytest
 from app.core.engine import Engine, LoadOptions, Sampling
 from app.core.reasoning import split_text
 from app.core.server.api import bind_socket, build_app, make_server, parse_chat_request, ApiError
-from app.core.server.service import EngineService, StopMatcher
+from app.core.server.service import ChatRequest, EngineService, StopMatcher
 from tests.fixtures.scripted_gguf import LONG_TRACE_THINKING_TOKENS, SCRIPTS, STANDARD_ANSWER, STANDARD_THINKING
 
 THINKING = STANDARD_THINKING.strip()
@@ -235,29 +236,48 @@ def test_concurrent_requests_queue_and_all_complete(serve):
     assert served.service.counters["rejected"] == 0
 
 
+@contextlib.contextmanager
+def engine_held(service: EngineService):
+    """Keep the engine thread busy, deterministically: a job submitted to the service directly
+    (as the window's own chats will be) whose listener blocks on its first segment until the
+    block ends."""
+    started, release = threading.Event(), threading.Event()
+
+    def on_event(kind, payload):
+        if kind == "segment" and not started.is_set():
+            started.set()
+            release.wait(30)
+
+    job = service.submit(ChatRequest(QUESTION, Sampling(max_tokens=5)), on_event)
+    assert started.wait(10)
+    try:
+        yield job
+    finally:
+        release.set()
+
+
 def test_a_full_queue_answers_429_with_json(serve):
-    served = serve("long_trace", max_waiting=1)
+    served = serve(max_waiting=1)
     client = served.client()
-    first = client.chat.completions.create(model="m", messages=QUESTION, stream=True)
-    next(iter(first))  # running now: the queue is empty again
-    served.wait_for(lambda: served.service.running is not None)
     waiting: dict = {}
 
     def second() -> None:
         reply = client.chat.completions.create(model="m", messages=QUESTION, max_tokens=3)
         waiting["finish"] = reply.choices[0].finish_reason
 
-    t = threading.Thread(target=second)
-    t.start()
-    served.wait_for(lambda: served.service.waiting == 1)
-    with pytest.raises(openai.RateLimitError) as info:
-        client.chat.completions.create(model="m", messages=QUESTION)
-    assert info.value.status_code == 429
-    assert info.value.body["code"] == "queue_full" and "busy" in info.value.body["message"]
-    first.close()  # the running one stops, the waiting one runs
+    with engine_held(served.service):
+        t = threading.Thread(target=second)
+        t.start()
+        served.wait_for(lambda: served.service.waiting == 1)
+        with pytest.raises(openai.RateLimitError) as info:
+            client.chat.completions.create(model="m", messages=QUESTION)
+        assert info.value.status_code == 429
+        assert info.value.body["code"] == "queue_full" and "busy" in info.value.body["message"]
+        with pytest.raises(openai.RateLimitError):  # a stream too, before any event
+            client.chat.completions.create(model="m", messages=QUESTION, stream=True)
     t.join(30)
-    assert waiting == {"finish": "length"}
-    assert served.service.counters["rejected"] == 1
+    assert waiting == {"finish": "length"}  # the one that waited ran once the engine was free
+    assert served.service.counters["rejected"] == 2
 
 
 def test_disconnect_mid_stream_stops_the_generation_within_a_token(serve):
@@ -270,7 +290,7 @@ def test_disconnect_mid_stream_stops_the_generation_within_a_token(serve):
     stream.close()
     result = served.wait_for(lambda: served.service.recent and served.service.recent[-1])
     assert result.finish_reason == "cancelled"
-    assert result.stats.thinking_tokens < LONG_TRACE_THINKING_TOKENS / 2
+    assert result.stats.thinking_tokens < LONG_TRACE_THINKING_TOKENS  # cut mid-thought
     assert result.ended_at - closed_at < 2.0  # typically a few ms; slack for a loaded machine
     # the engine is free again and answers the next request in full
     reply = served.client().chat.completions.create(model="m", messages=QUESTION, max_tokens=10)
@@ -278,16 +298,16 @@ def test_disconnect_mid_stream_stops_the_generation_within_a_token(serve):
 
 
 def test_disconnect_while_waiting_drops_the_job(serve):
-    served = serve("long_trace")
-    client = served.client()
-    first = client.chat.completions.create(model="m", messages=QUESTION, stream=True)
-    next(iter(first))
+    served = serve()
     quick = openai.OpenAI(base_url=served.base_url, api_key="none", max_retries=0, timeout=0.3)
-    with pytest.raises(openai.APITimeoutError):
-        quick.chat.completions.create(model="m", messages=QUESTION)  # waits, then the client gives up
-    first.close()
-    served.wait_for(lambda: served.service.counters["cancelled"] == 2)
-    assert [r.stats.thinking_tokens for r in served.service.recent] [-1] == 0
+    with engine_held(served.service):
+        with pytest.raises(openai.APITimeoutError):
+            quick.chat.completions.create(model="m", messages=QUESTION)  # waits, then the client gives up
+        served.wait_for(lambda: served.service.waiting == 1)
+    served.wait_for(lambda: served.service.counters["cancelled"] == 1)
+    dropped = served.service.recent[-1]
+    assert dropped.finish_reason == "cancelled" and dropped.stats.thinking_tokens == 0  # it never ran
+    assert served.service.counters["completed"] == 1  # the job that held the engine
 
 
 # --- bad requests and auth ------------------------------------------------------------
