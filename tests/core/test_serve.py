@@ -451,3 +451,27 @@ def test_bridge_merges_waiting_segments_of_one_kind_only():
 
     assert asyncio.run(scenario()) == [("segment", Segment("think", "ab")), ("segment", Segment("answer", "cd")),
                                        ("done", None)]
+
+
+def test_run_job_stops_within_a_token_of_cancel(scripted_model):
+    from app.core.server.service import Job, run_job
+
+    engine = Engine.load(scripted_model("long_trace"), LoadOptions(n_ctx=4096))
+    try:
+        job = Job(ChatRequest(QUESTION), on_event=lambda kind, payload: None)
+        seen = []
+
+        def emit(kind, payload):
+            seen.append(kind)
+            if seen.count("segment") == 3:
+                job.cancel()
+
+        result = run_job(engine, job, emit)
+        assert result.finish_reason == "cancelled"
+        assert 3 <= result.stats.thinking_tokens <= 4  # the engine checks the stop event before each token
+        assert seen[0] == "started" and seen.count("segment") == 3
+        late = Job(ChatRequest(QUESTION), on_event=lambda kind, payload: None)
+        late.cancel()
+        assert run_job(engine, late, emit).finish_reason == "cancelled"  # cancelled while waiting: never runs
+    finally:
+        engine.close()

@@ -241,51 +241,54 @@ class EngineService:
         self._emit(job, "done", result)
 
     def _run(self, engine: Engine, job: Job) -> None:
-        waited = time.monotonic() - job.submitted_at
-        if job.stop.is_set():
-            self._finish(job, JobResult(job.id, "cancelled", waited_s=waited))
-            return
-        request = job.request
-        try:
-            run = engine.chat(request.messages, request.sampling, stop=job.stop)
-        except PonderError as exc:  # context overflow, a template that cannot format the conversation
-            self._finish(job, JobResult(job.id, "error", error=str(exc), error_kind="invalid_request",
-                                        waited_s=waited))
-            return
-        except Exception as exc:
-            log.exception("chat request %s failed to start", job.id)
-            self._finish(job, JobResult(job.id, "error", error=f"The engine failed: {exc}",
-                                        error_kind="server_error", waited_s=waited))
-            return
-        self._emit(job, "started", None)
-        text = TraceText()
-        matcher = StopMatcher(request.stop_strings)
-        hit = False
-        error = None
-        try:
-            for segment in run:
-                if segment.kind == "answer" and matcher.stops:
-                    out, hit = matcher.feed(segment.text)
-                    segment = Segment("answer", out) if out else None
-                if segment is not None:
-                    text.add(segment)
-                    self._emit(job, "segment", segment)
-                if hit:
-                    break
-            else:
-                tail = matcher.flush()
-                if tail:
-                    segment = Segment("answer", tail)
-                    text.add(segment)
-                    self._emit(job, "segment", segment)
-        except Exception as exc:
-            log.exception("chat request %s failed while generating", job.id)
-            error = f"The engine failed while generating: {exc}"
-        finally:
-            run.close()  # on this thread: ends the run and settles its stats
-        stats = run.stats
-        finish = "error" if error else ("stop" if hit else stats.finish_reason)
-        self._finish(job, JobResult(
-            job.id, finish, thinking=text.thinking, answer=text.answer, flags=run.flags, stats=stats,
-            stopped_by_string=hit, error=error, error_kind="server_error" if error else None, waited_s=waited,
-        ))
+        self._finish(job, run_job(engine, job, lambda kind, payload: self._emit(job, kind, payload)))
+
+
+def run_job(engine: Engine, job: Job, emit: EventCallback) -> JobResult:
+    """Run one job on the thread that owns `engine`: emits ("started", None) and ("segment", ...)
+    events and returns the result (the caller emits "done"). Any engine-owning thread can run
+    jobs this way: the service's own, or later the window's engine thread."""
+    waited = time.monotonic() - job.submitted_at
+    if job.stop.is_set():
+        return JobResult(job.id, "cancelled", waited_s=waited)
+    request = job.request
+    try:
+        run = engine.chat(request.messages, request.sampling, stop=job.stop)
+    except PonderError as exc:  # context overflow, a template that cannot format the conversation
+        return JobResult(job.id, "error", error=str(exc), error_kind="invalid_request", waited_s=waited)
+    except Exception as exc:
+        log.exception("chat request %s failed to start", job.id)
+        return JobResult(job.id, "error", error=f"The engine failed: {exc}", error_kind="server_error",
+                         waited_s=waited)
+    emit("started", None)
+    text = TraceText()
+    matcher = StopMatcher(request.stop_strings)
+    hit = False
+    error = None
+    try:
+        for segment in run:
+            if segment.kind == "answer" and matcher.stops:
+                out, hit = matcher.feed(segment.text)
+                segment = Segment("answer", out) if out else None
+            if segment is not None:
+                text.add(segment)
+                emit("segment", segment)
+            if hit:
+                break
+        else:
+            tail = matcher.flush()
+            if tail:
+                segment = Segment("answer", tail)
+                text.add(segment)
+                emit("segment", segment)
+    except Exception as exc:
+        log.exception("chat request %s failed while generating", job.id)
+        error = f"The engine failed while generating: {exc}"
+    finally:
+        run.close()  # on this thread: ends the run and settles its stats
+    stats = run.stats
+    finish = "error" if error else ("stop" if hit else stats.finish_reason)
+    return JobResult(
+        job.id, finish, thinking=text.thinking, answer=text.answer, flags=run.flags, stats=stats,
+        stopped_by_string=hit, error=error, error_kind="server_error" if error else None, waited_s=waited,
+    )
