@@ -40,3 +40,13 @@ def log_dir(base: Path) -> Path:
     path = base / "logs"
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def same_file(a: str | Path | None, b: str | Path | None) -> bool:
+    """Whether two paths name the same file (False when either is None or cannot be resolved)."""
+    if a is None or b is None:
+        return False
+    try:
+        return Path(a).resolve() == Path(b).resolve()
+    except OSError:
+        return False

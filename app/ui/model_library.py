@@ -15,21 +15,12 @@ from PySide6.QtCore import QObject, Signal, Slot
 
 from app.core.downloads import import_local_gguf, model_parts
 from app.core.hardware import HardwareInfo
+from app.core.paths import same_file
 from app.core.survey import DownloadRequest, MachineSurvey, survey
 from app.ui.background import run_in_background
 from app.ui.downloads import Downloads
 
 log = logging.getLogger(__name__)
-
-
-def same_file(a: str | Path | None, b: str | Path | None) -> bool:
-    """Whether two paths name the same file (False when either is None or cannot be resolved)."""
-    if a is None or b is None:
-        return False
-    try:
-        return Path(a).resolve() == Path(b).resolve()
-    except OSError:
-        return False
 
 
 class ModelLibrary(QObject):

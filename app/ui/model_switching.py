@@ -15,8 +15,8 @@ from PySide6.QtCore import QObject, Slot
 from PySide6.QtWidgets import QFileDialog
 
 from app.core.engine import LoadOptions, ModelInfo
+from app.core.paths import same_file
 from app.core.settings import Settings
-from app.ui.model_library import same_file
 from app.ui.model_manager import ModelManagerDialog
 
 

@@ -7,12 +7,12 @@ context count of a streaming answer arrives with every batch of tokens; it is dr
 
 from __future__ import annotations
 
-import html
 from pathlib import Path
 
 from PySide6.QtWidgets import QLabel, QProgressBar, QStatusBar, QWidget
 
 from app.core.engine import ModelInfo
+from app.ui.plain_text import as_plain_text
 from app.ui.throttle import Throttle
 
 LIVE_COUNT_INTERVAL_MS = 250  # a number that changes faster than this cannot be read anyway
@@ -45,12 +45,6 @@ def device_details(info: ModelInfo) -> str:
     if info.gpu_note:
         lines.append(info.gpu_note)
     return "\n".join(lines)
-
-
-def plain_tooltip(text: str) -> str:
-    """A tooltip that shows `text` literally: Qt renders one as HTML when it looks like HTML
-    (a file name like "<b>.gguf" would be bold), so it goes in escaped, inside a <p>."""
-    return f"<p style='white-space:pre-wrap'>{html.escape(text)}</p>" if text else ""
 
 
 class ModelStatusBar(QStatusBar):
@@ -103,9 +97,9 @@ class ModelStatusBar(QStatusBar):
             return
         self._n_ctx = info.n_ctx
         self.model_label.setText(f"{info.name} · {info.quantization}")
-        self.model_label.setToolTip(plain_tooltip(str(info.path)))
+        self.model_label.setToolTip(as_plain_text(str(info.path)))
         self.device_label.setText(device_summary(info))
-        self.device_label.setToolTip(plain_tooltip(device_details(info)))
+        self.device_label.setToolTip(as_plain_text(device_details(info)))
         self.context_label.setToolTip(CONTEXT_TIP)
         # As wide as it can get, so the labels beside it do not shift while the count grows.
         widest = self.context_label.fontMetrics().horizontalAdvance(f"Context {info.n_ctx:,} / {info.n_ctx:,}")

@@ -18,6 +18,7 @@ from PySide6.QtCore import QObject, QThread, Signal, Slot
 
 from app.core.engine import Engine, LoadOptions, Sampling
 from app.core.errors import PonderError
+from app.core.paths import same_file
 from app.core.reasoning import Segment
 
 log = logging.getLogger(__name__)
@@ -96,20 +97,20 @@ class EngineWorker(QObject):
         try:
             run = self._engine.chat(messages, sampling, stop)
             self.started.emit(req_id, run.stats.prompt_tokens)
-            pending: Segment | None = None  # text of one kind and block, batched
-            last_flush = 0.0
+            where, pieces, last_flush = ("answer", 0), [], 0.0  # text of one (kind, block), batched
             for seg in run:
-                if pending is not None and (seg.kind, seg.block) != (pending.kind, pending.block):
-                    self.segment.emit(req_id, pending)
-                    pending = None
-                pending = seg if pending is None else Segment(seg.kind, pending.text + seg.text, seg.block)
+                if (seg.kind, seg.block) != where and pieces:
+                    self.segment.emit(req_id, Segment(where[0], "".join(pieces), where[1]))
+                    pieces = []
+                where = (seg.kind, seg.block)
+                pieces.append(seg.text)
                 now = time.monotonic()
                 if now - last_flush >= FLUSH_INTERVAL_S:
-                    self.segment.emit(req_id, pending)
+                    self.segment.emit(req_id, Segment(where[0], "".join(pieces), where[1]))
                     self.counts.emit(req_id, run.thinking_tokens, run.answer_tokens)
-                    pending, last_flush = None, now
-            if pending is not None:
-                self.segment.emit(req_id, pending)
+                    pieces, last_flush = [], now
+            if pieces:
+                self.segment.emit(req_id, Segment(where[0], "".join(pieces), where[1]))
             self.counts.emit(req_id, run.thinking_tokens, run.answer_tokens)
             result = {"flags": list(run.flags), "stats": run.stats.to_dict()}
         except PonderError as exc:
@@ -215,9 +216,8 @@ class EngineClient(QObject):
     def uses_file(self, path: str | Path) -> bool:
         """Whether the engine has `path` open or may still be opening it (a load that a newer
         one replaced keeps the file open until the engine thread has given it up)."""
-        wanted = _same_file_key(path)
         opened = [self.info.path] if self.info is not None else []
-        return any(_same_file_key(p) == wanted for p in [*opened, *self._opening.values()])
+        return any(same_file(p, path) for p in [*opened, *self._opening.values()])
 
     def _new_id(self) -> int:
         req_id, self._next_id = self._next_id, self._next_id + 1
@@ -259,22 +259,25 @@ class EngineClient(QObject):
         if self._stop is not None:
             self._stop.set()
 
-    def shutdown(self, timeout_s: float = 10.0) -> bool:
+    def shutdown(self, timeout_s: float | None = None) -> bool:
         """Stop any answer or load, close the engine on its own thread and end the thread.
 
-        Waits a bounded time: a stop ends generation within a token and a load at its next
-        progress report. Returns whether the thread ended; if it did not (llama.cpp stuck
-        in one long call), it is left running, which the process exit then ends.
+        A stop ends generation within a token and a load at its next progress report. By
+        default it waits until the thread has ended (a QThread must not be destroyed while
+        it runs), warning after 5 s; with `timeout_s` it gives up after that long (tests
+        bound it so). Returns whether the thread ended.
         """
         if not self._thread.isRunning():
             return True
         self.stop()
         self._cancel_load()
         self._close_requested.emit()
-        if self._thread.wait(int(timeout_s * 1000)):
+        if self._thread.wait(int((timeout_s if timeout_s is not None else 5.0) * 1000)):
             return True
-        log.warning("the engine thread did not finish its current step in %.0f s; leaving it", timeout_s)
-        return False
+        if timeout_s is not None:
+            return False
+        log.warning("waiting for the engine thread to finish its current step")
+        return self._thread.wait()
 
     def _cancel_load(self) -> None:
         if self._load_cancel is not None:
@@ -339,9 +342,3 @@ class EngineClient(QObject):
             self._current_id, self._stop = None, None
             self.failed.emit(req_id, message)
 
-
-def _same_file_key(path: str | Path) -> str:
-    try:
-        return str(Path(path).resolve())
-    except OSError:
-        return str(Path(path).absolute())
