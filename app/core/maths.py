@@ -37,6 +37,7 @@ _BACKTICKS_RE = re.compile(r"`+")
 _BOXED = "\\boxed"
 
 INLINE_DOLLAR, DISPLAY_DOLLAR, INLINE_PAREN, DISPLAY_BRACKET, BOXED = "$", "$$", "\\(", "\\[", "\\boxed"
+_PAIRED = {DISPLAY_DOLLAR: ("$$", True), INLINE_PAREN: ("\\)", False), DISPLAY_BRACKET: ("\\]", True)}  # closer, display
 
 
 @dataclass(frozen=True)
@@ -215,22 +216,22 @@ def _maths_in(text: str, start: int, end: int, out: list[Maths]) -> int:
         if m is None:
             return unclosed
         i = m.start()
-        if text[i] == "\\":
-            two = text[i:i + 2]
-            if two in ("\\(", "\\["):
-                closing = "\\)" if two == "\\(" else "\\]"
-                j = -1 if closing in never_closed else _skip_to(text, i + 2, end, closing)
-                if j < 0:  # (every later scan is a tail of this one: it would fail too)
-                    never_closed.add(closing)
-                source = text[i + 2:j].strip() if j >= 0 else ""
-                if j >= 0 and source:
-                    out.append(Maths(i, j + 2, source, two == "\\[", two))
-                    i = j + 2
-                    continue
-                if j < 0:
-                    unclosed = min(unclosed, i)
-                i += 2
+        two = text[i:i + 2]
+        if two in _PAIRED and (two != DISPLAY_DOLLAR or i + 2 <= end):
+            closing, display = _PAIRED[two]
+            j = -1 if closing in never_closed else _skip_to(text, i + 2, end, closing)
+            if j < 0:  # (every later scan is a tail of this one: it would fail too)
+                never_closed.add(closing)
+            source = text[i + 2:j].strip() if j >= 0 else ""
+            if j >= 0 and source:
+                out.append(Maths(i, j + 2, source, display, two))
+                i = j + 2
                 continue
+            if j < 0:
+                unclosed = min(unclosed, i)
+            i += 2
+            continue
+        if text[i] == "\\":
             if text.startswith(_BOXED, i) and not text[i + 6:i + 7].isalpha():
                 k = i + 6
                 while k < end and text[k] in " \t":
@@ -249,20 +250,7 @@ def _maths_in(text: str, start: int, end: int, out: list[Maths]) -> int:
                     unclosed = min(unclosed, i)
             i += 2  # an escaped character (or a command that is not ours)
             continue
-        # A dollar.
-        if text.startswith("$$", i) and i + 2 <= end:
-            j = -1 if "$$" in never_closed else _skip_to(text, i + 2, end, "$$")
-            if j < 0:
-                never_closed.add("$$")
-            source = text[i + 2:j].strip() if j >= 0 else ""
-            if j >= 0 and source:
-                out.append(Maths(i, j + 2, source, True, DISPLAY_DOLLAR))
-                i = j + 2
-                continue
-            if j < 0:
-                unclosed = min(unclosed, i)
-            i += 2
-            continue
+        # A single dollar.
         if i + 1 < end and not text[i + 1].isspace():
             j = _skip_to(text, i + 1, end, "$", stop_at_newline=True)
             if j > i + 1 and not text[j - 1].isspace():
