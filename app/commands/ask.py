@@ -6,7 +6,8 @@ import argparse
 import json
 import sys
 
-from app.core.engine import DEFAULT_MAX_TOKENS, DEFAULT_N_CTX, Engine, LoadOptions, Sampling
+from app.commands.local_model import add_model_arguments, chosen_model
+from app.core.engine import DEFAULT_MAX_TOKENS, Engine, Sampling
 
 DIM, RESET = "\x1b[2m", "\x1b[0m"
 
@@ -14,24 +15,21 @@ DIM, RESET = "\x1b[2m", "\x1b[0m"
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("ask", help="ask a model one question (thinking to stderr, answer to stdout)")
     p.add_argument("prompt", metavar="PROMPT")
-    p.add_argument("--model", dest="ask_model", metavar="PATH", help="GGUF file (or give --model before 'ask')")
+    add_model_arguments(p, "ask")
     p.add_argument("--max-tokens", type=int, default=DEFAULT_MAX_TOKENS)
     p.add_argument("--temperature", type=float, default=Sampling.temperature)
     p.add_argument("--top-p", type=float, default=Sampling.top_p)
     p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--ctx", type=int, default=DEFAULT_N_CTX, help="context size in tokens")
-    p.add_argument("--gpu-layers", type=int, default=None, help="layers to offload (default: all the build allows)")
     p.add_argument("--system", default=None, help="system instructions (folded into the prompt for R1 models)")
     p.add_argument("--json", action="store_true", help="print one JSON object when done")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    model = args.ask_model or args.model
-    if not model:
-        print("ponder: ask needs --model PATH (a GGUF file).", file=sys.stderr)
+    chosen = chosen_model(args, "ask")
+    if chosen is None:
         return 2
-    engine = Engine.load(model, LoadOptions(n_ctx=args.ctx, n_gpu_layers=args.gpu_layers))
+    engine = Engine.load(*chosen)
     try:
         if engine.info.gpu_note:
             print(f"ponder: {engine.info.gpu_note}", file=sys.stderr)

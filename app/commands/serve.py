@@ -6,21 +6,19 @@ import argparse
 import os
 import sys
 
-from app.core.engine import DEFAULT_N_CTX, LoadOptions
+from app.commands.local_model import add_model_arguments, chosen_model
 
 BANNER = "!" * 78
 
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("serve", help="serve a model over an OpenAI-compatible API (/v1/chat/completions)")
-    p.add_argument("--model", dest="serve_model", metavar="PATH", help="GGUF file (or give --model before 'serve')")
+    add_model_arguments(p, "serve")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this computer only)")
     p.add_argument("--port", type=int, default=8080)
     p.add_argument("--api-key", default=os.environ.get("PONDER_API_KEY") or None,
                    help="require 'Authorization: Bearer KEY' on every request (default: $PONDER_API_KEY, "
                         "which keeps the key out of the process list)")
-    p.add_argument("--ctx", type=int, default=DEFAULT_N_CTX, help="context size in tokens")
-    p.add_argument("--gpu-layers", type=int, default=None, help="layers to offload (default: all the build allows)")
     p.add_argument("--queue", type=int, default=8, metavar="N",
                    help="requests that may wait while one runs; more get 429 (default 8)")
     p.add_argument("--reasoning-format", choices=["separate", "raw"], default="separate",
@@ -32,18 +30,17 @@ def run(args: argparse.Namespace) -> int:
     from app.core.server.api import build_app, is_loopback, make_server
     from app.core.server.service import EngineService
 
-    model = args.serve_model or args.model
-    if not model:
-        print("ponder: serve needs --model PATH (a GGUF file).", file=sys.stderr)
+    chosen = chosen_model(args, "serve")
+    if chosen is None:
         return 2
+    model, options = chosen
     if args.queue < 0:
         print("ponder: --queue must be 0 or more.", file=sys.stderr)
         return 2
     if not is_loopback(args.host) and not args.api_key:
         print(f"{BANNER}\nWARNING: serving on {args.host} WITHOUT an API key. Anyone who can reach this "
               f"address\ncan use the model. Pass --api-key KEY, or bind 127.0.0.1.\n{BANNER}", file=sys.stderr)
-    service = EngineService(model, LoadOptions(n_ctx=args.ctx, n_gpu_layers=args.gpu_layers),
-                            max_waiting=args.queue).start()
+    service = EngineService(model, options, max_waiting=args.queue).start()
     try:
         info = service.info
         if info.gpu_note:
