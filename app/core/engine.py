@@ -22,6 +22,7 @@ import ctypes
 import dataclasses
 import logging
 import os
+import random
 import threading
 import time
 import weakref
@@ -47,6 +48,9 @@ DEFAULT_TOP_P = 0.95
 DEFAULT_TOP_K = 40
 DEFAULT_MAX_TOKENS = 32768
 DEFAULT_N_CTX = 16384
+# llama.cpp seeds are 32-bit, and 0xFFFFFFFF (LLAMA_DEFAULT_SEED) means "pick one at random",
+# which could not be recorded: a drawn seed stays below it.
+LLAMA_SEED_LIMIT = 0xFFFFFFFF
 N_BATCH = 512
 
 
@@ -447,13 +451,16 @@ class Engine:
             lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_min_p(sampling.min_p, 1))
         lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_temp(sampling.temperature))
         seed = sampling.seed if sampling.seed is not None else lc.LLAMA_DEFAULT_SEED
-        lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_dist(seed & 0xFFFFFFFF))
+        lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_dist(seed % LLAMA_SEED_LIMIT))
         return chain
 
     def chat(self, messages: list[dict], sampling: Sampling | None = None,
-             stop: threading.Event | None = None) -> ChatRun:
+             stop: threading.Event | None = None, *, keep_thinking: bool = False) -> ChatRun:
         """Start an answer to `messages` (the last one is the user's). Iterate the result.
 
+        Earlier reasoning (an assistant message's "thinking") goes back into the prompt only
+        with `keep_thinking` (prompt.py). The run's `prompt_text` is the exact text tokenized
+        and its `sampling` the settings used, with the seed drawn when none was given.
         A run before it that is still open is ended: the two would share one context.
         """
         self._check_owner("Engine.chat")
@@ -461,7 +468,7 @@ class Engine:
             raise PonderError("The model has been unloaded; load it again.")
         self._end_run()
         try:
-            prompt = self._prompts.render(messages)
+            prompt = self._prompts.render(messages, keep_thinking=keep_thinking)
         except Exception as exc:  # the file's template raised (raise_exception) or broke
             raise PonderError(f"The model's chat template could not format this conversation: {exc}") from exc
         tokens = self._tokenize(prompt.text, add_special=not prompt.text.startswith(self._bos_text or "\0"))
@@ -471,7 +478,11 @@ class Engine:
                 f"This conversation needs {len(tokens)} tokens but the context holds {n_ctx}. "
                 "Start a new chat, or raise the context size in Settings."
             )
-        run = ChatRun(self, tokens, prompt.opens_thinking, sampling or Sampling(), stop or threading.Event())
+        sampling = dataclasses.replace(sampling or Sampling())
+        if sampling.seed is None:  # drawn here, so the run can say which seed it used
+            sampling.seed = random.randrange(LLAMA_SEED_LIMIT)
+        run = ChatRun(self, tokens, prompt.opens_thinking, sampling, stop or threading.Event())
+        run.prompt_text = prompt.text
         self._run = weakref.ref(run)
         return run
 
@@ -501,6 +512,8 @@ class Engine:
 class ChatRun:
     """One answer being generated. Iterate it (on the engine's thread) to get Segments.
 
+    `prompt_text` is the exact text that was tokenized (template applied, system text folded
+    in, earlier reasoning left out or kept); `sampling` the settings used, seed included.
     After iteration: `thinking`, `answer`, `flags`, `stats`. While iterating:
     `thinking_tokens` and `answer_tokens` count what has been generated so far.
     `close()` ends it early (as do a new `Engine.chat` and `Engine.close`); iterating it
@@ -511,7 +524,8 @@ class ChatRun:
                  sampling: Sampling, stop: threading.Event) -> None:
         self._engine = engine
         self._tokens = tokens
-        self._sampling = sampling
+        self.sampling = sampling
+        self.prompt_text = ""  # set by Engine.chat
         self._stop = stop
         self._splitter = ThinkSplitter(prompt_opens_thinking=opens_thinking)
         self.thinking_tokens = 0
@@ -567,7 +581,7 @@ class ChatRun:
         stats.finish_reason = "cancelled"  # until the loop ends on its own
         eng._stop_event = self._stop
         lc.llama_perf_context_reset(ctx)
-        chain = eng._sampler(self._sampling)
+        chain = eng._sampler(self.sampling)
         attached = eng._backend_sampling and lc.llama_set_sampler(ctx, 0, chain)
         try:
             if not eng._eval_prompt(self._tokens, stats):
@@ -579,7 +593,7 @@ class ChatRun:
             batch = lc.llama_batch_get_one(arr, 1)
             cached = eng._cached
             n_ctx = eng.info.n_ctx
-            max_tokens = self._sampling.max_tokens
+            max_tokens = self.sampling.max_tokens
             stop = self._stop
             t_first = t_think_end = None
             finish = "stop"

@@ -1,7 +1,8 @@
 """Turning a conversation into the prompt text the model expects.
 
 DeepSeek's guidance for R1 models, applied here:
-- earlier reasoning is not sent back (only the text after the last `</think>`);
+- earlier reasoning is not sent back (only the text after the last `</think>`), unless a
+  conversation asks to keep it (`keep_thinking`, for multi-turn reasoning studies);
 - no system prompt: its text is folded into the first user turn;
 - the generation prompt must end with `<think>\\n` (current distill templates do;
   older ones do not, so it is appended).
@@ -218,6 +219,17 @@ def prepare_messages(messages: list[dict], is_reasoning: bool) -> list[dict]:
     return prepared
 
 
+def with_thinking(thinking: str, answer: str) -> str:
+    """An earlier assistant turn as the model wrote it: its reasoning, then its answer."""
+    return f"{THINK_OPEN}\n{thinking.strip()}\n{THINK_CLOSE}\n\n{answer}" if thinking.strip() else answer
+
+
+# Stands in for an assistant turn whose thinking is kept: R1's own template cuts every assistant
+# turn at its last `</think>`, so the template sees this and the whole turn goes in afterwards.
+# Private-use characters: no template changes them and no trace contains them by chance.
+_KEPT_TURN = "\ue000ponder-kept-turn-{}\ue001"
+
+
 def fallback_template(has_r1_tokens: bool) -> str:
     return R1_FALLBACK_TEMPLATE if has_r1_tokens else GENERIC_FALLBACK_TEMPLATE
 
@@ -244,9 +256,24 @@ class PromptBuilder:
         self._format = lambda messages: render_builtin(name, messages)
         return self
 
-    def render(self, messages: list[dict]) -> RenderedPrompt:
-        """The prompt text; for reasoning models it always ends by opening a think block."""
+    def render(self, messages: list[dict], *, keep_thinking: bool = False) -> RenderedPrompt:
+        """The prompt text; for reasoning models it always ends by opening a think block.
+
+        An assistant message may carry its reasoning as "thinking" (and its answer as
+        "content"). It is left out, as DeepSeek advises, unless `keep_thinking`: then each
+        earlier turn goes back as `<think>\\n…\\n</think>\\n\\n` + answer, whatever the template does.
+        """
+        kept: dict[str, str] = {}
+        if keep_thinking:
+            messages = [dict(m) for m in messages]
+            for m in messages:
+                if m["role"] == "assistant" and m.get("thinking", "").strip():
+                    key = _KEPT_TURN.format(len(kept))
+                    kept[key] = with_thinking(m["thinking"], strip_reasoning(m["content"]))
+                    m["content"] = key
         text = self._format(prepare_messages(messages, self.is_reasoning))
+        for key, turn in kept.items():
+            text = text.replace(key, turn, 1)
         if self.is_reasoning:
             tail = text.rstrip(" ")
             if tail.endswith(THINK_OPEN):

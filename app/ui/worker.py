@@ -9,6 +9,7 @@ results of a request the GUI no longer waits for are dropped.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -40,7 +41,8 @@ class EngineWorker(QObject):
       started(int req_id, int prompt_tokens): the prompt is tokenized; generation begins.
       segment(int req_id, Segment): "think" or "answer" text (with its think block), in order.
       counts(int req_id, int thinking_tokens, int answer_tokens): live token counters.
-      finished(int req_id, dict result): flags and stats (Stats.to_dict()); the text is what
+      finished(int req_id, dict result): flags, stats (Stats.to_dict()), prompt (the exact text
+        tokenized) and sampling (as used, seed included); the text is what
         the segments said (app.core.reasoning.TraceText puts it in its saved shape).
       failed(int req_id, str message): the request ended with an error; nothing more comes.
       unloaded(): the model was closed on request (its file can now be deleted).
@@ -89,13 +91,14 @@ class EngineWorker(QObject):
         else:
             self.loaded.emit(load_id, self._engine.info)
 
-    @Slot(int, object, object, object)
-    def chat(self, req_id: int, messages: list, sampling: Sampling, stop: threading.Event) -> None:
+    @Slot(int, object, object, object, bool)
+    def chat(self, req_id: int, messages: list, sampling: Sampling, stop: threading.Event,
+             keep_thinking: bool = False) -> None:
         if self._engine is None:
             self.failed.emit(req_id, NO_MODEL_MESSAGE)
             return
         try:
-            run = self._engine.chat(messages, sampling, stop)
+            run = self._engine.chat(messages, sampling, stop, keep_thinking=keep_thinking)
             self.started.emit(req_id, run.stats.prompt_tokens)
             where, pieces, last_flush = ("answer", 0), [], 0.0  # text of one (kind, block), batched
             for seg in run:
@@ -112,7 +115,9 @@ class EngineWorker(QObject):
             if pieces:
                 self.segment.emit(req_id, Segment(where[0], "".join(pieces), where[1]))
             self.counts.emit(req_id, run.thinking_tokens, run.answer_tokens)
-            result = {"flags": list(run.flags), "stats": run.stats.to_dict()}
+            # prompt: the exact text tokenized; sampling: as used, with the seed drawn if none was given.
+            result = {"flags": list(run.flags), "stats": run.stats.to_dict(), "prompt": run.prompt_text,
+                      "sampling": dataclasses.asdict(run.sampling)}
         except PonderError as exc:
             self.failed.emit(req_id, str(exc))
         except Exception as exc:
@@ -170,7 +175,7 @@ class EngineClient(QObject):
 
     # Requests; queued across to the worker because it lives on another thread.
     _load_requested = Signal(int, str, object, object)
-    _chat_requested = Signal(int, object, object, object)
+    _chat_requested = Signal(int, object, object, object, bool)
     _unload_requested = Signal()
     _close_requested = Signal()
 
@@ -238,13 +243,14 @@ class EngineClient(QObject):
         self._load_requested.emit(load_id, str(path), options, self._load_cancel)
         return load_id
 
-    def chat(self, messages: list[dict], sampling: Sampling) -> int:
-        """Start an answer; returns its request id. Any earlier request becomes stale."""
+    def chat(self, messages: list[dict], sampling: Sampling, *, keep_thinking: bool = False) -> int:
+        """Start an answer; returns its request id. Any earlier request becomes stale.
+        `keep_thinking`: earlier reasoning goes back into the prompt (Engine.chat)."""
         self.stop()
         req_id = self._new_id()
         self._current_id = req_id
         self._stop = threading.Event()
-        self._chat_requested.emit(req_id, list(messages), sampling, self._stop)
+        self._chat_requested.emit(req_id, list(messages), sampling, self._stop, keep_thinking)
         return req_id
 
     def unload(self) -> None:

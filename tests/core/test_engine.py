@@ -447,3 +447,31 @@ def test_template_that_raises_gives_a_clear_error(scripted_model):
         assert eng.info.template_note is None
     finally:
         eng.close()
+
+
+def test_run_keeps_the_exact_prompt_text_and_the_seed_it_drew(standard):
+    run = standard.chat(ASK, Sampling(seed=None)).run()
+    assert run.prompt_text == standard._prompts.render(ASK).text
+    assert run.prompt_text.endswith("<think>\n") and "What is 17 × 23?" in run.prompt_text
+    # The text is what was tokenized: the same tokens, so the same count.
+    has_bos = run.prompt_text.startswith(standard._bos_text)  # else the tokenizer adds it
+    assert len(standard._tokenize(run.prompt_text, add_special=not has_bos)) == run.stats.prompt_tokens
+    assert isinstance(run.sampling.seed, int) and 0 <= run.sampling.seed < engine_module.LLAMA_SEED_LIMIT
+    again = standard.chat(ASK, Sampling(seed=None)).run()
+    assert again.sampling.seed != run.sampling.seed  # drawn each time (1 in 4 billion to collide)
+    given = standard.chat(ASK, Sampling(seed=1234)).run()
+    assert given.sampling.seed == 1234
+
+
+def test_keep_thinking_sends_earlier_reasoning_to_the_model(standard):
+    first = standard.chat(ASK).run()
+    history = ASK + [
+        {"role": "assistant", "content": first.answer, "thinking": first.thinking},
+        {"role": "user", "content": "And 17 × 24?"},
+    ]
+    stripped = standard.chat(history).run()
+    kept = standard.chat(history, keep_thinking=True).run()
+    assert first.thinking.strip() not in stripped.prompt_text
+    assert f"<think>\n{first.thinking.strip()}\n</think>\n\n{first.answer}" in kept.prompt_text
+    assert kept.stats.prompt_tokens > stripped.stats.prompt_tokens
+    assert kept.answer == STANDARD_ANSWER.strip()

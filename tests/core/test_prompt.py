@@ -83,3 +83,40 @@ def test_template_cannot_escape_the_sandbox():
 
     with pytest.raises(SecurityError):
         builder(evil).render([{"role": "user", "content": "x"}])
+
+
+KEEP_HISTORY = [
+    {"role": "user", "content": "What is 2+2?"},
+    {"role": "assistant", "content": "It is 4.", "thinking": "Two plus two.\n</think> is just text here"},
+    {"role": "user", "content": "And 3+3?"},
+]
+
+
+def test_earlier_thinking_is_left_out_by_default_even_when_given():
+    text = builder(R1_TEMPLATE).render(KEEP_HISTORY).text
+    assert "Two plus two" not in text
+    assert "<｜Assistant｜>It is 4.<｜end▁of▁sentence｜>" in text
+
+
+def test_keep_thinking_puts_earlier_reasoning_back_despite_the_r1_template():
+    # R1's own template cuts assistant turns at '</think>'; the kept turn must survive it whole.
+    text = builder(R1_TEMPLATE).render(KEEP_HISTORY, keep_thinking=True).text
+    turn = "<think>\nTwo plus two.\n</think> is just text here\n</think>\n\nIt is 4."
+    assert f"<｜Assistant｜>{turn}<｜end▁of▁sentence｜>" in text
+    assert text.endswith("<｜User｜>And 3+3?<｜Assistant｜><think>\n")
+    assert "\ue000" not in text and "ponder-kept-turn" not in text
+
+
+def test_keep_thinking_changes_only_the_earlier_assistant_turn():
+    stripped = builder(R1_TEMPLATE).render(KEEP_HISTORY).text
+    kept = builder(R1_TEMPLATE).render(KEEP_HISTORY, keep_thinking=True).text
+    prefix = stripped[: stripped.index("It is 4.")]
+    assert kept.startswith(prefix) and kept != stripped
+    assert kept.replace("<think>\nTwo plus two.\n</think> is just text here\n</think>\n\n", "", 1) == stripped
+
+
+def test_keep_thinking_works_with_other_templates_and_turns_without_thinking():
+    history = [*KEEP_HISTORY, {"role": "assistant", "content": "6", "thinking": ""}, {"role": "user", "content": "Ok"}]
+    text = builder(GENERIC_FALLBACK_TEMPLATE, reasoning=False).render(history, keep_thinking=True).text
+    assert "<|im_start|>assistant\n<think>\nTwo plus two." in text
+    assert "<|im_start|>assistant\n6<|im_end|>" in text
