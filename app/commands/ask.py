@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 
@@ -47,6 +48,8 @@ def run(args: argparse.Namespace) -> int:
                 "flags": chat.flags,
                 "stats": chat.stats.to_dict(),
                 "model": engine.info.to_dict(),
+                "prompt": chat.prompt_text,  # exactly what was tokenized (template, system text folded in)
+                "sampling": dataclasses.asdict(chat.sampling),  # as used: the seed drawn if none was given
             }, ensure_ascii=False))
         else:
             _stream(chat)

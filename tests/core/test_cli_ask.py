@@ -33,6 +33,9 @@ def test_ask_json_prints_one_object_with_trace_and_stats(scripted_model):
     assert STATS_KEYS <= set(data["stats"])
     assert data["stats"]["finish_reason"] == "stop"
     assert data["model"]["is_reasoning"] is True
+    # The exact prompt: the template's turn tokens around the question, opening a thought.
+    assert data["prompt"].endswith("<｜User｜>What is 17 × 23?<｜Assistant｜><think>\n")
+    assert data["sampling"]["seed"] == 4 and data["sampling"]["temperature"] == 0.6
 
 
 def test_ask_joins_several_think_blocks_with_a_blank_line(scripted_model):
