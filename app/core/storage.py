@@ -20,6 +20,30 @@ the file is next opened was cut off by a crash: it becomes 'stopped' with the fl
 may run next to a live app, like `ponder export`, passes False so it cannot mark
 the app's live answer as interrupted.
 
+What an answer was made from (schema v3). Message.spans: the spans a person or
+Ponder inserted, as dicts {"field": "thinking"|"content", "start", "end" (offsets
+into that field), "by": "ponder"|"user", "kind": "wrap_up"|"close"|"nudge"|"edit"};
+Message.prompt: the exact text the model was sent; Message.model_info: {"name",
+"file", "quantization", "sha256", "source" (e.g. "local", "remote: host · model")}.
+All three go in with `add_message(..., spans=, prompt=, model_info=)` and change with
+`update_message` (None leaves a field; spans=() clears). Conversation.keep_thinking
+(`set_keep_thinking(conv_id, bool)`): earlier thinking goes back into the prompt.
+
+Versions of a turn (schema v3). A turn is a prompt and its answer; a version of it
+is that prompt, its answer and everything after. `messages` holds exactly what is on
+screen, so the conversation continues from the shown version and add_message,
+search and the message count need no version logic. Versions not shown are rows of
+`turn_versions` with their messages (ids kept) in `version_messages`; they may hold
+versions of their own later turns. `Conversation.versions` has them all;
+`versions_of(position)` lists a turn's versions (the shown one has id None) in the
+order they were made, `version_of(position)` says (n, of), `turn_start(answer_pos)`
+finds a turn from its answer, and `answer_versions()` numbers every assistant message
+for exports. Writes, each one transaction (a kill leaves the old or the new state):
+  start_version(conv, position, prompt=None) -> the prompt put back (regenerate;
+    with `prompt`, edit and resend; the caller then adds the answer);
+  switch_version(conv, version_id); delete_version(conv, position, version_id=None).
+Search finds what is on screen; delete and restore_conversation carry the versions.
+
 Search. An FTS5 index over message content and thinking (storage_schema.py);
 streaming messages are left out of it until they finish. Without FTS5 in the
 sqlite3 build, and for search terms shorter than 3 characters, search uses LIKE.
@@ -54,12 +78,15 @@ from app.core.storage_file import (
     store_path,
 )
 from app.core.storage_schema import (
+    MESSAGE_COLUMNS,
     MIGRATIONS,
     SCHEMA_VERSION,
     dump_json,
+    dump_spans,
     fts5_available,
     load_dict,
     load_flags,
+    load_spans,
 )
 
 # Names other modules import from here, though they live in storage_file / storage_schema.
@@ -82,6 +109,7 @@ __all__ = [
     "Message",
     "SearchHit",
     "StorageError",
+    "TurnVersion",
     "StoreDamaged",
     "fts5_available",
     "store_path",
@@ -113,6 +141,52 @@ class Message:
     model: str | None = None
     sampling: dict[str, Any] | None = None
     created_at: float = 0.0  # Unix time, seconds
+    # Spans a person or Ponder inserted: {"field": "thinking"|"content", "start": int, "end": int,
+    # "by": "ponder"|"user", "kind": "wrap_up"|"close"|"nudge"|"edit"}; offsets into that field.
+    spans: tuple[dict[str, Any], ...] = ()
+    prompt: str | None = None  # the exact text the model was sent (chat template applied)
+    model_info: dict[str, Any] | None = None  # name, file, quantization, sha256, source
+
+
+@dataclass(frozen=True)
+class TurnVersion:
+    """One version of a turn: the prompt at `position`, its answer and everything after.
+
+    Versions not on screen are stored (`id` set); the one on screen is the
+    conversation's own messages from `position` on (`id` None). Versions are numbered
+    in the order they were made (by their first message's id, which never changes).
+    """
+
+    id: int | None  # None: the version on screen
+    conversation_id: int
+    position: int  # of the turn's first message (its prompt; the answer where no prompt precedes)
+    parent_id: int | None  # None: a turn of the conversation on screen; else inside that version
+    created_at: float
+    messages: tuple[Message, ...]
+
+    @property
+    def shown(self) -> bool:
+        return self.id is None
+
+    @property
+    def answer(self) -> Message | None:
+        """The turn's answer: its first assistant message."""
+        return next((m for m in self.messages if m.role == "assistant"), None)
+
+    @property
+    def order_key(self) -> int:
+        return self.messages[0].id if self.messages else 0
+
+
+@dataclass(frozen=True)
+class AnswerVersion:
+    """An assistant message anywhere in a conversation (shown or in a stored version),
+    with its version number among the versions of its turn (for exports)."""
+
+    message: Message
+    version: int  # 1-based
+    version_count: int
+    shown: bool  # on screen (part of the conversation that continues)
 
 
 @dataclass(frozen=True)
@@ -133,7 +207,54 @@ class Conversation:
     updated_at: float
     model: str | None  # the model of the latest message that named one
     custom_title: bool  # renamed by the user: first prompts no longer retitle it
-    messages: list[Message] = field(default_factory=list)
+    messages: list[Message] = field(default_factory=list)  # on screen, in order
+    keep_thinking: bool = False  # earlier thinking goes back into the prompt (DeepSeek: stripped)
+    versions: list[TurnVersion] = field(default_factory=list)  # stored, not shown; by id
+
+    def turn_start(self, answer_position: int) -> int:
+        """The position of the turn an on-screen answer belongs to: its prompt's, if one precedes it."""
+        before = next((m for m in self.messages if m.position == answer_position - 1), None)
+        return answer_position - 1 if before is not None and before.role == "user" else answer_position
+
+    def versions_of(self, position: int) -> list[TurnVersion]:
+        """Every version of the on-screen turn starting at `position`, the shown one included, in order."""
+        shown = TurnVersion(None, self.id, position, None, 0.0,
+                            tuple(m for m in self.messages if m.position >= position))
+        stored = [v for v in self.versions if v.parent_id is None and v.position == position]
+        return sorted([shown, *stored], key=lambda v: v.order_key)
+
+    def version_of(self, position: int) -> tuple[int, int]:
+        """(1-based number of the shown version, how many) of the turn starting at `position`."""
+        versions = self.versions_of(position)
+        return next(i for i, v in enumerate(versions, 1) if v.shown), len(versions)
+
+    def answer_versions(self) -> list[AnswerVersion]:
+        """Every assistant message, shown or in a stored version, numbered within its turn."""
+        lines: dict[int | None, tuple[Message, ...]] = {None: tuple(self.messages)}
+        lines.update({v.id: v.messages for v in self.versions})
+        starts = {v.id: v.position for v in self.versions}
+        parents = {v.id: v.parent_id for v in self.versions}
+
+        def first_id(line: int | None, position: int) -> int:
+            return next((m.id for m in lines[line] if m.position == position), 0)
+
+        result: list[AnswerVersion] = []
+        for line, messages in lines.items():
+            by_position = {m.position: m for m in messages}
+            for m in messages:
+                if m.role != "assistant":
+                    continue
+                prompt = by_position.get(m.position - 1)
+                q = m.position - 1 if prompt is not None and prompt.role == "user" else m.position
+                # The turn at q lives in `owner`'s line: this version's parent if the
+                # version starts at q, else the line the message is in.
+                owner = parents[line] if line is not None and starts[line] == q else line
+                members = [first_id(owner, q)] if owner is None or starts[owner] < q else []
+                members += [first_id(v.id, q) for v in self.versions if v.parent_id == owner and v.position == q]
+                members.sort()
+                mine = first_id(line, q)
+                result.append(AnswerVersion(m, members.index(mine) + 1, len(members), line is None))
+        return result
 
 
 @dataclass(frozen=True)
@@ -243,20 +364,26 @@ class ChatStore:
             _require(conn.execute("DELETE FROM conversations WHERE id = ?", (conv_id,)), conv_id)
 
     def restore_conversation(self, snapshot: Conversation) -> int:
-        """Put back a conversation taken with get_conversation before deleting it.
+        """Put back a conversation taken with get_conversation before deleting it,
+        with its stored versions.
 
         It keeps its ids when they are free (they are after a delete, since ids
         are never reused); restored a second time it gets new ones.
         """
+        stored = [m for v in snapshot.versions for m in v.messages]
         with self._file.write() as conn:
             taken = conn.execute("SELECT 1 FROM conversations WHERE id = ?", (snapshot.id,)).fetchone()
             keep_ids = taken is None and not any(
-                conn.execute("SELECT 1 FROM messages WHERE id = ?", (m.id,)).fetchone()
-                for m in snapshot.messages
+                conn.execute("SELECT 1 FROM messages WHERE id = ? UNION ALL "
+                             "SELECT 1 FROM version_messages WHERE id = ?", (m.id, m.id)).fetchone()
+                for m in [*snapshot.messages, *stored]
+            ) and not any(
+                conn.execute("SELECT 1 FROM turn_versions WHERE id = ?", (v.id,)).fetchone()
+                for v in snapshot.versions
             )
             cur = conn.execute(
-                """INSERT INTO conversations (id, title, custom_title, created_at, updated_at, model)
-                   VALUES (?, ?, ?, ?, ?, ?)""",
+                """INSERT INTO conversations (id, title, custom_title, created_at, updated_at, model, keep_thinking)
+                   VALUES (?, ?, ?, ?, ?, ?, ?)""",
                 (
                     snapshot.id if keep_ids else None,
                     snapshot.title,
@@ -264,29 +391,30 @@ class ChatStore:
                     snapshot.created_at,
                     snapshot.updated_at,
                     snapshot.model,
+                    snapshot.keep_thinking,
                 ),
             )
             conv_id = cur.lastrowid
+            # New ids keep the old ones' order: versions are numbered by their first message's id.
+            ids = {m.id: m.id if keep_ids else _new_message_id(conn)
+                   for m in sorted([*snapshot.messages, *stored], key=lambda m: m.id)}
             for m in snapshot.messages:
-                conn.execute(
-                    """INSERT INTO messages (id, conversation_id, position, role, content, thinking,
-                           flags, stats, model, sampling, created_at, status)
-                       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-                    (
-                        m.id if keep_ids else None,
-                        conv_id,
-                        m.position,
-                        m.role,
-                        m.content,
-                        m.thinking,
-                        json.dumps(list(m.flags)),
-                        dump_json(m.stats),
-                        m.model,
-                        dump_json(m.sampling),
-                        m.created_at,
-                        m.status,
-                    ),
-                )
+                _insert_message(conn, "messages", m, conv_id, ids[m.id])
+            # Parents first would need an order the ids do not give (a version made later can
+            # hold older ones), so every version goes in as top-level, then gets its parent.
+            version_ids: dict[int, int] = {}
+            for v in snapshot.versions:
+                version_ids[v.id] = conn.execute(
+                    "INSERT INTO turn_versions (id, conversation_id, parent_id, position, created_at) "
+                    "VALUES (?, ?, NULL, ?, ?)",
+                    (v.id if keep_ids else None, conv_id, v.position, v.created_at),
+                ).lastrowid
+                for m in v.messages:
+                    _insert_message(conn, "version_messages", m, conv_id, ids[m.id], version_ids[v.id])
+            for v in snapshot.versions:
+                if v.parent_id is not None:
+                    conn.execute("UPDATE turn_versions SET parent_id = ? WHERE id = ?",
+                                 (version_ids[v.parent_id], version_ids[v.id]))
         return conv_id
 
     def get_conversation(self, conv_id: int) -> Conversation:
@@ -297,6 +425,14 @@ class ChatStore:
             rows = conn.execute(
                 "SELECT * FROM messages WHERE conversation_id = ? ORDER BY position", (conv_id,)
             ).fetchall()
+            version_rows = conn.execute(
+                "SELECT * FROM turn_versions WHERE conversation_id = ? ORDER BY id", (conv_id,)
+            ).fetchall()
+            stored: dict[int, list[Message]] = {}
+            for r in conn.execute(
+                "SELECT * FROM version_messages WHERE conversation_id = ? ORDER BY version_id, position", (conv_id,)
+            ):
+                stored.setdefault(r["version_id"], []).append(_message(r))
         return Conversation(
             id=row["id"],
             title=row["title"],
@@ -305,7 +441,19 @@ class ChatStore:
             model=row["model"],
             custom_title=bool(row["custom_title"]),
             messages=[_message(r) for r in rows],
+            keep_thinking=bool(row["keep_thinking"]),
+            versions=[
+                TurnVersion(v["id"], conv_id, v["position"], v["parent_id"], v["created_at"],
+                            tuple(stored.get(v["id"], ())))
+                for v in version_rows
+            ],
         )
+
+    def set_keep_thinking(self, conv_id: int, keep: bool) -> None:
+        """Whether earlier thinking goes back into this conversation's prompts."""
+        with self._file.write() as conn:
+            _require(conn.execute("UPDATE conversations SET keep_thinking = ? WHERE id = ?",
+                                  (bool(keep), conv_id)), conv_id)
 
     # -- messages
 
@@ -321,6 +469,9 @@ class ChatStore:
         stats: dict[str, Any] | None = None,
         model: str | None = None,
         sampling: dict[str, Any] | None = None,
+        spans: Iterable[dict[str, Any]] = (),
+        prompt: str | None = None,
+        model_info: dict[str, Any] | None = None,
     ) -> int:
         _check(role, ROLES, "role")
         _check(status, STATUSES, "status")
@@ -337,10 +488,11 @@ class ChatStore:
             ).fetchone()[0]
             cur = conn.execute(
                 """INSERT INTO messages (conversation_id, position, role, content, thinking, flags,
-                       stats, model, sampling, created_at, status)
-                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                       stats, model, sampling, created_at, status, spans, prompt, model_info)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
                 (conv_id, position, role, content, thinking, json.dumps(list(flags)),
-                 dump_json(stats), model, dump_json(sampling), now, status),
+                 dump_json(stats), model, dump_json(sampling), now, status,
+                 dump_spans(list(spans)), prompt, dump_json(model_info)),
             )
             conn.execute(
                 "UPDATE conversations SET updated_at = ?, model = coalesce(?, model) WHERE id = ?",
@@ -361,9 +513,13 @@ class ChatStore:
         status: str | None = None,
         flags: Iterable[str] | None = None,
         stats: dict[str, Any] | None = None,
+        spans: Iterable[dict[str, Any]] | None = None,
+        prompt: str | None = None,
+        model_info: dict[str, Any] | None = None,
     ) -> None:
-        """Overwrite the given fields; None leaves a field as it is. Cheap enough
-        to call once a second while streaming (one row, no search re-index)."""
+        """Overwrite the given fields; None leaves a field as it is (spans=() clears the
+        spans). Cheap enough to call once a second while streaming (one row, no search
+        re-index)."""
         changes: dict[str, Any] = {}
         if content is not None:
             changes["content"] = content
@@ -376,6 +532,12 @@ class ChatStore:
             changes["flags"] = json.dumps(list(flags))
         if stats is not None:
             changes["stats"] = dump_json(stats)
+        if spans is not None:
+            changes["spans"] = dump_spans(list(spans))
+        if prompt is not None:
+            changes["prompt"] = prompt
+        if model_info is not None:
+            changes["model_info"] = dump_json(model_info)
         if not changes:
             return
         assignments = ", ".join(f"{name} = ?" for name in changes)  # names from the fixed set above
@@ -387,13 +549,99 @@ class ChatStore:
             conn.execute("UPDATE conversations SET updated_at = ? WHERE id = ?", (time.time(), row[0]))
 
     def delete_messages_from(self, conv_id: int, position: int) -> None:
-        """Delete the message at `position` and all after it (regenerate, edit and resend)."""
+        """Delete the message at `position` and all after it, with the stored versions of
+        their turns."""
         with self._file.write() as conn:
-            conn.execute("DELETE FROM messages WHERE conversation_id = ? AND position >= ?", (conv_id, position))
+            _delete_tail(conn, conv_id, position)
             _require(
                 conn.execute("UPDATE conversations SET updated_at = ? WHERE id = ?", (time.time(), conv_id)),
                 conv_id,
             )
+
+    # -- versions of a turn (regenerate, edit and resend, edit the thinking)
+    #
+    # `messages` holds what is on screen; a version not on screen is a turn_versions row
+    # with its messages in version_messages (storage_schema._migrate_v3). Each method is
+    # one transaction that moves rows, ids and all, so a kill at any point leaves either
+    # the old or the new arrangement and never loses a message.
+
+    def start_version(self, conv_id: int, position: int, prompt: str | None = None) -> Message | None:
+        """Begin a new version of the turn starting at `position` (regenerate: its prompt;
+        edit and resend: `prompt`, the edited text). The turn's messages from `position` on,
+        with everything after them, are kept as a version; the prompt is put back at
+        `position` as a new message, which is returned (None if the turn had no prompt,
+        i.e. the message at `position` is an answer: the next answer goes there).
+        The caller then adds the answer with add_message."""
+        with self._file.write() as conn:
+            first = conn.execute(
+                "SELECT * FROM messages WHERE conversation_id = ? AND position = ?", (conv_id, position)
+            ).fetchone()
+            if first is None:
+                if conn.execute("SELECT 1 FROM conversations WHERE id = ?", (conv_id,)).fetchone() is None:
+                    raise _not_found(conv_id)
+                raise StorageError(f"There is no message at position {position}; it may have been deleted.")
+            if first["role"] != "user" and prompt is not None:
+                raise ValueError(f"the message at position {position} is not a prompt")
+            _shelve(conn, conv_id, position)
+            now = time.time()
+            conn.execute("UPDATE conversations SET updated_at = ? WHERE id = ?", (now, conv_id))
+            if first["role"] != "user":
+                return None
+            text = first["content"] if prompt is None else prompt
+            msg_id = conn.execute(
+                "INSERT INTO messages (conversation_id, position, role, content, created_at) "
+                "VALUES (?, ?, 'user', ?, ?)",
+                (conv_id, position, text, now),
+            ).lastrowid
+            first_prompt = not conn.execute(
+                "SELECT 1 FROM messages WHERE conversation_id = ? AND role = 'user' AND position < ?",
+                (conv_id, position),
+            ).fetchone()
+            if first_prompt and prompt is not None:
+                conn.execute("UPDATE conversations SET title = ? WHERE id = ? AND custom_title = 0",
+                             (title_from_prompt(text), conv_id))
+            return _message(conn.execute("SELECT * FROM messages WHERE id = ?", (msg_id,)).fetchone())
+
+    def switch_version(self, conv_id: int, version_id: int) -> None:
+        """Show the stored version `version_id` (from Conversation.versions_of) of a turn on
+        screen; the one shown until now is kept as a version. The conversation continues
+        from what is shown."""
+        with self._file.write() as conn:
+            version = _version_row(conn, conv_id, version_id)
+            if version["parent_id"] is not None:
+                raise StorageError("That version belongs to a version not on screen; show that one first.")
+            _shelve(conn, conv_id, version["position"])
+            _unshelve(conn, version_id)
+
+    def delete_version(self, conv_id: int, position: int, version_id: int | None = None) -> None:
+        """Delete one version of the turn starting at `position`: the stored `version_id`,
+        or (None) the one on screen, which the version before it (else after it) replaces.
+        Deleting a turn's only version deletes the turn and everything after it."""
+        with self._file.write() as conn:
+            if version_id is not None:
+                _version_row(conn, conv_id, version_id)
+                conn.execute("DELETE FROM turn_versions WHERE id = ?", (version_id,))
+                return
+            shown = conn.execute(
+                "SELECT id FROM messages WHERE conversation_id = ? AND position = ?", (conv_id, position)
+            ).fetchone()
+            if shown is None:
+                raise StorageError(f"There is no message at position {position}; it may have been deleted.")
+            others = conn.execute(
+                """SELECT v.id, m.id AS key FROM turn_versions v
+                   JOIN version_messages m ON m.version_id = v.id AND m.position = v.position
+                   WHERE v.conversation_id = ? AND v.parent_id IS NULL AND v.position = ?
+                   ORDER BY m.id""",
+                (conv_id, position),
+            ).fetchall()
+            if not others:
+                _delete_tail(conn, conv_id, position)
+                return
+            before = [r["id"] for r in others if r["key"] < shown["id"]]
+            replacement = before[-1] if before else others[0]["id"]
+            old = _shelve(conn, conv_id, position)
+            _unshelve(conn, replacement)
+            conn.execute("DELETE FROM turn_versions WHERE id = ?", (old,))
 
     # -- search
 
@@ -448,6 +696,76 @@ class ChatStore:
 
 # --- helpers ----------------------------------------------------------------
 
+_COLUMNS = ", ".join(MESSAGE_COLUMNS)
+
+
+def _shelve(conn: sqlite3.Connection, conv_id: int, position: int) -> int:
+    """Move the on-screen messages from `position` on into a new stored version (with the
+    stored versions of the turns after `position`, which hang off them); its id."""
+    if conn.execute(
+        "SELECT 1 FROM messages WHERE conversation_id = ? AND position >= ? AND status = 'streaming'",
+        (conv_id, position),
+    ).fetchone():
+        raise StorageError("An answer is still being written there; stop it or let it finish first.")
+    version_id = conn.execute(
+        "INSERT INTO turn_versions (conversation_id, parent_id, position, created_at) VALUES (?, NULL, ?, ?)",
+        (conv_id, position, time.time()),
+    ).lastrowid
+    conn.execute(
+        "UPDATE turn_versions SET parent_id = ? WHERE conversation_id = ? AND parent_id IS NULL AND position > ?",
+        (version_id, conv_id, position),
+    )
+    conn.execute(
+        f"""INSERT INTO version_messages ({_COLUMNS}, version_id)
+            SELECT {_COLUMNS}, ? FROM messages WHERE conversation_id = ? AND position >= ?""",
+        (version_id, conv_id, position),
+    )
+    conn.execute("DELETE FROM messages WHERE conversation_id = ? AND position >= ?", (conv_id, position))
+    return version_id
+
+
+def _unshelve(conn: sqlite3.Connection, version_id: int) -> None:
+    """Put a stored version's messages back on screen (ids kept) and drop the version row;
+    the versions inside it become versions of on-screen turns."""
+    conn.execute(f"INSERT INTO messages ({_COLUMNS}) SELECT {_COLUMNS} FROM version_messages WHERE version_id = ?",
+                 (version_id,))
+    conn.execute("UPDATE turn_versions SET parent_id = NULL WHERE parent_id = ?", (version_id,))
+    conn.execute("DELETE FROM turn_versions WHERE id = ?", (version_id,))  # its version_messages go with it
+
+
+def _delete_tail(conn: sqlite3.Connection, conv_id: int, position: int) -> None:
+    conn.execute("DELETE FROM messages WHERE conversation_id = ? AND position >= ?", (conv_id, position))
+    conn.execute("DELETE FROM turn_versions WHERE conversation_id = ? AND parent_id IS NULL AND position >= ?",
+                 (conv_id, position))
+
+
+def _version_row(conn: sqlite3.Connection, conv_id: int, version_id: int) -> sqlite3.Row:
+    row = conn.execute(
+        "SELECT * FROM turn_versions WHERE id = ? AND conversation_id = ?", (version_id, conv_id)
+    ).fetchone()
+    if row is None:
+        raise StorageError(f"There is no version {version_id} of this conversation; it may have been deleted.")
+    return row
+
+
+def _new_message_id(conn: sqlite3.Connection) -> int:
+    """A message id never used before (messages' AUTOINCREMENT counter, advanced by one)."""
+    conn.execute("INSERT OR IGNORE INTO sqlite_sequence (name, seq) VALUES ('messages', 0)")
+    conn.execute("UPDATE sqlite_sequence SET seq = seq + 1 WHERE name = 'messages'")
+    return conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'messages'").fetchone()[0]
+
+
+def _insert_message(conn: sqlite3.Connection, table: str, m: Message, conv_id: int, msg_id: int,
+                    version_id: int | None = None) -> None:
+    values = (msg_id, conv_id, m.position, m.role, m.content, m.thinking, json.dumps(list(m.flags)),
+              dump_json(m.stats), m.model, dump_json(m.sampling), m.created_at, m.status,
+              dump_spans(m.spans), m.prompt, dump_json(m.model_info))
+    if version_id is None:
+        conn.execute(f"INSERT INTO {table} ({_COLUMNS}) VALUES ({', '.join('?' * len(values))})", values)
+    else:
+        conn.execute(f"INSERT INTO {table} ({_COLUMNS}, version_id) VALUES ({', '.join('?' * (len(values) + 1))})",
+                     (*values, version_id))
+
 
 def _not_found(conv_id: int) -> ConversationNotFound:
     return ConversationNotFound(f"There is no conversation with id {conv_id}; it may have been deleted.")
@@ -477,6 +795,9 @@ def _message(row: sqlite3.Row) -> Message:
         model=row["model"],
         sampling=load_dict(row["sampling"]),
         created_at=row["created_at"],
+        spans=load_spans(row["spans"]),
+        prompt=row["prompt"],
+        model_info=load_dict(row["model_info"]),
     )
 
 

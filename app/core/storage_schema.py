@@ -12,7 +12,13 @@ part of the versioned schema: whether it can exist depends on the sqlite3 build
 that opens the file, not on the file.
 
 Column encodings shared by the store and the file: `flags` is a JSON list of
-strings; `stats` and `sampling` are JSON objects or NULL.
+strings; `stats`, `sampling` and `model_info` are JSON objects or NULL; `spans` is
+a JSON list of objects or NULL.
+
+Versions (v3). `turn_versions` + `version_messages` hold the versions of a turn
+that are not on screen; `messages` holds exactly what is on screen. A migration
+that adds a column to `messages` adds it to `version_messages` too, and to
+MESSAGE_COLUMNS below.
 """
 
 from __future__ import annotations
@@ -70,6 +76,59 @@ def _migrate_v2(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX messages_streaming ON messages (id) WHERE status = 'streaming'")
 
 
+def _migrate_v3(conn: sqlite3.Connection) -> None:
+    # Issue 9: what each answer was made from, and versions of a turn.
+    #   messages.spans: JSON list of the spans a person or Ponder inserted into the text
+    #     ({"field": "thinking", "start", "end", "by": "ponder"|"user", "kind": ...}); NULL = none.
+    #   messages.prompt: the exact text the model was sent (template applied); NULL = not kept.
+    #   messages.model_info: JSON object (name, file, quantization, sha256, source); NULL = unknown.
+    #   conversations.keep_thinking: 1 = earlier thinking goes back into the prompt.
+    conn.execute("ALTER TABLE messages ADD COLUMN spans TEXT")
+    conn.execute("ALTER TABLE messages ADD COLUMN prompt TEXT")
+    conn.execute("ALTER TABLE messages ADD COLUMN model_info TEXT")
+    conn.execute("ALTER TABLE conversations ADD COLUMN keep_thinking INTEGER NOT NULL DEFAULT 0")
+    # A version of a turn is a tail of the conversation (the prompt at `position`, its answer
+    # and everything after) that is not on screen. Its messages move, ids and all, from
+    # `messages` to `version_messages` and back, each move one transaction (storage.py).
+    # parent_id NULL: a version of a turn of the conversation on screen; else a version of a
+    # turn inside that (not shown) version's tail.
+    conn.execute(
+        """CREATE TABLE turn_versions (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            conversation_id INTEGER NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+            parent_id INTEGER REFERENCES turn_versions(id) ON DELETE CASCADE,
+            position INTEGER NOT NULL,
+            created_at REAL NOT NULL
+        )"""
+    )
+    conn.execute("CREATE INDEX turn_versions_by_turn ON turn_versions (conversation_id, parent_id, position)")
+    conn.execute("CREATE INDEX turn_versions_by_parent ON turn_versions (parent_id)")
+    # The same columns as `messages` (a later migration that adds a column to one adds it to
+    # both), plus the version holding the row. Not in the search index: search finds what is
+    # on screen.
+    conn.execute(
+        """CREATE TABLE version_messages (
+            id INTEGER PRIMARY KEY,
+            conversation_id INTEGER NOT NULL,
+            position INTEGER NOT NULL,
+            role TEXT NOT NULL,
+            content TEXT NOT NULL DEFAULT '',
+            thinking TEXT NOT NULL DEFAULT '',
+            flags TEXT NOT NULL DEFAULT '[]',
+            stats TEXT,
+            model TEXT,
+            sampling TEXT,
+            created_at REAL NOT NULL,
+            status TEXT NOT NULL DEFAULT 'complete',
+            spans TEXT,
+            prompt TEXT,
+            model_info TEXT,
+            version_id INTEGER NOT NULL REFERENCES turn_versions(id) ON DELETE CASCADE,
+            UNIQUE (version_id, position)
+        )"""
+    )
+
+
 # MIGRATIONS[i] brings a file from version i to i + 1. Append, never edit or
 # reorder: files in the wild are at every version. A new column, for example:
 #
@@ -79,7 +138,7 @@ def _migrate_v2(conn: sqlite3.Connection) -> None:
 # plus the new column in the dataclasses and queries (app/core/storage.py), and a test
 # that opens a file left at the version before (made with MIGRATIONS[:n]) and finds its
 # data and the column.
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_v1, _migrate_v2]
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_v1, _migrate_v2, _migrate_v3]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -102,6 +161,12 @@ def migrate(conn: sqlite3.Connection, path: Path) -> None:
             conn.execute("ROLLBACK")
             raise
         log.info("conversation database %s migrated to schema %d", path, target)
+
+
+# The columns `messages` and `version_messages` share, in one order: moving a message
+# between them is INSERT ... SELECT of these.
+MESSAGE_COLUMNS = ("id", "conversation_id", "position", "role", "content", "thinking", "flags", "stats",
+                   "model", "sampling", "created_at", "status", "spans", "prompt", "model_info")
 
 
 # --- the search index -------------------------------------------------------
@@ -190,6 +255,20 @@ def load_flags(text: str) -> list[str]:
     except (TypeError, ValueError):
         return []
     return [str(f) for f in flags] if isinstance(flags, list) else []
+
+
+def load_spans(text: str | None) -> tuple[dict[str, Any], ...]:
+    if text is None:
+        return ()
+    try:
+        spans = json.loads(text)
+    except ValueError:
+        return ()
+    return tuple(s for s in spans if isinstance(s, dict)) if isinstance(spans, list) else ()
+
+
+def dump_spans(spans: Any) -> str | None:
+    return json.dumps([dict(s) for s in spans]) if spans else None
 
 
 def load_dict(text: str | None) -> dict[str, Any] | None:

@@ -143,12 +143,16 @@ def test_a_new_migration_upgrades_an_old_file_and_keeps_its_data(db: Path, monke
 def test_a_v1_file_gets_the_streaming_index_and_keeps_its_data(db: Path, monkeypatch):
     monkeypatch.setattr("app.core.storage_schema.MIGRATIONS", MIGRATIONS[:1])
     monkeypatch.setattr("app.core.storage_schema.SCHEMA_VERSION", 1)
-    with ChatStore(db) as store:
-        conv, _, reply = chat(store, "from v1", "t", "", status="streaming")
+    with ChatStore(db) as store:  # today's add_message writes v3 columns: the rows as v1 wrote them
+        conn = store._conn
+        conv = conn.execute("INSERT INTO conversations (title, created_at, updated_at) VALUES ('c', 0, 0)").lastrowid
+        for position, (role, status) in enumerate([("user", "complete"), ("assistant", "streaming")]):
+            conn.execute("INSERT INTO messages (conversation_id, position, role, content, created_at, status) "
+                         "VALUES (?, ?, ?, ?, 0, ?)", (conv, position, role, "from v1" if position == 0 else "", status))
     monkeypatch.undo()
     with ChatStore(db) as store:
         conn = store._conn
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         plan = conn.execute("EXPLAIN QUERY PLAN SELECT id, flags FROM messages WHERE status = 'streaming'").fetchall()
         assert "messages_streaming" in plan[0]["detail"]  # the start's look-up does not read every message
         messages = store.get_conversation(conv).messages
