@@ -23,6 +23,7 @@ could have been a digit). A formula found so is found the same in any longer tex
 
 from __future__ import annotations
 
+import base64
 import re
 from bisect import bisect_right
 from dataclasses import dataclass
@@ -287,3 +288,42 @@ def find_maths(text: str, *, final: bool = True) -> list[Maths]:
             ):
                 found.pop()
     return found
+
+
+# --- formulas as document resources ----------------------------------------------------
+# A rendered answer names each formula's image `formula:<kind code>/<source, base64url>`: the
+# name alone says what to typeset and what to copy, so no table has to travel with the HTML.
+RESOURCE_SCHEME = "formula"
+_KIND_CODES = {INLINE_DOLLAR: "i", DISPLAY_DOLLAR: "d", INLINE_PAREN: "p", DISPLAY_BRACKET: "b", BOXED: "x"}
+_CODE_KINDS = {code: kind for kind, code in _KIND_CODES.items()}
+_DELIMITERS = {INLINE_DOLLAR: ("$", "$"), DISPLAY_DOLLAR: ("$$", "$$"), INLINE_PAREN: ("\\(", "\\)"),
+               DISPLAY_BRACKET: ("\\[", "\\]"), BOXED: ("", "")}
+
+
+def resource_name(formula: Maths) -> str:
+    """The image name a rendered answer gives `formula` (see `parse_resource_name`)."""
+    encoded = base64.urlsafe_b64encode(formula.source.encode("utf-8")).decode("ascii").rstrip("=")
+    return f"{RESOURCE_SCHEME}:{_KIND_CODES[formula.kind]}/{encoded}"
+
+
+def parse_resource_name(name: str) -> Maths | None:
+    """The formula an image name stands for (start and end are 0), or None for any other name."""
+    if not name.startswith(RESOURCE_SCHEME + ":"):
+        return None
+    code, _, encoded = name[len(RESOURCE_SCHEME) + 1:].partition("/")
+    kind = _CODE_KINDS.get(code)
+    if kind is None or not encoded:
+        return None
+    try:
+        source = base64.b64decode(encoded + "=" * (-len(encoded) % 4), altchars=b"-_", validate=True).decode("utf-8")
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if not source:
+        return None
+    return Maths(0, 0, source, kind in (DISPLAY_DOLLAR, DISPLAY_BRACKET), kind)
+
+
+def written(formula: Maths) -> str:
+    """The formula as LaTeX with its delimiters (what copying it gives)."""
+    opening, closing = _DELIMITERS[formula.kind]
+    return f"{opening}{formula.source}{closing}"

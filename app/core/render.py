@@ -24,14 +24,12 @@ from __future__ import annotations
 import html
 import re
 import threading
-import xml.etree.ElementTree as etree
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import markdown
 from markdown.blockprocessors import HRProcessor
 from markdown.extensions import Extension
-from markdown.inlinepatterns import InlineProcessor
 from markdown.preprocessors import Preprocessor
 from markdown.treeprocessors import Treeprocessor
 from markdown.util import AtomicString
@@ -39,6 +37,8 @@ from pygments import highlight
 from pygments.formatters import HtmlFormatter
 from pygments.lexers import get_lexer_by_name
 from pygments.util import ClassNotFound
+
+from app.core.maths import Maths, find_maths, resource_name
 
 CODE_CLASS_PREFIX = "hl-"
 COPY_SCHEME = "copy"
@@ -287,36 +287,67 @@ class _ListIndentPreprocessor(Preprocessor):
         return "|" not in head[0] or not tables.test(None, "\n".join([*head, line][:2]))
 
 
-# Inline maths is shown as its LaTeX source (readable, untouched by emphasis rules).
-# `$...$` must hug its content and not be followed by a digit, so "$5 and $10" stays text.
-_MATH_RE = (
-    r"(?<!\\)\$\$(?P<d1>.+?)\$\$"
-    r"|\\\[(?P<d2>.+?)\\\]"
-    r"|\\\((?P<i1>.+?)\\\)"
-    r"|(?<![\\$])\$(?P<i2>[^\s$](?:[^$\n]*?[^\s$\\])?)\$(?![\d$])"
-    r"|\\boxed\{(?P<box>(?:[^{}\n]|\{[^{}\n]*\})*)\}"  # bare \boxed{...}, one level of braces inside
-)
+# A display formula that is not alone on its lines is split out of them (into a paragraph
+# of its own) unless its line is a heading, a quote or may be a table row, or it starts a list
+# item, or is indented so far that a paragraph of its own would read as code.
+_NO_SPLIT_LINE_RE = re.compile(r"^[ \t]*(?:[#>]|.*\|)")
+_ITEM_MARKER_RE = re.compile(r"^[ \t]*(?:[*+-]|\d+\.)[ \t]+")
 
 
-# R1's final answers come as `\boxed{...}` (DeepSeek's maths prompt asks for it): shown as the
-# boxed content, highlighted, rather than as LaTeX source.
-_BOXED_RE = re.compile(r"^\\boxed\{(?P<body>.*)\}$", re.S)
+def formula_html(formula: Maths, *, own_paragraph: bool) -> str:
+    """The HTML of one formula: an image named after it (app.core.maths.resource_name), which
+    the view typesets; QTextDocument centres it on the text (vertical-align: middle: the view
+    pads the image so that its baseline lands on the text's)."""
+    img = f'<img src="{resource_name(formula)}" style="vertical-align: middle" />'
+    return f'<p align="center" class="maths-display">{img}</p>' if own_paragraph else img
 
 
-def _boxed_body(source: str) -> str | None:
-    boxed = _BOXED_RE.match(source)
-    return boxed["body"] if boxed else None
+def _paragraph_indent(text: str, formula: Maths) -> str | None:
+    """The indentation a paragraph of its own for display `formula` gets, or None if it stays inline."""
+    line_start = text.rfind("\n", 0, formula.start) + 1
+    line_end = text.find("\n", line_start)
+    line = text[line_start:line_end if line_end >= 0 else len(text)]
+    if _NO_SPLIT_LINE_RE.match(line):
+        return None
+    marker = _ITEM_MARKER_RE.match(line)
+    if marker is not None:
+        if line_start + marker.end() >= formula.start:
+            return None  # the formula starts the item: it stays the item's text
+        return " " * marker.end()
+    indent = line[:len(line) - len(line.lstrip(" "))]
+    return None if len(indent) >= 4 or "\t" in line[:len(indent) + 1] else indent
 
 
-class _MathProcessor(InlineProcessor):
-    def handleMatch(self, m, data):  # noqa: N802 (markdown's API)
-        source = next(g for g in m.groups() if g is not None).strip()
-        if "\x02" in source:  # holds another inline construct's placeholder; leave as text
-            return None, None, None
-        boxed = m.group("box") if m.group("box") is not None else _boxed_body(source)
-        el = etree.Element("span", {"class": "math" if boxed is None else "boxed"})
-        el.text = AtomicString(source if boxed is None else f"\u00a0{boxed.strip()}\u00a0")
-        return el, m.start(0), m.end(0)
+class _MathsPreprocessor(Preprocessor):
+    """Each formula (app.core.maths.find_maths: code excluded, `$` rules applied) becomes an
+    htmlStash placeholder before markdown reads the text, so emphasis and escapes never touch
+    LaTeX. Display maths gets a centred paragraph of its own. Runs first (before the fences):
+    find_maths reads code exactly as render.py does, so no formula is found inside code."""
+
+    def run(self, lines: list[str]) -> list[str]:
+        text = "\n".join(lines)
+        found = find_maths(text)
+        if not found:
+            return lines
+        out: list[str] = []
+        pos = 0
+        for formula in found:
+            indent = _paragraph_indent(text, formula) if formula.display else None
+            html = formula_html(formula, own_paragraph=indent is not None)
+            placeholder = self.md.htmlStash.store(html)
+            if indent is None:
+                out.append(text[pos:formula.start])
+                out.append(placeholder)
+                pos = formula.end
+                continue
+            out.append(text[pos:formula.start].rstrip(" \t"))
+            out.append(f"\n\n{indent}{placeholder}\n\n")
+            rest = len(text) - len(text[formula.end:].lstrip(" \t"))
+            if rest < len(text) and text[rest] != "\n":
+                out.append(indent)  # the text after it on its line: a paragraph of its own
+            pos = rest
+        out.append(text[pos:])
+        return "".join(out).split("\n")
 
 
 class _ImagesAsLinks(Treeprocessor):
@@ -348,10 +379,9 @@ class _PonderMarkdown(Extension):
         # Raw HTML in model output is shown as text, never interpreted.
         md.preprocessors.deregister("html_block")
         md.inlinePatterns.deregister("html")
+        md.preprocessors.register(_MathsPreprocessor(md), "ponder_maths", 26)
         md.preprocessors.register(_FencePreprocessor(md), "ponder_fences", 25)
         md.preprocessors.register(_ListIndentPreprocessor(md), "ponder_list_indent", 24)
-        # Below code spans (190) so `$x$` inside backticks stays code; above escapes (180).
-        md.inlinePatterns.register(_MathProcessor(_MATH_RE, md), "ponder_math", 185)
         md.treeprocessors.register(_ImagesAsLinks(md), "ponder_images", 15)
         md.treeprocessors.register(_TableMarkup(md), "ponder_tables", 14)
 

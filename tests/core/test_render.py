@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from app.core.maths import Maths, parse_resource_name, written
 from app.core.render import (
     Patch,
     StreamRenderer,
@@ -52,28 +53,55 @@ def test_links_keep_their_href():
 # --- maths -----------------------------------------------------------------------------
 
 
-def test_latex_stays_readable_text():
-    html = render_markdown("Half is \\frac{1}{2}, and $\\sqrt{2}$ is irrational.").html
-    assert "\\frac{1}{2}" in html and '<span class="math">\\sqrt{2}</span>' in html
+def formulas(html: str) -> list[Maths]:
+    """The formulas a rendered HTML shows as images, in order."""
+    return [parse_resource_name(name) for name in re.findall(r'<img src="(formula:[^"]+)"', html)]
+
+
+def test_each_delimiter_becomes_an_image_named_after_its_source():
+    html = render_markdown("Half is \\frac{1}{2}, $\\sqrt{2}$ and \\(x_2\\); so $$a^2$$ and \\[ b \\].").html
+    assert [(f.source, f.kind, f.display) for f in formulas(html)] == [
+        ("\\sqrt{2}", "$", False), ("x_2", "\\(", False), ("a^2", "$$", True), ("b", "\\[", True)]
+    assert "Half is \\frac{1}{2}" in html  # LaTeX outside any delimiter is text
 
 
 def test_math_is_not_mangled_by_emphasis_or_escapes():
     html = render_markdown("Let $a_1 * b_1 * c$ and \\[ \\frac{x_1}{y_1} \\] and \\(x_2\\).").html
-    assert '<span class="math">a_1 * b_1 * c</span>' in html
-    assert '<span class="math">\\frac{x_1}{y_1}</span>' in html
-    assert '<span class="math">x_2</span>' in html
+    assert [f.source for f in formulas(html)] == ["a_1 * b_1 * c", "\\frac{x_1}{y_1}", "x_2"]
     assert "<em>" not in html
 
 
-def test_dollar_amounts_are_not_math():
-    html = render_markdown("It costs $5 and $10 in total.").html
-    assert "math" not in html
-    assert "$5 and $10" in html
+def test_dollar_amounts_and_shell_variables_are_not_math():
+    html = render_markdown("It costs $5 and $10 in total; see $HOME/$USER and PATH=$PATH:$HOME.").html
+    assert "<img" not in html
+    assert "$5 and $10" in html and "$HOME/$USER" in html
 
 
-def test_code_spans_win_over_math():
-    html = render_markdown("Use `$HOME/$USER` here.").html
-    assert "<code>$HOME/$USER</code>" in html
+def test_code_spans_and_blocks_win_over_math():
+    html = render_markdown("Use `$x$ here` and\n\n```sh\necho $a$b$\n```\n\n    $y$ indented").html
+    assert "<img" not in html
+    assert "<code>$x$ here</code>" in html
+
+
+def test_display_maths_gets_a_centred_paragraph_of_its_own():
+    html = render_markdown("The sum is\n\\[\n\\sum_{k=1}^n k\n\\]\nso done, and \\[x\\] too.").html
+    paragraphs = re.findall(r"<p[^>]*>.*?</p>", html, re.S)
+    assert paragraphs[0] == "<p>The sum is</p>"
+    assert paragraphs[1].startswith('<p align="center"') and "formula:b/" in paragraphs[1]
+    assert paragraphs[2] == "<p>so done, and</p>"
+    assert paragraphs[3].startswith('<p align="center"') and paragraphs[4] == "<p>too.</p>"
+    in_list = render_markdown("- Sum:\n  \\[ x^2 \\]\n- next").html
+    assert in_list.count("<li>") == 2 and re.search(r'<li>\s*<p>Sum:</p>\s*<p align="center"', in_list)
+    in_table = render_markdown("| a | b |\n|---|---|\n| 1 | $$y$$ |").html
+    assert '<td><img src="formula:d/' in in_table  # a table cell keeps it inline
+
+
+def test_copying_names_back_gives_the_latex_as_written():
+    for text in ("$x$", "$$x$$", "\\(x\\)", "\\[x\\]", "\\boxed{x}"):
+        (formula,) = formulas(render_markdown(f"a {text} b").html)
+        assert written(formula) == text
+    assert parse_resource_name("formula:q/eA") is None and parse_resource_name("https://x/y.png") is None
+    assert parse_resource_name("formula:i/!!!") is None
 
 
 # --- code blocks -----------------------------------------------------------------------
@@ -484,7 +512,7 @@ BLOCKS = st.sampled_from([
     "Para text.", "Two\nlines", "# Head", "## Sub", "- a\n- b", "- c", "* d", "1. one\n2. two", "3. three",
     "1. item\n\n    indented para", "- item\n    - nested", "> quote", "> more\n> lines", "---",
     "```python\nx = 1\n```", "~~~\ncode\n~~~", "    indented code", "| a | b |\n|---|---|\n| 1 | 2 |",
-    "Text with `code` and *em*", "$x$ and \\(y\\)", "1. step:\n\n    ```bash\n    run\n    ```",
+    "Text with `code` and *em*", "$x$ and \\(y\\)", "So\n\\[ a \\]\nthen", "- it\n  $$b$$ c", "1. step:\n\n    ```bash\n    run\n    ```",
     "Title\n=====", "> - quoted item", "> > nested quote", "  - two-space item", "\tTabbed", "+ plus item",
     # nested with 2 or 3 spaces, as models write them
     "- a\n  - b\n    - c", "1. step\n   - detail\n   - more", "* a\n   * b\n      * c", "  - b\n    - c",
@@ -533,13 +561,8 @@ def test_lists_stream_to_the_same_html_as_a_whole_render(text):
         assert apply(renderer.html_parts, found) == render_markdown(text).html
 
 
-def test_boxed_final_answer_is_shown_highlighted_not_as_latex():
-    html = render_markdown("So the answer is $\\boxed{391}$.").html
-    assert '<span class="boxed">\u00a0391\u00a0</span>' in html
-    assert "\\boxed" not in html
-    display = render_markdown("\\[\\boxed{x = 2}\\]").html
-    assert '<span class="boxed">\u00a0x = 2\u00a0</span>' in display
-    bare = render_markdown("**Final answer:** \\boxed{\\frac{1}{2}}").html
-    assert '<span class="boxed">\u00a0\\frac{1}{2}\u00a0</span>' in bare
-    other = render_markdown("$\\frac{1}{2}$").html
-    assert '<span class="math">\\frac{1}{2}</span>' in other
+def test_boxed_final_answer_is_a_boxed_formula():
+    (inside,) = formulas(render_markdown("So the answer is $\\boxed{391}$.").html)
+    assert (inside.source, inside.kind) == ("\\boxed{391}", "$")
+    (bare,) = formulas(render_markdown("**Final answer:** \\boxed{\\frac{1}{2}}").html)
+    assert (bare.source, bare.kind, bare.boxed) == ("\\boxed{\\frac{1}{2}}", "\\boxed", True)
