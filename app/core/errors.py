@@ -31,3 +31,25 @@ class StorageError(PonderError):
 
 class LoadCancelled(PonderError):
     """The user cancelled loading a model."""
+
+
+class RemoteError(PonderError):
+    """A remote engine (an OpenAI-compatible server) failed; the sentence says what to do.
+
+    `kind` says what went wrong, for a window that reacts to it (e.g. reopens the key field on
+    "auth"): unreachable | tls | timeout | auth | forbidden | not_found | busy | server |
+    bad_request | cut | garbage | idle | unsupported | other. `retry_after_s` is the wait the
+    server asked for (429/503 Retry-After), if it said.
+    """
+
+    def __init__(self, message: str, kind: str = "other", retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.retry_after_s = retry_after_s
+
+
+class RemoteUnsupported(RemoteError):
+    """The server cannot do what was asked (end the thinking early, limit it)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, kind="unsupported")
