@@ -1,52 +1,63 @@
-"""`ponder export [--conversation ID] [--format json|markdown]`: saved conversations,
-with their reasoning traces, flags, stats and sampling settings, to stdout."""
+"""`ponder export [--conversation ID] [--format json|markdown|jsonl] [--output FILE]`: saved
+conversations, with their reasoning traces, flags, stats and sampling settings, to stdout or a
+file. `jsonl` writes one record per assistant message version (app/core/traces.py)."""
 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
+import re
 import sys
 from typing import Any
 
 from app.core.paths import data_dir
 from app.core.storage import ChatStore, Conversation, Message, store_path
+from app.core.traces import ExportError, iso_time, jsonl_text, read_conversations, write_text_file
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "export",
-        help="write saved conversations to stdout",
-        description="Write saved conversations, with their reasoning traces, to stdout.",
+        help="write saved conversations to stdout or a file",
+        description="Write saved conversations, with their reasoning traces, to stdout or a file.",
     )
     p.add_argument(
         "--data-dir", dest="data_dir", default=argparse.SUPPRESS, help="where conversations, models and logs live"
     )
     p.add_argument("--conversation", type=int, metavar="ID", help="export only this conversation")
-    p.add_argument("--format", choices=("json", "markdown"), default="json", help="output format (default: json)")
+    p.add_argument("--format", choices=("json", "markdown", "jsonl"), default="json",
+                   help="json (default), markdown, or jsonl: one line per assistant message version")
+    p.add_argument("--output", metavar="FILE", help="write to FILE instead of stdout (replaced only when complete)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     path = store_path(data_dir(getattr(args, "data_dir", None)))
+
+    def warn(message: str) -> None:
+        print(f"ponder: {message}", file=sys.stderr)
+
     # A running app may be streaming into this file: leave its live message as it is.
     with ChatStore(path, recover_interrupted=False) as store:
         if store.recovery_message:
-            print(f"ponder: {store.recovery_message}", file=sys.stderr)
-        if args.conversation is not None:
-            conversations = [store.get_conversation(args.conversation)]  # ConversationNotFound -> exit 2
-        else:
-            conversations = [store.get_conversation(s.id) for s in store.list_conversations()]
+            warn(store.recovery_message)
+        # ConversationNotFound -> exit 2; a damaged chat among all of them is skipped with a warning.
+        conversations = read_conversations(store, args.conversation, warn)
     if args.format == "json":
         text = json.dumps([conversation_to_dict(c) for c in conversations], indent=2, ensure_ascii=False) + "\n"
+    elif args.format == "jsonl":
+        text = jsonl_text(conversations)
     else:
         text = "\n---\n\n".join(conversation_to_markdown(c) for c in conversations)
-    _write_utf8(text)
+    if args.output is None:
+        _write_utf8(text)
+        return 0
+    try:
+        write_text_file(args.output, text)
+    except ExportError as exc:
+        warn(str(exc))
+        return 1
     return 0
-
-
-def _iso(timestamp: float) -> str:
-    return dt.datetime.fromtimestamp(timestamp, dt.timezone.utc).isoformat(timespec="seconds")
 
 
 def message_to_dict(m: Message) -> dict[str, Any]:
@@ -61,7 +72,7 @@ def message_to_dict(m: Message) -> dict[str, Any]:
         "stats": m.stats,
         "model": m.model,
         "sampling": m.sampling,
-        "created_at": _iso(m.created_at),
+        "created_at": iso_time(m.created_at),
     }
 
 
@@ -69,17 +80,28 @@ def conversation_to_dict(c: Conversation) -> dict[str, Any]:
     return {
         "id": c.id,
         "title": c.title,
-        "created_at": _iso(c.created_at),
-        "updated_at": _iso(c.updated_at),
+        "created_at": iso_time(c.created_at),
+        "updated_at": iso_time(c.updated_at),
         "model": c.model,
         "messages": [message_to_dict(m) for m in c.messages],
     }
 
 
 def _quote(text: str) -> str:
-    # Every line quoted: nothing in a model's trace can end the block early
-    # (unlike a <details> element, which a stray "</details>" would close).
+    # Every line quoted, and any "</details" written as an entity: nothing in a model's trace
+    # can end the collapsible section early.
+    text = re.sub(r"<(/?details)", r"&lt;\1", text, flags=re.IGNORECASE)
     return "\n".join(f"> {line}" if line else ">" for line in text.splitlines())
+
+
+def _thinking_summary(m: Message) -> str:
+    stats = m.stats or {}
+    parts = []
+    if stats.get("thinking_s") is not None:
+        parts.append(f"{stats['thinking_s']:.0f} s")
+    if stats.get("thinking_tokens"):
+        parts.append(f"{stats['thinking_tokens']} tokens")
+    return "Thinking" + (f" ({', '.join(parts)})" if parts else "")
 
 
 def _settings_line(values: dict[str, Any] | None) -> str:
@@ -102,15 +124,15 @@ def message_to_markdown(m: Message) -> str:
         notes.append("stats: " + _settings_line(m.stats))
     if notes:
         parts.append("*" + " · ".join(notes) + "*")
-    if m.thinking:
-        parts.append("> **Thinking**\n>\n" + _quote(m.thinking))
+    if m.thinking:  # collapsible: a long trace does not bury the answers
+        parts.append(f"<details>\n<summary>{_thinking_summary(m)}</summary>\n\n{_quote(m.thinking)}\n\n</details>")
     if m.content:
         parts.append(m.content)
     return "\n\n".join(parts) + "\n"
 
 
 def conversation_to_markdown(c: Conversation) -> str:
-    header = f"# {c.title}\n\n*Conversation {c.id} · started {_iso(c.created_at)} · updated {_iso(c.updated_at)}*\n"
+    header = f"# {c.title}\n\n*Conversation {c.id} · started {iso_time(c.created_at)} · updated {iso_time(c.updated_at)}*\n"
     return "\n".join([header, *(message_to_markdown(m) for m in c.messages)])
 
 
