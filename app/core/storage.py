@@ -36,11 +36,11 @@ search and the message count need no version logic. Versions not shown are rows 
 `turn_versions` with their messages (ids kept) in `version_messages`; they may hold
 versions of their own later turns. `Conversation.versions` has them all;
 `versions_of(position)` lists a turn's versions (the shown one has id None) in the
-order they were made, `version_of(position)` says (n, of), `turn_start(answer_pos)`
+order they were made (by their answer's id), `version_of(position)` says (n, of), `turn_start(answer_pos)`
 finds a turn from its answer, and `answer_versions()` numbers every assistant message
 for exports. Writes, each one transaction (a kill leaves the old or the new state):
-  start_version(conv, position, prompt=None) -> the prompt put back (regenerate;
-    with `prompt`, edit and resend; the caller then adds the answer);
+  start_version(conv, position, prompt=None) -> the prompt on screen (regenerate keeps
+    it, id and all; with `prompt`, edit and resend; the caller then adds the answer);
   switch_version(conv, version_id); delete_version(conv, position, version_id=None).
 Search finds what is on screen; delete and restore_conversation carry the versions.
 
@@ -154,7 +154,7 @@ class TurnVersion:
 
     Versions not on screen are stored (`id` set); the one on screen is the
     conversation's own messages from `position` on (`id` None). Versions are numbered
-    in the order they were made (by their first message's id, which never changes).
+    in the order they were made: by their answer's id, which never changes.
     """
 
     id: int | None  # None: the version on screen
@@ -175,7 +175,7 @@ class TurnVersion:
 
     @property
     def order_key(self) -> int:
-        return self.messages[0].id if self.messages else 0
+        return _turn_key(self.messages, self.position)
 
 
 @dataclass(frozen=True)
@@ -236,7 +236,7 @@ class Conversation:
         parents = {v.id: v.parent_id for v in self.versions}
 
         def first_id(line: int | None, position: int) -> int:
-            return next((m.id for m in lines[line] if m.position == position), 0)
+            return _turn_key(lines[line], position)
 
         result: list[AnswerVersion] = []
         for line, messages in lines.items():
@@ -566,12 +566,12 @@ class ChatStore:
     # the old or the new arrangement and never loses a message.
 
     def start_version(self, conv_id: int, position: int, prompt: str | None = None) -> Message | None:
-        """Begin a new version of the turn starting at `position` (regenerate: its prompt;
-        edit and resend: `prompt`, the edited text). The turn's messages from `position` on,
-        with everything after them, are kept as a version; the prompt is put back at
-        `position` as a new message, which is returned (None if the turn had no prompt,
-        i.e. the message at `position` is an answer: the next answer goes there).
-        The caller then adds the answer with add_message."""
+        """Begin a new version of the turn starting at `position` (its prompt). The turn's
+        messages from `position` on, with everything after them, are kept as a version.
+        Regenerate (`prompt` None): the prompt stays on screen, id and all (the version keeps
+        a copy). Edit and resend: `prompt`, the edited text, becomes a new message there.
+        Returns the prompt now on screen (None if the message at `position` is an answer:
+        then the next answer goes there). The caller then adds the answer with add_message."""
         with self._file.write() as conn:
             first = conn.execute(
                 "SELECT * FROM messages WHERE conversation_id = ? AND position = ?", (conv_id, position)
@@ -582,24 +582,30 @@ class ChatStore:
                 raise StorageError(f"There is no message at position {position}; it may have been deleted.")
             if first["role"] != "user" and prompt is not None:
                 raise ValueError(f"the message at position {position} is not a prompt")
-            _shelve(conn, conv_id, position)
+            version_id = _shelve(conn, conv_id, position)
             now = time.time()
             conn.execute("UPDATE conversations SET updated_at = ? WHERE id = ?", (now, conv_id))
             if first["role"] != "user":
                 return None
-            text = first["content"] if prompt is None else prompt
-            msg_id = conn.execute(
-                "INSERT INTO messages (conversation_id, position, role, content, created_at) "
-                "VALUES (?, ?, 'user', ?, ?)",
-                (conv_id, position, text, now),
-            ).lastrowid
+            if prompt is None:  # the same prompt stays on screen, id and all; the version keeps a copy
+                msg_id = first["id"]
+                conn.execute(f"INSERT INTO messages ({_COLUMNS}) SELECT {_COLUMNS} FROM version_messages "
+                             "WHERE version_id = ? AND position = ?", (version_id, position))
+                conn.execute("UPDATE version_messages SET id = ? WHERE version_id = ? AND position = ?",
+                             (_new_message_id(conn), version_id, position))
+            else:
+                msg_id = conn.execute(
+                    "INSERT INTO messages (conversation_id, position, role, content, created_at) "
+                    "VALUES (?, ?, 'user', ?, ?)",
+                    (conv_id, position, prompt, now),
+                ).lastrowid
             first_prompt = not conn.execute(
                 "SELECT 1 FROM messages WHERE conversation_id = ? AND role = 'user' AND position < ?",
                 (conv_id, position),
             ).fetchone()
             if first_prompt and prompt is not None:
                 conn.execute("UPDATE conversations SET title = ? WHERE id = ? AND custom_title = 0",
-                             (title_from_prompt(text), conv_id))
+                             (title_from_prompt(prompt), conv_id))
             return _message(conn.execute("SELECT * FROM messages WHERE id = ?", (msg_id,)).fetchone())
 
     def switch_version(self, conv_id: int, version_id: int) -> None:
@@ -622,23 +628,21 @@ class ChatStore:
                 _version_row(conn, conv_id, version_id)
                 conn.execute("DELETE FROM turn_versions WHERE id = ?", (version_id,))
                 return
-            shown = conn.execute(
-                "SELECT id FROM messages WHERE conversation_id = ? AND position = ?", (conv_id, position)
-            ).fetchone()
+            shown = _key_of(conn, "messages", "conversation_id", conv_id, position)
             if shown is None:
                 raise StorageError(f"There is no message at position {position}; it may have been deleted.")
-            others = conn.execute(
-                """SELECT v.id, m.id AS key FROM turn_versions v
-                   JOIN version_messages m ON m.version_id = v.id AND m.position = v.position
-                   WHERE v.conversation_id = ? AND v.parent_id IS NULL AND v.position = ?
-                   ORDER BY m.id""",
-                (conv_id, position),
-            ).fetchall()
+            others = sorted(
+                (_key_of(conn, "version_messages", "version_id", r[0], position) or 0, r[0])
+                for r in conn.execute(
+                    "SELECT id FROM turn_versions WHERE conversation_id = ? AND parent_id IS NULL AND position = ?",
+                    (conv_id, position),
+                )
+            )
             if not others:
                 _delete_tail(conn, conv_id, position)
                 return
-            before = [r["id"] for r in others if r["key"] < shown["id"]]
-            replacement = before[-1] if before else others[0]["id"]
+            before = [version for key, version in others if key < shown]
+            replacement = before[-1] if before else others[0][1]
             old = _shelve(conn, conv_id, position)
             _unshelve(conn, replacement)
             conn.execute("DELETE FROM turn_versions WHERE id = ?", (old,))
@@ -697,6 +701,22 @@ class ChatStore:
 # --- helpers ----------------------------------------------------------------
 
 _COLUMNS = ", ".join(MESSAGE_COLUMNS)
+
+
+def _turn_key(messages: Iterable[Message], position: int) -> int:
+    """What orders the versions of the turn at `position`: its answer's id (the message after
+    the prompt; the prompt's where there is none). Ids only grow, so this is creation order."""
+    ids = {m.position: m.id for m in messages if position <= m.position <= position + 1}
+    return ids.get(position + 1, ids.get(position, 0))
+
+
+def _key_of(conn: sqlite3.Connection, table: str, owner: str, owner_id: int, position: int) -> int | None:
+    """_turn_key in SQL, for the shown tail (table messages) or a stored version."""
+    row = conn.execute(
+        f"SELECT id FROM {table} WHERE {owner} = ? AND position IN (?, ?) ORDER BY position DESC LIMIT 1",
+        (owner_id, position, position + 1),
+    ).fetchone()
+    return None if row is None else row[0]
 
 
 def _shelve(conn: sqlite3.Connection, conv_id: int, position: int) -> int:

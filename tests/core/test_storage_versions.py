@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -154,8 +155,10 @@ def test_keep_thinking_is_per_conversation_and_survives_reopen(db: Path):
 
 def test_regenerate_keeps_the_earlier_answer_as_version_one(store: ChatStore):
     conv = two_turns(store)
+    before = store.get_conversation(conv).messages
     regenerate(store, conv, 3, "a2 second")
     c = store.get_conversation(conv)
+    assert c.messages[:3] == before[:3]  # the prompt stays, id and all
     assert [(m.role, m.content) for m in c.messages] == [("user", "q1"), ("assistant", "a1"), ("user", "q2"),
                                                          ("assistant", "a2 second")]
     assert c.version_of(2) == (2, 2) and c.version_of(0) == (1, 1)
@@ -176,7 +179,9 @@ def test_switching_versions_keeps_ids_and_the_conversation_follows_the_shown_one
     v1 = c.versions_of(2)[0]
     store.switch_version(conv, v1.id)
     c = store.get_conversation(conv)
-    assert c.messages == original  # the same rows, ids and all
+    # The same rows, ids and all (regenerate kept the shown prompt's id and gave its copy a new one).
+    assert [m for m in c.messages if m.position != 2] == [m for m in original if m.position != 2]
+    assert replace(c.messages[2], id=original[2].id) == original[2]
     assert c.version_of(2) == (1, 3)
     # Continuing follows what is shown.
     store.add_message(conv, "user", "q3 after a2")
