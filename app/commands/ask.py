@@ -8,6 +8,7 @@ import json
 import sys
 
 from app.commands.local_model import add_model_arguments, chosen_model
+from app.commands.remote_args import add_remote_arguments, remote_engine
 from app.core.engine import DEFAULT_MAX_TOKENS, Engine, Sampling
 
 DIM, RESET = "\x1b[2m", "\x1b[0m"
@@ -17,6 +18,7 @@ def add_parser(subparsers) -> None:
     p = subparsers.add_parser("ask", help="ask a model one question (thinking to stderr, answer to stdout)")
     p.add_argument("prompt", metavar="PROMPT")
     add_model_arguments(p, "ask")
+    add_remote_arguments(p)  # --endpoint URL [--api-key KEY] [--remote-model NAME]: a server instead
     p.add_argument("--max-tokens", type=int, default=DEFAULT_MAX_TOKENS)
     p.add_argument("--temperature", type=float, default=Sampling.temperature)
     p.add_argument("--top-p", type=float, default=Sampling.top_p)
@@ -27,10 +29,13 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    chosen = chosen_model(args, "ask")
-    if chosen is None:
-        return 2
-    engine = Engine.load(*chosen)
+    if args.endpoint:  # a remote engine: the same run interface, the same output
+        engine = remote_engine(args, getattr(args, "ask_model", None) or args.model)
+    else:
+        chosen = chosen_model(args, "ask")
+        if chosen is None:
+            return 2
+        engine = Engine.load(*chosen)
     try:
         if engine.info.gpu_note:
             print(f"ponder: {engine.info.gpu_note}", file=sys.stderr)
@@ -50,9 +55,13 @@ def run(args: argparse.Namespace) -> int:
                 "model": engine.info.to_dict(),
                 "prompt": chat.prompt_text,  # exactly what was tokenized (template, system text folded in)
                 "sampling": dataclasses.asdict(chat.sampling),  # as used: the seed drawn if none was given
+                **({"error": str(chat.error)} if getattr(chat, "error", None) else {}),  # a remote failure
             }, ensure_ascii=False))
         else:
             _stream(chat)
+        if getattr(chat, "error", None):  # a remote engine keeps the part received and says what failed
+            print(f"ponder: {chat.error}", file=sys.stderr)
+            return 1
         return 0
     finally:
         engine.close()

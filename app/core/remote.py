@@ -515,10 +515,19 @@ class RemoteEngine:
         return cls(endpoint, models, **timeouts)
 
     def chat(self, messages: list[dict], sampling: Sampling | None = None,
-             stop: threading.Event | None = None) -> RemoteChatRun:
-        """Start an answer to `messages`; iterate the result. No network until it is iterated."""
+             stop: threading.Event | None = None, *, keep_thinking: bool = False,
+             steering=None) -> RemoteChatRun:
+        """Start an answer to `messages`; iterate the result. No network until it is iterated.
+
+        As `Engine.chat`: earlier reasoning (a message's "thinking") is sent back only with
+        `keep_thinking` (as `<think>…</think>` before its content). `steering`
+        (app.core.steering.Steering) carries "Answer now" from any thread; a server without the
+        control gets a notice instead, and nudges are handed back unused (`steering.unused`):
+        no OpenAI-compatible API can put words into a running thought.
+        """
         self._end_run()
-        run = RemoteChatRun(self, [dict(m) for m in messages], sampling or Sampling(), stop or threading.Event())
+        run = RemoteChatRun(self, _wire_messages(messages, keep_thinking), sampling or Sampling(),
+                            stop or threading.Event(), steering)
         self._run = weakref.ref(run)
         return run
 
@@ -539,15 +548,33 @@ class RemoteEngine:
             self.info.reasoning_source = "stream"
 
 
-class RemoteChatRun:
-    """One answer from a remote engine; the same surface as `ChatRun`, plus `error`, `resplit`,
-    `notices` and `answer_now()`."""
+def _wire_messages(messages: list[dict], keep_thinking: bool) -> list[dict]:
+    """Role and content only (a stored message carries more); earlier thinking only if kept."""
+    wire = []
+    for m in messages:
+        content = m.get("content") or ""
+        if keep_thinking and m.get("role") == "assistant" and m.get("thinking"):
+            content = f"{OPEN_TAG}\n{m['thinking']}\n{CLOSE_TAG}\n\n{content}"
+        wire.append({"role": m.get("role", "user"), "content": content})
+    return wire
 
-    def __init__(self, engine: RemoteEngine, messages: list[dict], sampling: Sampling, stop: threading.Event) -> None:
+
+class RemoteChatRun:
+    """One answer from a remote engine; the same surface as `ChatRun` (`thinking`, `answer`,
+    `flags`, `stats`, `sampling`, `prompt_text`, `thinking_tokens`, `answer_tokens`, `close`,
+    `run`), plus `error`, `resplit`, `notices`, `completion_id` and `answer_now()`.
+    `prompt_text` is "": the server applies its own template."""
+
+    def __init__(self, engine: RemoteEngine, messages: list[dict], sampling: Sampling, stop: threading.Event,
+                 steering=None) -> None:
         self._engine = engine
         self._messages = messages
         self._sampling = sampling
+        self.sampling = sampling
+        self.prompt_text = ""
         self._stop = stop
+        self._steering = steering
+        self._extra_flags: list[str] = []
         info = engine.info
         self.stats = RemoteStats(source=info.label, counts_from="stream chunks")
         self.thinking_tokens = 0
@@ -588,8 +615,10 @@ class RemoteChatRun:
     @property
     def flags(self) -> list[str]:
         if self._final is not None:
-            return self._final[2]
-        return self._splitter.flags if self._splitter else []
+            flags = self._final[2]
+        else:
+            flags = self._splitter.flags if self._splitter else []
+        return sorted(set(flags) | set(self._extra_flags))
 
     # --- iterating ----------------------------------------------------------------------
 
@@ -635,6 +664,8 @@ class RemoteChatRun:
         if self._splitter is not None and not self._splitter.in_thinking and self._mode is not None:
             return
         self._post_reasoning_end(completion_id)
+        if "answer_now" not in self._extra_flags:
+            self._extra_flags.append("answer_now")
 
     def _post_reasoning_end(self, completion_id: str) -> None:
         import httpx2
@@ -773,6 +804,8 @@ class RemoteChatRun:
                 if self._stop.is_set():
                     self._halted = self._halted or "stop"
                     break
+                if self._steering is not None:
+                    self._steer()
             if not self._finish_seen and not self._halted:
                 raise RemoteError(f"The stream from {info.host} ended before the answer was complete. The part "
                                   "already received is kept; try again.", kind="cut")
@@ -803,14 +836,31 @@ class RemoteChatRun:
             client.close()
             # A held tag prefix (e.g. a last "<") that never became a tag comes out at the end.
             tail = self._splitter.finish() if self._splitter is not None else []
+            if self._steering is not None:
+                self._steering.settle()
             self._settle(stats, t0, t_first, t_think_end, t_last, server_finish, usage, timings)
         yield from tail
 
     def _answer_now_quietly(self) -> None:
         try:
             self._post_reasoning_end(self.completion_id)
+            if "answer_now" not in self._extra_flags:
+                self._extra_flags.append("answer_now")
         except RemoteError as exc:
             self.notices.append(str(exc))
+
+    def _steer(self) -> None:
+        """Requests from the window's Steering, between chunks on the reading thread."""
+        steering = self._steering
+        if steering.take_answer_now() and self._splitter is not None and self._splitter.in_thinking:
+            if not self._engine.capabilities.answer_now:
+                self.notices.append(self._engine.capabilities.answer_now_note)
+            elif self.completion_id is not None:
+                self._answer_now_quietly()
+        while (note := steering.take_note()) is not None:
+            steering.unused.append(note)
+            self.notices.append("A remote engine can't take a note into its running thought; the note was not "
+                                "sent.")
 
     def _feed(self, kind: str, text: str) -> list[Segment]:
         """Text of one delta through the one splitter: reasoning deltas wrapped in tags."""
@@ -842,6 +892,8 @@ class RemoteChatRun:
             stats.time_to_first_token_s = t_first - t0
             if self.thinking_tokens:
                 stats.thinking_s = (t_think_end or t_last or end) - t_first
+            if self.answer_tokens and t_last:
+                stats.answer_s = t_last - (t_think_end or t_first)
             generated = self.thinking_tokens + self.answer_tokens
             if generated > 1 and t_last and t_last > t_first:
                 stats.decode_tokens_per_s = (generated - 1) / (t_last - t_first)
@@ -878,6 +930,10 @@ class RemoteChatRun:
                 stats.decode_tokens_per_s = float(timings["predicted_per_second"])
             if isinstance(timings.get("cache_n"), int):
                 stats.prompt_reused_tokens = timings["cache_n"]
+        if stats.thinking_s and stats.thinking_tokens:
+            stats.thinking_tokens_per_s = stats.thinking_tokens / stats.thinking_s
+        if stats.answer_s and stats.answer_tokens:
+            stats.answer_tokens_per_s = stats.answer_tokens / stats.answer_s
         # how it ended
         if self.error is not None:
             stats.finish_reason = "error"
