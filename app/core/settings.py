@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 SETTINGS_FILENAME = "settings.json"
 THEMES = ("system", "light", "dark")
+SERVER_REASONING_FORMATS = ("separate", "raw")  # reasoning_content, or <think>…</think> in content
 
 
 @dataclass
@@ -38,6 +39,10 @@ class Settings:
     theme: str = "system"  # one of THEMES
     last_model_path: str | None = None
     window_geometry: str | None = None  # base64 of QWidget.saveGeometry()
+    # The window's server switch (app/ui/server_switch.py); its API key is in the OS keychain.
+    server_host: str = "127.0.0.1"  # this computer only, unless the user says otherwise
+    server_port: int = 8080
+    server_reasoning_format: str = "separate"  # one of SERVER_REASONING_FORMATS
 
 
 def _is_int(value: Any) -> bool:
@@ -59,6 +64,9 @@ _VALID = {
     "theme": lambda v: v in THEMES,
     "last_model_path": lambda v: v is None or (isinstance(v, str) and v != ""),
     "window_geometry": lambda v: v is None or isinstance(v, str),
+    "server_host": lambda v: isinstance(v, str) and v.strip() != "",
+    "server_port": lambda v: _is_int(v) and 1 <= v <= 65535,
+    "server_reasoning_format": lambda v: v in SERVER_REASONING_FORMATS,
 }
 _CONVERT = {"temperature": float, "top_p": float}
 

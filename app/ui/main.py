@@ -27,6 +27,7 @@ from app.core.settings import Settings, load_settings
 from app.core.storage import ChatStore, store_path
 from app.ui import background
 from app.ui.model_library import ModelLibrary
+from app.ui.server_switch import ServerSwitch
 from app.ui.session import ChatSession
 from app.ui.theme import apply_theme
 from app.ui.window import MainWindow
@@ -110,6 +111,7 @@ def build_window(store: ChatStore, settings: Settings, base: Path, client: Engin
     for part in (client, session, library):
         if part.parent() is None:
             part.setParent(window)
+    window.server = ServerSwitch(window)  # the Model menu's "Serve the loaded model" (docs/serving.md)
     return window
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtWidgets import QLabel, QProgressBar, QStatusBar, QWidget
+from PySide6.QtWidgets import QLabel, QProgressBar, QStatusBar, QToolButton, QWidget
 
 from app.core.engine import ModelInfo
 from app.ui.plain_text import as_plain_text
@@ -66,6 +66,11 @@ class ModelStatusBar(QStatusBar):
         self.addWidget(self.progress_bar)
         for label in (self.device_label, self.context_label, self.speed_label):
             self.addPermanentWidget(label)
+        # The window's server (app/ui/server_switch.py): "● Serving on http://…", a menu on click.
+        self.server_indicator = QToolButton(objectName="serverIndicator", autoRaise=True)
+        self.server_indicator.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+        self.server_indicator.hide()
+        self.addPermanentWidget(self.server_indicator)
         self._n_ctx = 0
         self._live_used = 0
         self._live_redraw = Throttle(self._draw_live_context, LIVE_COUNT_INTERVAL_MS, self)
@@ -104,6 +109,12 @@ class ModelStatusBar(QStatusBar):
         # As wide as it can get, so the labels beside it do not shift while the count grows.
         widest = self.context_label.fontMetrics().horizontalAdvance(f"Context {info.n_ctx:,} / {info.n_ctx:,}")
         self.context_label.setMinimumWidth(widest + 16)  # + the stylesheet's padding
+
+    def show_serving(self, address: str | None, tip: str = "") -> None:
+        """The server switch: on at `address`, or off (None)."""
+        self.server_indicator.setVisible(address is not None)
+        self.server_indicator.setText(f"●  Serving on {address}" if address else "")
+        self.server_indicator.setToolTip(as_plain_text(tip) if tip else "")
 
     # --- context and speed ----------------------------------------------------------
 

@@ -228,6 +228,9 @@ QPushButton#noticeAction {{ background-color: {c.base}; color: {c.text}; border:
 
 QStatusBar {{ color: {c.text_dim}; border-top: 1px solid {c.border}; }}
 QStatusBar QLabel {{ color: {c.text_dim}; padding: 0px 8px; }}
+QToolButton#serverIndicator {{ color: {c.accent}; font-weight: 600; border: none; padding: 0px 8px; }}
+QToolButton#serverIndicator:hover {{ background-color: {c.hover}; border-radius: 6px; }}
+QToolButton#serverIndicator::menu-indicator {{ image: none; width: 0px; }}
 """
 
 

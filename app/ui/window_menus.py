@@ -8,9 +8,11 @@ from PySide6.QtWidgets import QMainWindow
 
 
 class WindowMenus:
-    """Builds the menus of `window` (File, Edit, Chat); each action calls one window slot.
+    """Builds the menus of `window` (File, Edit, Model, Chat); each action calls one window slot.
+    Parts wired after the window (the server switch) add their actions to `model_menu`.
 
-    Esc stops an answer, else cancels an edit, else clears the search (the window's `on_escape`).
+    Esc stops an answer, else cancels an edit, else clears the search, else the highlighted
+    matches (the window's `on_escape`).
     """
 
     def __init__(self, window: QMainWindow) -> None:
@@ -24,17 +26,25 @@ class WindowMenus:
         self.quit = action("&Quit", window.close, QKeySequence.StandardKey.Quit)
         self.find = action("&Search chats", window.conversations.focus_search, QKeySequence.StandardKey.Find)
         self.copy_answer = action("&Copy last answer", window.copy_last_answer, "Ctrl+Shift+C")
+        # The occurrences of an opened search hit (chat_navigation.py, search_matches.py).
+        self.next_match = action("&Next match", window.chats.next_match, "F3")
+        self.previous_match = action("&Previous match", window.chats.previous_match, "Shift+F3")
         self.stop = action("S&top answer", window.on_escape, Qt.Key.Key_Escape)
 
         menu = window.menuBar()
         file_menu = menu.addMenu("&File")
-        for act in (self.new_chat, self.models, self.open_model, self.settings):
+        for act in (self.new_chat, self.settings):
             file_menu.addAction(act)
         file_menu.addSeparator()
         file_menu.addAction(self.quit)
         edit_menu = menu.addMenu("&Edit")
         edit_menu.addAction(self.find)
+        edit_menu.addAction(self.next_match)
+        edit_menu.addAction(self.previous_match)
         edit_menu.addAction(self.copy_answer)
+        self.model_menu = menu.addMenu("&Model")
+        self.model_menu.addAction(self.models)
+        self.model_menu.addAction(self.open_model)
         chat_menu = menu.addMenu("&Chat")
         chat_menu.addAction(self.stop)
 

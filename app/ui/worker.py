@@ -15,12 +15,13 @@ import threading
 import time
 from pathlib import Path
 
-from PySide6.QtCore import QObject, QThread, Signal, Slot
+from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 
 from app.core.engine import Engine, LoadOptions, Sampling
 from app.core.errors import PonderError
 from app.core.paths import same_file
 from app.core.reasoning import Segment
+from app.core.server.service import Job, serve_job
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +30,7 @@ log = logging.getLogger(__name__)
 FLUSH_INTERVAL_S = 0.02
 
 NO_MODEL_MESSAGE = "No model is loaded. Choose a GGUF file first."
+NO_MODEL_TO_SERVE = "No model is loaded in Ponder's window. Load one there, then try again."
 
 
 class EngineWorker(QObject):
@@ -126,6 +128,12 @@ class EngineWorker(QObject):
         else:
             self.finished.emit(req_id, result)
 
+    @Slot(object)
+    def serve(self, job: Job) -> None:
+        """A request of the window's server (app/ui/server_switch.py): it runs here, in turn with
+        the window's own chats, and reports to its own listener (never to the GUI's signals)."""
+        serve_job(self._engine, job, NO_MODEL_TO_SERVE)
+
     @Slot()
     def unload(self) -> None:
         self._close_engine()
@@ -160,6 +168,8 @@ class EngineClient(QObject):
       segment(int req_id, Segment), counts(int req_id, int thinking, int answer)
       finished(int req_id, dict result): flags and stats; failed(int req_id, str message)
       unloaded(): the model is closed (after `unload()`); nothing is loaded now
+      releasing(str why): "load", "unload" or "shutdown" is about to give up the current model
+        (emitted before the request goes to the engine thread): served jobs end then
     """
 
     load_started = Signal(str)
@@ -172,12 +182,14 @@ class EngineClient(QObject):
     finished = Signal(int, object)
     failed = Signal(int, str)
     unloaded = Signal()
+    releasing = Signal(str)
 
     # Requests; queued across to the worker because it lives on another thread.
     _load_requested = Signal(int, str, object, object)
     _chat_requested = Signal(int, object, object, object, bool)
     _unload_requested = Signal()
     _close_requested = Signal()
+    _job_requested = Signal(object)
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -198,6 +210,8 @@ class EngineClient(QObject):
         self._chat_requested.connect(self._worker.chat)
         self._unload_requested.connect(self._worker.unload)
         self._close_requested.connect(self._worker.close)
+        # Emitted from the HTTP server's thread: queued explicitly, into the same FIFO as chats.
+        self._job_requested.connect(self._worker.serve, Qt.ConnectionType.QueuedConnection)
         self._worker.load_progress.connect(self._on_load_progress)
         self._worker.loaded.connect(self._on_loaded)
         self._worker.load_failed.connect(self._on_load_failed)
@@ -232,6 +246,7 @@ class EngineClient(QObject):
         """Load a model (closing the current one); returns the load's id. A running answer is
         stopped first and still delivers its `finished` (the worker handles requests in
         order); a running load is cancelled and its result dropped."""
+        self.releasing.emit("load")
         self.stop()
         self._cancel_load()
         load_id = self._new_id()
@@ -255,10 +270,16 @@ class EngineClient(QObject):
 
     def unload(self) -> None:
         """Close the model (after the running answer stops), e.g. to delete its file; `unloaded` follows."""
+        self.releasing.emit("unload")
         self.stop()
         self._cancel_load()
         self.info = None
         self._unload_requested.emit()
+
+    def submit_job(self, job: Job) -> None:
+        """Queue a server job on the engine thread, behind whatever is already queued there
+        (chats included). Callable from any thread; the caller keeps the queue's limit."""
+        self._job_requested.emit(job)
 
     def stop(self) -> None:
         """Ask the running answer to end after its current token; what it said is kept."""
@@ -275,6 +296,7 @@ class EngineClient(QObject):
         """
         if not self._thread.isRunning():
             return True
+        self.releasing.emit("shutdown")
         self.stop()
         self._cancel_load()
         self._close_requested.emit()

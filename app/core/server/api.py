@@ -1,10 +1,12 @@
-"""The OpenAI-compatible HTTP API over an `EngineService`, on Starlette; served by uvicorn.
+"""The OpenAI-compatible HTTP API over a `JobQueue` (the headless `EngineService`, or the window's
+engine thread), on Starlette; served by uvicorn.
 
 `GET /v1/models` and `POST /v1/chat/completions` (streamed as server-sent events, or one JSON
 object). The reasoning goes in `reasoning_content` (message and delta) and the answer in
 `content`; with `reasoning_format="raw"` the thinking stays in `content` between `<think>` and
 `</think>`. Every error is an OpenAI-style JSON object (`{"error": {"message", "type", "code"}}`)
-with a 4xx status for what the client sent; nothing the client sends stops the server.
+with a 4xx status for what the client sent, 503 while no model is loaded; nothing the client
+sends stops the server.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import json
 import logging
 import math
 import socket
+import sys
 import time
 import uuid
 
@@ -28,7 +31,7 @@ from starlette.routing import Route
 
 from app.core.engine import Sampling
 from app.core.reasoning import Segment
-from app.core.server.service import ChatRequest, EngineService, JobResult, ServerBusy
+from app.core.server.service import ChatRequest, JobQueue, JobResult, NoModelLoaded, ServerBusy
 
 log = logging.getLogger("ponder.server")
 
@@ -233,7 +236,13 @@ def finish_reason(result: JobResult) -> str:
     return "length" if result.finish_reason in ("length", "context_full") else "stop"
 
 
+def unavailable(message: str) -> ApiError:
+    return ApiError(503, message, type="server_error", code="model_not_loaded")
+
+
 def _job_error(result: JobResult) -> ApiError:
+    if result.error_kind == "unavailable":
+        return unavailable(result.error or "No model is loaded.")
     if result.error_kind == "invalid_request":
         code = "context_length_exceeded" if "context holds" in (result.error or "") else None
         return ApiError(400, result.error or "The request could not run.", code=code)
@@ -291,20 +300,17 @@ async def _watch_disconnect(request: Request, job) -> None:
         job.cancel()
 
 
-def build_app(service: EngineService, *, api_key: str | None = None, reasoning_format: str = "separate",
+def build_app(service: JobQueue, *, api_key: str | None = None, reasoning_format: str = "separate",
               max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> Starlette:
     if reasoning_format not in REASONING_FORMATS:
         raise ValueError(f"reasoning_format must be one of {REASONING_FORMATS}")
     raw = reasoning_format == "raw"
     expected = f"Bearer {api_key}".encode() if api_key else None
 
-    def model_id() -> str:
-        return service.model_id
-
     async def models(request: Request):
-        return JSONResponse({"object": "list", "data": [
-            {"id": model_id(), "object": "model", "created": int(service.model_path.stat().st_mtime)
-             if service.model_path.exists() else 0, "owned_by": "ponder"},
+        model = service.model_id
+        return JSONResponse({"object": "list", "data": [] if model is None else [
+            {"id": model, "object": "model", "created": service.model_created, "owned_by": "ponder"},
         ]})
 
     async def chat_completions(request: Request):
@@ -316,11 +322,14 @@ def build_app(service: EngineService, *, api_key: str | None = None, reasoning_f
         except ClientDisconnect:
             return error_response(400, "The client disconnected.")
         bridge = _Bridge()
+        model = service.model_id or "none"  # as it is when the request arrives
         try:
             job = service.submit(chat, bridge)
         except ServerBusy as exc:
             return error_response(429, str(exc), type="rate_limit_error", code="queue_full",
                                   headers={"Retry-After": "1"})
+        except NoModelLoaded as exc:
+            return unavailable(str(exc)).response()
         watcher = asyncio.create_task(_watch_disconnect(request, job))
         completion_id = f"chatcmpl-{uuid.uuid4().hex}"
         created = int(time.time())
@@ -332,17 +341,17 @@ def build_app(service: EngineService, *, api_key: str | None = None, reasoning_f
                     return _job_error(result).response()
                 return error_response(499, "The request was cancelled.", code="cancelled")
             if not stream:
-                return await _whole(job, bridge, completion_id, created)
+                return await _whole(job, bridge, completion_id, created, model)
         except BaseException:
             job.cancel()
             raise
         finally:
             watcher.cancel()  # a stream's disconnect is watched by StreamingResponse itself
-        return StreamingResponse(_sse(job, bridge, completion_id, created, include_usage),
+        return StreamingResponse(_sse(job, bridge, completion_id, created, model, include_usage),
                                  media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
-    async def _whole(job, bridge: _Bridge, completion_id: str, created: int):
+    async def _whole(job, bridge: _Bridge, completion_id: str, created: int, model: str):
         render = RawRenderer() if raw else None
         content = []
         while True:
@@ -364,18 +373,18 @@ def build_app(service: EngineService, *, api_key: str | None = None, reasoning_f
             message["content"] = result.answer
             message["reasoning_content"] = result.thinking or None
         return JSONResponse({
-            "id": completion_id, "object": "chat.completion", "created": created, "model": model_id(),
+            "id": completion_id, "object": "chat.completion", "created": created, "model": model,
             "choices": [{"index": 0, "message": message, "finish_reason": finish_reason(result),
                          "logprobs": None}],
             "usage": usage(result),
         })
 
-    async def _sse(job, bridge: _Bridge, completion_id: str, created: int, include_usage: bool):
+    async def _sse(job, bridge: _Bridge, completion_id: str, created: int, model: str, include_usage: bool):
         def chunk(delta: dict | None, finish: str | None = None, **extra) -> str:
             choices = [] if delta is None else [{"index": 0, "delta": delta, "finish_reason": finish,
                                                  "logprobs": None}]
             data = {"id": completion_id, "object": "chat.completion.chunk", "created": created,
-                    "model": model_id(), "choices": choices, **extra}
+                    "model": model, "choices": choices, **extra}
             return f"data: {json.dumps(data, ensure_ascii=False)}\n\n"
 
         render = RawRenderer() if raw else None
@@ -462,9 +471,15 @@ def bind_socket(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
     Made with proto IPPROTO_TCP on purpose: asyncio turns on TCP_NODELAY for the connections
     of such a socket only (it checks `sock.proto`), and without it every keep-alive response
     waits ~40 ms for the client's delayed ACK (measured: 44 ms instead of 1.7 ms a request)."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET  # "::1", "::" are IPv6
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        if sys.platform != "win32":  # on Windows SO_REUSEADDR would let two servers share a port
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except BaseException:
+        sock.close()
+        raise
     return sock
 
 

@@ -12,6 +12,13 @@ cancelled while waiting).
 
 Stop strings end the answer: the answer text is cut before the first stop string (which is
 not sent), and the run ends there. They are matched in the answer only, not in the thinking.
+
+The HTTP API (`api.py`) needs only a `JobQueue`: `submit`, `model_id` and `model_created`.
+`EngineService` is the headless one (`ponder serve`); the window's server switch
+(app/ui/server_switch.py) is another, whose jobs run on the window's own engine thread with
+`serve_job`, in turn with the window's chats. A job cancelled with a reason (`Job.cancel(reason)`:
+the model was unloaded or switched, serving was turned off) ends as an "unavailable" error, which
+the API answers with 503.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from app.core.engine import Engine, LoadOptions, ModelInfo, Sampling, Stats
 from app.core.errors import PonderError
@@ -37,6 +45,10 @@ DEFAULT_MAX_WAITING = 8
 
 class ServerBusy(PonderError):
     """The request queue is full."""
+
+
+class NoModelLoaded(PonderError):
+    """Nothing is loaded to answer with (the window has no model, or is switching models)."""
 
 
 @dataclass
@@ -58,7 +70,7 @@ class JobResult:
     stats: Stats = field(default_factory=Stats)
     stopped_by_string: bool = False
     error: str | None = None
-    error_kind: str | None = None  # "invalid_request" (the conversation cannot run) | "server_error"
+    error_kind: str | None = None  # "invalid_request" (cannot run) | "unavailable" (no model) | "server_error"
     waited_s: float = 0.0  # in the queue
     ended_at: float = 0.0  # time.monotonic()
 
@@ -75,10 +87,55 @@ class Job:
         self.on_event = on_event
         self.stop = threading.Event()
         self.submitted_at = time.monotonic()
+        self.cancel_reason: str | None = None
 
-    def cancel(self) -> None:
-        """Stop generating (within a token), or never start."""
+    def cancel(self, reason: str | None = None) -> None:
+        """Stop generating (within a token), or never start. With a `reason` (a sentence: the
+        model went away) the job ends as an "unavailable" error instead of "cancelled"."""
+        if reason and not self.stop.is_set():
+            self.cancel_reason = reason
         self.stop.set()
+
+
+class JobQueue(Protocol):
+    """What the HTTP API needs of whatever runs its jobs."""
+
+    @property
+    def model_id(self) -> str | None: ...  # None: no model loaded now
+
+    @property
+    def model_created(self) -> int: ...  # unix time, for /v1/models
+
+    def submit(self, request: ChatRequest, on_event: EventCallback) -> Job:
+        """Queue a job; raises ServerBusy (queue full) or NoModelLoaded."""
+
+
+class WaitingRoom:
+    """Counts the jobs waiting for an engine thread, up to `limit` (thread-safe)."""
+
+    def __init__(self, limit: int = DEFAULT_MAX_WAITING) -> None:
+        if limit < 0:
+            raise ValueError("max_waiting must be >= 0")
+        self.limit = limit
+        self._lock = threading.Lock()
+        self._count = 0
+
+    @property
+    def count(self) -> int:
+        return self._count
+
+    def enter(self) -> None:
+        """One more job waits; raises ServerBusy when `limit` already do."""
+        with self._lock:
+            if self._count >= self.limit:
+                raise ServerBusy(
+                    f"The server is busy: {self._count} requests are already waiting. Try again shortly."
+                )
+            self._count += 1
+
+    def leave(self) -> None:
+        with self._lock:
+            self._count -= 1
 
 
 class StopMatcher:
@@ -116,15 +173,13 @@ class EngineService:
 
     def __init__(self, model_path: str | Path, load_options: LoadOptions | None = None,
                  max_waiting: int = DEFAULT_MAX_WAITING) -> None:
-        if max_waiting < 0:
-            raise ValueError("max_waiting must be >= 0")
         self.model_path = Path(model_path)
         self.load_options = load_options or LoadOptions()
+        self._room = WaitingRoom(max_waiting)
         self.max_waiting = max_waiting
         self.info: ModelInfo | None = None
         self._queue: queue.Queue[Job | None] = queue.Queue()
         self._lock = threading.Lock()
-        self._waiting = 0
         self._closing = False
         self._current: Job | None = None
         self._loaded = threading.Event()
@@ -162,9 +217,16 @@ class EngineService:
         return self.model_path.stem
 
     @property
+    def model_created(self) -> int:
+        try:
+            return int(self.model_path.stat().st_mtime)
+        except OSError:
+            return 0
+
+    @property
     def waiting(self) -> int:
         """Jobs in the queue, not yet started."""
-        return self._waiting
+        return self._room.count
 
     @property
     def running(self) -> Job | None:
@@ -178,12 +240,11 @@ class EngineService:
         with self._lock:
             if self._closing:
                 raise ServerBusy("The server is shutting down.")
-            if self._waiting >= self.max_waiting:
+            try:
+                self._room.enter()
+            except ServerBusy:
                 self.counters["rejected"] += 1
-                raise ServerBusy(
-                    f"The server is busy: {self._waiting} requests are already waiting. Try again shortly."
-                )
-            self._waiting += 1
+                raise
             self._queue.put(job)
         return job
 
@@ -203,8 +264,8 @@ class EngineService:
                 job = self._queue.get()
                 if job is None:
                     break
+                self._room.leave()
                 with self._lock:
-                    self._waiting -= 1
                     closing = self._closing
                     self._current = job
                 if closing:
@@ -226,22 +287,46 @@ class EngineService:
                     self._finish(job, JobResult(job.id, "cancelled"))
             engine.close()
 
-    def _emit(self, job: Job, kind: str, payload: object) -> None:
-        try:
-            job.on_event(kind, payload)
-        except Exception:  # the listener is gone (e.g. its event loop closed): stop generating for it
-            log.debug("event listener of job %s failed; cancelling it", job.id, exc_info=True)
-            job.cancel()
-
     def _finish(self, job: Job, result: JobResult) -> None:
-        result.ended_at = time.monotonic()
         self.counters["failed" if result.error else
                       "cancelled" if result.finish_reason == "cancelled" else "completed"] += 1
         self.recent.append(result)
-        self._emit(job, "done", result)
+        finish_job(job, result)
 
     def _run(self, engine: Engine, job: Job) -> None:
-        self._finish(job, run_job(engine, job, lambda kind, payload: self._emit(job, kind, payload)))
+        self._finish(job, run_job(engine, job, emitter(job)))
+
+
+def emitter(job: Job) -> EventCallback:
+    """The job's `on_event`, made safe: a listener that fails (e.g. its event loop closed)
+    cancels the job instead of breaking the engine thread."""
+
+    def emit(kind: str, payload: object) -> None:
+        try:
+            job.on_event(kind, payload)
+        except Exception:
+            log.debug("event listener of job %s failed; cancelling it", job.id, exc_info=True)
+            job.cancel()
+
+    return emit
+
+
+def finish_job(job: Job, result: JobResult) -> None:
+    """Emit the job's one ("done", result)."""
+    result.ended_at = time.monotonic()
+    emitter(job)("done", result)
+
+
+def serve_job(engine: Engine | None, job: Job, no_model: str = "No model is loaded.") -> JobResult:
+    """Run `job` on the thread that owns `engine` (None: nothing is loaded, the job ends as
+    "unavailable" with the sentence `no_model`) and emit all its events, "done" included."""
+    if engine is None:
+        result = JobResult(job.id, "error", error=job.cancel_reason or no_model, error_kind="unavailable",
+                           waited_s=time.monotonic() - job.submitted_at)
+    else:
+        result = run_job(engine, job, emitter(job))
+    finish_job(job, result)
+    return result
 
 
 def run_job(engine: Engine, job: Job, emit: EventCallback) -> JobResult:
@@ -250,6 +335,8 @@ def run_job(engine: Engine, job: Job, emit: EventCallback) -> JobResult:
     jobs this way: the service's own, or later the window's engine thread."""
     waited = time.monotonic() - job.submitted_at
     if job.stop.is_set():
+        if job.cancel_reason:
+            return JobResult(job.id, "error", error=job.cancel_reason, error_kind="unavailable", waited_s=waited)
         return JobResult(job.id, "cancelled", waited_s=waited)
     request = job.request
     try:
@@ -287,8 +374,11 @@ def run_job(engine: Engine, job: Job, emit: EventCallback) -> JobResult:
     finally:
         run.close()  # on this thread: ends the run and settles its stats
     stats = run.stats
+    kind = "server_error" if error else None
+    if error is None and job.cancel_reason and stats.finish_reason == "cancelled":
+        error, kind = job.cancel_reason, "unavailable"  # the model went away mid-run
     finish = "error" if error else ("stop" if hit else stats.finish_reason)
     return JobResult(
         job.id, finish, thinking=text.thinking, answer=text.answer, flags=run.flags, stats=stats,
-        stopped_by_string=hit, error=error, error_kind="server_error" if error else None, waited_s=waited,
+        stopped_by_string=hit, error=error, error_kind=kind, waited_s=waited,
     )
