@@ -1,12 +1,13 @@
 """The widget an answer is shown in: as tall as its text, links open only on a click and
-only in the system browser, code blocks copy with their Copy link, nothing remote loads."""
+only in the system browser, code blocks copy with their Copy link, formulas are typeset
+images that copy as their LaTeX, nothing remote loads."""
 
 from __future__ import annotations
 
 import math
 from typing import Any
 
-from PySide6.QtCore import QByteArray, QSize, Qt, QTimer, QUrl, Slot
+from PySide6.QtCore import QByteArray, QMimeData, QSize, Qt, QTimer, QUrl, Slot
 from PySide6.QtGui import (
     QDesktopServices,
     QGuiApplication,
@@ -17,7 +18,9 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import QFrame, QSizePolicy, QTextBrowser, QToolTip, QWidget
 
+from app.core.maths import RESOURCE_SCHEME
 from app.core.render import COPY_SCHEME
+from app.ui.formula_images import FormulaImages, mime_with_sources
 from app.ui.plain_text import as_plain_text
 
 COPIED_FEEDBACK_MS = 1500
@@ -26,11 +29,13 @@ OPENABLE_SCHEMES = ("http", "https", "mailto")
 
 class AnswerBrowser(QTextBrowser):
     """The rendered answer. `code_blocks[n]` is the raw text the `copy:<n>` link copies;
-    whoever fills the document (answer_document.py) keeps it current."""
+    whoever fills the document (answer_document.py) keeps it current, and gives
+    `formula_images` its style."""
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
         self.code_blocks: list[str] = []
+        self.formula_images = FormulaImages(self.document(), self)
         self.setOpenLinks(False)
         self.setOpenExternalLinks(False)
         self.setFrameShape(QFrame.Shape.NoFrame)
@@ -50,13 +55,19 @@ class AnswerBrowser(QTextBrowser):
 
         Returning nothing would not do: QTextDocument then reads a local file itself, and an
         image that does not decode is loaded from its file name. So: a blank pixel for any
-        image, an empty text for anything else.
+        image but a formula's (typeset here), an empty text for anything else.
         """
+        if kind == QTextDocument.ResourceType.ImageResource.value and name.scheme() == RESOURCE_SCHEME:
+            return self.formula_images.image(name.toString())
         if kind == QTextDocument.ResourceType.ImageResource.value:
             blank = QImage(1, 1, QImage.Format.Format_ARGB32)
             blank.fill(0)
             return blank
         return QByteArray(b" ")
+
+    def createMimeDataFromSelection(self) -> QMimeData:  # noqa: N802 (Qt API)
+        """Selection + Ctrl+C: formulas copy as their LaTeX source, as plain text."""
+        return mime_with_sources(self.textCursor()) or super().createMimeDataFromSelection()
 
     @Slot(QUrl)
     def _on_anchor_clicked(self, url: QUrl) -> None:

@@ -8,6 +8,11 @@ the tail and re-renders only the runs of blocks that a render of the whole answe
 joins (a list or a quote that went on after a blank line): the finished document is
 exactly what a render of the whole answer gives, for about the cost of one streamed
 block instead of the whole answer's.
+
+Maths (docs/maths.md): a rendered block shows each formula as an image that
+`AnswerBrowser.formula_images` typesets off the GUI thread; in the unfinished tail, a formula
+whose closing delimiter has arrived (app.core.maths.find_maths with final=False) replaces its
+source as soon as it is typeset, in order. Until then it shows as the source it is.
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ from PySide6.QtGui import (
     QTextDocument,
 )
 
+from app.core.formula import FormulaError
+from app.core.maths import find_maths, resource_name
 from app.core.render import (
     Patch,
     Rendered,
@@ -37,6 +44,7 @@ from app.ui import theme
 from app.ui.answer_browser import AnswerBrowser
 from app.ui.background import BackgroundJob, run_in_background
 from app.ui.document_splice import replace_blocks
+from app.ui.formula_images import FormulaStyle, image_format
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +73,8 @@ class StreamedAnswer(QObject):
         self._fixes: list[Patch | tuple[int, int]] = []  # still to apply to the streamed answer (see finish)
         self._final_code_blocks: list[str] = []
         self._render_pending = False
+        self.formulas = browser.formula_images
+        self.formulas.formula_ready.connect(self._on_formula_ready)
         self._restart_stream()
         _warm_up_renderer(self)
 
@@ -86,11 +96,17 @@ class StreamedAnswer(QObject):
 
     def _restart_stream(self) -> None:
         self.browser.clear()
+        self.formulas.reset()
         self._stream = StreamRenderer()
         self._piece_ends: list[int] = []  # the last block of each streamed piece (in _stream.html_parts)
         self._tail_block = 0  # the document's block where the shown tail starts
         self._tail_shown = 0  # how much of the renderer's tail is in the document
         self._tail_is_code = False  # ...shown as an open code block
+        self._restart_tail_maths()
+
+    def _restart_tail_maths(self) -> None:
+        self._tail_formulas = 0  # how many settled formulas of the tail are shown typeset (or failed)
+        self._tail_shrink = 0  # how many characters fewer the shown tail has than its text (images)
 
     def _show_step(self, step: StreamStep) -> None:
         """Blocks completed: their HTML replaces the plain tail; then the new tail is shown.
@@ -103,11 +119,14 @@ class StreamedAnswer(QObject):
         if step.html:
             after = self._piece_ends[-1] if self._piece_ends else -1
             self._piece_ends.append(replace_blocks(doc, self._scratch, after, doc.blockCount() - 1, step.html))
+            self.formulas.attach(after + 1, self._piece_ends[-1])
             cursor = QTextCursor(doc)
             cursor.movePosition(QTextCursor.MoveOperation.End)
             cursor.insertBlock(QTextBlockFormat(), QTextCharFormat())  # the tail's own block
             self._tail_block, self._tail_shown, self._tail_is_code = doc.blockCount() - 1, 0, False
+            self._restart_tail_maths()
         self._show_tail(step.tail)
+        self._typeset_tail()
 
     def _show_tail(self, tail: str) -> None:
         """The unfinished block as plain text, appending only what is new; an open code fence
@@ -122,9 +141,43 @@ class StreamedAnswer(QObject):
             cursor.setBlockFormat(self._code_block_format if is_code else QTextBlockFormat())
             self._tail_shown = tail.find("\n") + 1 if is_code else 0  # the fence line itself is not shown
             self._tail_is_code = is_code
+            self._restart_tail_maths()
         if len(tail) > self._tail_shown:
             cursor.insertText(tail[self._tail_shown:], self._code_char_format if is_code else QTextCharFormat())
         self._tail_shown = len(tail)
+
+    def _typeset_tail(self) -> None:
+        """Settled formulas of the shown tail replace their source, in order, once typeset (one
+        not typeset yet holds back the ones after it until `formula_ready`)."""
+        tail = self._stream.tail
+        if self._tail_is_code or self._final is not None or ("$" not in tail and "\\" not in tail):
+            return
+        found = find_maths(tail, final=False)
+        if len(found) <= self._tail_formulas:
+            return
+        doc = self.browser.document()
+        start = doc.findBlockByNumber(self._tail_block).position() - self._tail_shrink
+        cursor = QTextCursor(doc)
+        for formula in found[self._tail_formulas:]:
+            name = resource_name(formula)
+            result = self.formulas.ready(name)
+            if result is None:
+                return  # typeset on the render lane; _on_formula_ready comes back here
+            cursor.setPosition(start + formula.start)
+            cursor.setPosition(start + formula.end, QTextCursor.MoveMode.KeepAnchor)
+            if isinstance(result, FormulaError):
+                cursor.setCharFormat(self.formulas.source_format())
+            else:
+                self.formulas.ensure_resource(name)
+                cursor.insertImage(image_format(name))
+                self._tail_shrink += formula.end - formula.start - 1
+                start -= formula.end - formula.start - 1
+            self._tail_formulas += 1
+
+    @Slot(str)
+    def _on_formula_ready(self, _name: str) -> None:
+        if self._final is None:
+            self._typeset_tail()
 
     def _close_stream(self) -> None:
         """The end of the streamed answer: render its tail and drop the tail's block."""
@@ -230,7 +283,8 @@ class StreamedAnswer(QObject):
         ends = self._piece_ends
         after = ends[fix.start - 1] if fix.start > 0 else -1
         through = ends[fix.end - 1] if fix.end > fix.start else after
-        replace_blocks(self.browser.document(), self._scratch, after, through, fix.html)
+        last = replace_blocks(self.browser.document(), self._scratch, after, through, fix.html)
+        self.formulas.attach(after + 1, last)
 
     def _fixes_done(self) -> None:
         self.browser.code_blocks = self._final_code_blocks
@@ -241,7 +295,10 @@ class StreamedAnswer(QObject):
     def _render_whole(self) -> None:
         """The whole answer at once (a stored message, a theme change): one setHtml."""
         rendered = render_markdown(self._final or "")
+        self.browser.clear()  # (drops the document's images too: they may be another theme's)
+        self.formulas.reset()
         self.browser.setHtml(rendered.html)
+        self.formulas.attach(0, self.browser.document().blockCount() - 1)
         self._final_code_blocks = list(rendered.code_blocks)
         self._fixes_done()
 
@@ -252,6 +309,9 @@ class StreamedAnswer(QObject):
         keeps the colours it was inserted with)."""
         css = theme.document_css(colors)
         self.browser.document().setDefaultStyleSheet(css)
+        self.formulas.set_style(FormulaStyle.for_text(
+            self.browser.document().defaultFont(), colors.text, colors.text_dim,
+            self.browser.devicePixelRatioF(), theme.mono_family()))
         self._scratch.setDefaultStyleSheet(css)
         self._code_block_format = QTextBlockFormat()
         self._code_block_format.setBackground(QColor(colors.code_bg))
