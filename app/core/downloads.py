@@ -197,6 +197,32 @@ def local_models(models_dir: str | os.PathLike) -> list[Path]:
     return found
 
 
+# A file's SHA-256, once a download verified it: `<name>.sha256` beside it, in sha256sum's
+# format, so prompt inspectors and trace exports can name the exact file a model was.
+SHA256_SUFFIX = ".sha256"
+
+
+def _record_sha256(path: Path, digest: str) -> None:
+    try:
+        path.with_name(path.name + SHA256_SUFFIX).write_text(f"{digest}  {path.name}\n", encoding="utf-8")
+    except OSError as exc:  # the model is fine without it; the hash is then just not known
+        log.warning("could not record the SHA-256 of %s: %s", path, exc)
+
+
+def verified_sha256(path: str | os.PathLike) -> str | None:
+    """The SHA-256 a download verified for `path`, or None (imported, or changed since: the
+    record must be newer than the file)."""
+    path = Path(path)
+    record = path.with_name(path.name + SHA256_SUFFIX)
+    try:
+        if record.stat().st_mtime < path.stat().st_mtime:
+            return None
+        digest = record.read_text(encoding="utf-8").split()[0].lower()
+    except (OSError, IndexError):
+        return None
+    return digest if re.fullmatch(r"[0-9a-f]{64}", digest) else None
+
+
 def model_parts(path: str | os.PathLike) -> list[Path]:
     """All files of the model whose (first) file is `path`: one path, or every part of a split GGUF."""
     path = Path(path)
@@ -406,6 +432,8 @@ class _FileDownload:
             )
         os.replace(self.part, self.final)
         self.sidecar.unlink(missing_ok=True)
+        if len(self.remote.etag) == 64:
+            _record_sha256(self.final, self.remote.etag)
         meter.report(done_before + self.offset, self.final.name, force=True)
         return self.final
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal, Slot
 
-from app.core.downloads import import_local_gguf, model_parts
+from app.core.downloads import SHA256_SUFFIX, import_local_gguf, model_parts
 from app.core.hardware import HardwareInfo
 from app.core.paths import same_file
 from app.core.survey import DownloadRequest, MachineSurvey, survey
@@ -147,6 +147,7 @@ class ModelLibrary(QObject):
         try:
             for part in model_parts(path):
                 part.unlink(missing_ok=True)
+                part.with_name(part.name + SHA256_SUFFIX).unlink(missing_ok=True)  # its verified hash
         except OSError as exc:
             self.problem.emit(f"Could not delete {path.name}: {exc.strerror or exc}.")
         else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import hashlib
 import io
 import json
 import os
@@ -70,7 +71,14 @@ def test_download_writes_exact_bytes_and_reports_progress_to_the_end(hub, tmp_pa
 
     assert path == tmp_path / NAME
     assert path.read_bytes() == data
-    assert leftovers(tmp_path) == [NAME]
+    # The verified SHA-256 is kept beside the file (sha256sum format), for prompt inspectors and exports.
+    assert leftovers(tmp_path) == [NAME, NAME + ".sha256"]
+    assert downloads.verified_sha256(path) == hashlib.sha256(data).hexdigest()
+    assert (tmp_path / f"{NAME}.sha256").read_text() == f"{hashlib.sha256(data).hexdigest()}  {NAME}\n"
+    assert local_models(tmp_path) == [path]
+    path.write_bytes(data + b"changed")  # a file changed after its download is no longer the verified one
+    os.utime(path, (path.stat().st_atime, path.stat().st_mtime + 5))
+    assert downloads.verified_sha256(path) is None
     assert [p.downloaded for p in reports] == sorted(p.downloaded for p in reports)
     assert reports[-1].downloaded == reports[-1].total == len(data)
     assert reports[-1].filename == NAME and reports[-1].speed_bps > 0
@@ -131,7 +139,7 @@ def test_new_call_after_cancel_resumes_from_the_kept_part(hub, tmp_path):
     assert path.read_bytes() == data
     assert hub.gets()[-1].range == f"bytes={kept}-"
     assert any(p.stage == "checking" for p in reports)  # the kept part was re-hashed
-    assert leftovers(tmp_path) == [NAME]
+    assert leftovers(tmp_path) == [NAME, NAME + ".sha256"]
     assert partial_downloads(tmp_path) == []
 
 
