@@ -10,8 +10,22 @@ import sys
 from app.commands.local_model import add_model_arguments, chosen_model
 from app.commands.remote_args import add_remote_arguments, remote_engine
 from app.core.engine import DEFAULT_MAX_TOKENS, Engine, Sampling
+from app.core.steering import SteeringError, check_budget
 
 DIM, RESET = "\x1b[2m", "\x1b[0m"
+ITALIC = "\x1b[3m"  # text Ponder inserted into the thought (a wrap-up when the budget runs out)
+
+
+def _budget(text: str) -> int:
+    """--thinking-budget's value: a whole number of tokens, at least 1 (steering.check_budget)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a thinking budget is a whole number of tokens, not {text!r}") from None
+    try:
+        return check_budget(value)
+    except SteeringError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def add_parser(subparsers) -> None:
@@ -23,6 +37,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--temperature", type=float, default=Sampling.temperature)
     p.add_argument("--top-p", type=float, default=Sampling.top_p)
     p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--thinking-budget", type=_budget, default=None, metavar="N",
+                   help="end the thought after N thinking tokens with a short wrap-up and </think>, then answer")
     p.add_argument("--system", default=None, help="system instructions (folded into the prompt for R1 models)")
     p.add_argument("--json", action="store_true", help="print one JSON object when done")
     p.set_defaults(func=run)
@@ -43,7 +59,8 @@ def run(args: argparse.Namespace) -> int:
         if args.system:
             messages.insert(0, {"role": "system", "content": args.system})
         sampling = Sampling(temperature=args.temperature, top_p=args.top_p,
-                            max_tokens=args.max_tokens, seed=args.seed)
+                            max_tokens=args.max_tokens, seed=args.seed,
+                            thinking_budget=getattr(args, "thinking_budget", None))
         chat = engine.chat(messages, sampling)
         if args.json:
             chat.run()
@@ -51,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
                 "thinking": chat.thinking,
                 "answer": chat.answer,
                 "flags": chat.flags,
+                "spans": getattr(chat, "spans", []),  # inserted stretches of the thinking (steering.py)
                 "stats": chat.stats.to_dict(),
                 "model": engine.info.to_dict(),
                 "prompt": chat.prompt_text,  # exactly what was tokenized (template, system text folded in)
@@ -71,7 +89,8 @@ def _stream(chat) -> None:
     dim = sys.stderr.isatty()
     for segment in chat:
         if segment.kind == "think":
-            sys.stderr.write(f"{DIM}{segment.text}{RESET}" if dim else segment.text)
+            style = DIM + (ITALIC if getattr(segment, "inserted_by", None) else "")
+            sys.stderr.write(f"{style}{segment.text}{RESET}" if dim else segment.text)
             sys.stderr.flush()
         else:
             sys.stdout.write(segment.text)

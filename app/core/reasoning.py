@@ -41,6 +41,14 @@ Decisions (each anomaly also sets a flag from `FLAGS`, so the UI can show it):
   contains tag text. (The joined `thinking`/`answer` text of such a contrived
   output does read ``<think>``, faithfully to what the model wrote.)
 
+Inserted text. `insert` puts text that the model did not write into the stream (a
+wrap-up that ends the thought when a thinking budget runs out, a user's nudge, a kept
+prefix of an edited thought; app/core/steering.py): it is emitted as it is, never
+parsed for tags, in segments whose `inserted_by` says who wrote it ("ponder" or
+"user"), and `close_thinking=True` then ends the think block as ``</think>`` would.
+`TraceText.spans` gives every inserted stretch of the thinking as character offsets
+into `thinking`, the shape messages are stored and exported with.
+
 Cost: each `feed` is O(len(delta)) (a `str.find` for ``<``; a held prefix is at
 most 8 characters). Text is kept in a `TraceText` as lists of parts, joined when a property is
 read; the join is cached, so reading the properties for a periodic checkpoint
@@ -75,12 +83,18 @@ class Segment:
     """A piece of output text of one kind, ready to display.
 
     `block` numbers the think blocks of a message from 0 (`TraceText` keeps them apart by
-    it); answer text is all one, block 0.
+    it); answer text is all one, block 0. `inserted_by` is None for text the model wrote,
+    else who inserted it: "ponder" (a wrap-up that ended the thought) or "user" (a nudge,
+    an edited thought).
     """
 
     kind: Literal["think", "answer"]
     text: str
     block: int = 0
+    inserted_by: str | None = None
+
+
+INSERTERS = ("ponder", "user")  # the values of Segment.inserted_by and of a span's "by"
 
 
 class TraceText:
@@ -95,13 +109,47 @@ class TraceText:
 
     def __init__(self) -> None:
         self._blocks: dict[int, list[str]] = {}
+        self._block_chars: dict[int, int] = {}  # characters added to each think block so far
+        self._inserted: list[tuple[int, int, int, str]] = []  # (block, start, end, by) of inserted thinking
         self._answer: list[str] = []
 
     def add(self, segment: Segment) -> None:
         if segment.kind == "think":
-            self._blocks.setdefault(segment.block, []).append(segment.text)
+            block = segment.block
+            self._blocks.setdefault(block, []).append(segment.text)
+            start = self._block_chars.get(block, 0)
+            self._block_chars[block] = start + len(segment.text)
+            if segment.inserted_by is not None:
+                self._inserted.append((block, start, start + len(segment.text), segment.inserted_by))
         else:
             self._answer.append(segment.text)
+
+    @property
+    def spans(self) -> list[dict]:
+        """Inserted stretches of `thinking`: [{"start", "end", "by"}], character offsets into
+        `thinking` (end exclusive), in order; adjacent stretches by the same hand are one."""
+        spans: list[dict] = []
+        if not self._inserted:
+            return spans
+        offsets, base = {}, 0  # where each non-empty block starts in `thinking`, and its lead
+        for number in sorted(self._blocks):
+            raw = _joined(self._blocks[number])
+            stripped = raw.strip()
+            if stripped:
+                offsets[number] = (base, len(raw) - len(raw.lstrip()), len(stripped))
+                base += len(stripped) + 2  # the blank line between blocks
+        for block, start, end, by in self._inserted:
+            if block not in offsets:
+                continue
+            at, lead, length = offsets[block]
+            start, end = max(0, start - lead), min(length, end - lead)
+            if end <= start:
+                continue
+            if spans and spans[-1]["by"] == by and spans[-1]["end"] == at + start:
+                spans[-1]["end"] = at + end
+            else:
+                spans.append({"start": at + start, "end": at + end, "by": by})
+        return spans
 
     def block(self, number: int) -> str:
         """Think block `number`, stripped ("" if it has no text)."""
@@ -165,6 +213,25 @@ class ThinkSplitter:
                 start = lt + 1
         return self._out
 
+    def insert(self, text: str, by: str | None, *, close_thinking: bool = False) -> list[Segment]:
+        """Put text the model did not write into the stream, as it is (no tags are looked for):
+        segments of the current kind marked `inserted_by=by` (None: text the model wrote
+        earlier, e.g. the kept start of a thought). `close_thinking` then ends the think
+        block as ``</think>`` would. A tag prefix held from the model's last delta is its
+        text: it is emitted first."""
+        if self._finished:
+            raise RuntimeError("ThinkSplitter.insert() called after finish()")
+        if by is not None and by not in INSERTERS:
+            raise ValueError(f"inserted_by must be one of {INSERTERS}, not {by!r}")
+        self._out = []
+        if self._held:
+            self._emit(self._held)
+            self._held = ""
+        self._emit(text, by)
+        if close_thinking and self._thinking:
+            self._close_tag()
+        return self._out
+
     def finish(self) -> list[Segment]:
         """End of stream: emit held text and settle the end-of-stream flags."""
         if self._finished:
@@ -201,6 +268,11 @@ class ThinkSplitter:
         return self._text.answer
 
     @property
+    def spans(self) -> list[dict]:
+        """Inserted stretches of `thinking` (TraceText.spans)."""
+        return self._text.spans
+
+    @property
     def flags(self) -> list[str]:
         """Sorted anomaly flags (see FLAGS and the module docstring)."""
         return sorted(self._flags)
@@ -227,7 +299,7 @@ class ThinkSplitter:
         self._thinking = False
         self._block_has_text = False
 
-    def _emit(self, text: str) -> None:
+    def _emit(self, text: str, by: str | None = None) -> None:
         if not text:
             return
         if not self._block_has_text:
@@ -235,12 +307,16 @@ class ThinkSplitter:
             if not text:
                 return
             self._block_has_text = True
-        segment = Segment("think", text, self._block_count - 1) if self._thinking else Segment("answer", text)
+        if self._thinking:
+            segment = Segment("think", text, self._block_count - 1, by)
+        else:
+            segment = Segment("answer", text, 0, by)
         self._text.add(segment)
         out = self._out
-        if out and out[-1].kind == segment.kind and out[-1].block == segment.block \
-                and not _spells_tag(out[-1].text, text):
-            out[-1] = Segment(segment.kind, out[-1].text + text, segment.block)
+        last = out[-1] if out else None
+        if last is not None and last.kind == segment.kind and last.block == segment.block \
+                and last.inserted_by == by and not _spells_tag(last.text, text):
+            out[-1] = Segment(segment.kind, last.text + text, segment.block, by)
         else:
             out.append(segment)
 
