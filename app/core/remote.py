@@ -623,9 +623,8 @@ class RemoteChatRun:
     # --- iterating ----------------------------------------------------------------------
 
     def __iter__(self) -> RemoteChatRun:
-        if self._stream is not None:
-            raise RuntimeError("a RemoteChatRun can be iterated once")
-        self._stream = self._generate()
+        if self._stream is None:  # one stream: iterating again goes on where it is
+            self._stream = self._generate()
         return self
 
     def __next__(self) -> Segment:
@@ -852,10 +851,12 @@ class RemoteChatRun:
     def _steer(self) -> None:
         """Requests from the window's Steering, between chunks on the reading thread."""
         steering = self._steering
-        if steering.take_answer_now() and self._splitter is not None and self._splitter.in_thinking:
-            if not self._engine.capabilities.answer_now:
-                self.notices.append(self._engine.capabilities.answer_now_note)
-            elif self.completion_id is not None:
+        if steering.take_answer_now():
+            caps = self._engine.capabilities
+            if not caps.answer_now:
+                if caps.answer_now_note not in self.notices:
+                    self.notices.append(caps.answer_now_note)
+            elif self._splitter is None or self._splitter.in_thinking:  # after the thought: nothing to end
                 self._answer_now_quietly()
         while (note := steering.take_note()) is not None:
             steering.unused.append(note)
