@@ -8,7 +8,7 @@ import json
 from app.core.catalog import load_catalog
 from app.core.hardware import GiB, describe, probe
 from app.core.sizing import Recommendation, format_speed, recommend
-from app.core.wording import FIT_LABELS, speed_text
+from app.core.wording import FIT_LABELS, experts_in_ram_text, placement_label, speed_text
 
 
 def add_parser(subparsers) -> None:
@@ -24,18 +24,24 @@ def add_parser(subparsers) -> None:
     p.add_argument("--gpu-name", metavar="NAME", help="GPU or Apple chip, e.g. 'RTX 4090' or 'Apple M3 Max'")
     p.add_argument("--gpus", type=int, default=1, metavar="N", help="number of such GPUs (default 1)")
     p.add_argument("--unified", action="store_true", help="Apple Silicon: the GPU shares --ram-gb")
+    p.add_argument("--cpu-cores", type=int, metavar="N", help="physical CPU cores (default: this machine's)")
+    p.add_argument("--ram-bandwidth-gbs", type=float, metavar="GBS",
+                   help="RAM bandwidth in GB/s, for speeds with layers or experts in RAM "
+                   "(default 50, dual-channel DDR4; DDR5 desktops ~80, servers 200+)")
     p.add_argument("--catalog", metavar="PATH", help=argparse.SUPPRESS)  # tests and catalog authors
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     catalog = load_catalog(args.catalog)
-    described = any(x is not None for x in (args.vram_gb, args.ram_gb, args.gpu_name)) or args.unified
+    described = any(x is not None for x in (args.vram_gb, args.ram_gb, args.gpu_name, args.cpu_cores,
+                                            args.ram_bandwidth_gbs)) or args.unified
     if described:
         here = probe()
         ram_gb = args.ram_gb if args.ram_gb is not None else here.ram_total_bytes / GiB
         hw = describe(vram_gb=args.vram_gb, ram_gb=ram_gb, gpu_name=args.gpu_name, n_gpus=args.gpus,
-                      unified=args.unified, cpu_cores=here.cpu_physical_cores)
+                      unified=args.unified, cpu_cores=args.cpu_cores or here.cpu_physical_cores,
+                      cpu_bandwidth_gbps=args.ram_bandwidth_gbs)
     else:
         hw = probe()
     rec = recommend(hw, catalog)
@@ -58,21 +64,30 @@ def format_recommendation(rec: Recommendation) -> str:
         lines.append(rec.reason)
     else:
         p, m = rec.plan, rec.model
+        files = rec.files[0] if len(rec.files) == 1 else f"{rec.files[0]} and {len(rec.files) - 1} more parts"
+        layers = f"{p.n_gpu_layers} of {p.n_layers + 1} on the GPU"
+        if p.experts_in_ram:
+            layers = f"all {p.n_layers + 1} on the GPU, their routed experts in RAM"
         lines += [
             f"Recommended: {m.name} {p.quant}  ({m.repo})",
-            f"  file     {', '.join(rec.files)}  ({_gb(p.file_size)})",
+            f"  file     {files}  ({_gb(p.file_size)})",
             f"  context  {p.n_ctx:,} tokens, {p.kv_type} KV cache",
-            f"  layers   {p.n_gpu_layers} of {p.n_layers + 1} on the GPU",
+            f"  layers   {layers}",
             f"  memory   ~{_gb(p.gpu_bytes)} GPU, ~{_gb(p.ram_bytes)} RAM",
             f"  speed    {speed_text(p)}",
-            "",
-            rec.reason,
         ]
+        if rec.runner_up is not None:
+            r = rec.runner_up
+            lines.append(f"  or       {r.name} {r.plan.quant}  ({_gb(r.plan.file_size)}, {placement_label(r.plan)}, "
+                         f"{speed_text(r.plan)})")
+        lines += ["", rec.reason]
+        if experts := experts_in_ram_text(p):
+            lines += ["", experts]
     lines += ["", "All models:"]
     for a in rec.alternatives:
         p = a.plan
         mark = "*" if a.recommended else " "
         slow = "  (too slow)" if p.fits and not a.usable else ""
-        lines.append(f" {mark} {a.name:<24} {p.quant:<11} {FIT_LABELS[p.fit]:<16} {_gb(p.file_size):>9}  "
-                     f"~{format_speed(p.expected_tokens_per_s)} tok/s{slow}")
+        lines.append(f" {mark} {a.name:<22} {p.quant:<11} {FIT_LABELS[p.fit]:<16} {placement_label(p):<20}"
+                     f"{_gb(p.file_size):>9}  ~{format_speed(p.expected_tokens_per_s)} tok/s{slow}")
     return "\n".join(lines)

@@ -48,6 +48,13 @@ class Quant:
         """The file llama.cpp opens (the first part of a split model)."""
         return self.files[0]
 
+    @property
+    def dynamic(self) -> bool:
+        """Unsloth's dynamic quants ("UD-..."): the routed experts at 1.6-2.5 bits, attention, shared
+        experts and the dense layers kept at 4-6 bits, so the nominal bits undersell the file. The
+        planner accepts them where it otherwise wants 4 bits (the full R1 exists only so)."""
+        return self.name.upper().startswith("UD-")
+
 
 @dataclass(frozen=True)
 class Architecture:
@@ -67,6 +74,19 @@ class Architecture:
     # value_length_mla): n_head_kv, head_dim and head_dim_v are then the file's own (1, kv_lora_rank +
     # rope dim, kv_lora_rank) and llama.cpp keeps no V cache (docs/sizing.md).
     mla: bool = False
+    # Mixture of experts: the routed experts' width, the dense layers before the first MoE layer and
+    # the shared experts (DeepSeek-V3/R1: 2048, 3, 1). The planner sizes the experts-in-RAM placement
+    # from them before a file exists.
+    n_ff_exp: int | None = None
+    n_layer_dense_lead: int = 0
+    n_expert_shared: int = 0
+
+    @property
+    def expert_params(self) -> int:
+        """Parameters of the routed experts (gate, up and down of every expert in every MoE layer)."""
+        if not (self.n_expert and self.n_ff_exp):
+            return 0
+        return (self.n_layers - self.n_layer_dense_lead) * self.n_expert * 3 * self.n_embd * self.n_ff_exp
 
 
 @dataclass(frozen=True)
@@ -84,6 +104,20 @@ class CatalogModel:
     tier: int  # reasoning quality rank, higher is better
     architecture: Architecture
     quants: tuple[Quant, ...]
+    # The tokenizer family: models of one family can share a speculative draft (the draft's tokens
+    # must be the target's). R1-0528-Qwen3-8B's is its own, so it drafts with none of the distills.
+    tokenizer: str | None = None
+    # The model's own prompt guidance (app/core/prompt.py applies it, `prompt_rules`): the January R1
+    # family wants no system prompt and a forced "<think>\n"; R1-0528 takes a system prompt and thinks
+    # without being forced.
+    system_prompt: bool = False
+    force_think: bool = True
+    notes: str = ""  # what the entry rests on, and which of its numbers are not confirmed
+    unconfirmed: tuple[str, ...] = ()  # fields taken from memory of public listings, not checked
+
+    def can_share_draft(self, other: CatalogModel) -> bool:
+        """Whether one of the two can draft tokens for the other (same tokenizer family)."""
+        return self.tokenizer is not None and self.tokenizer == other.tokenizer
 
     def quant(self, name: str) -> Quant:
         for quant in self.quants:
@@ -96,7 +130,9 @@ class CatalogModel:
         return {
             "id": self.id, "name": self.name, "short_name": self.short_name, "repo": self.repo,
             "description": self.description, "license": self.license, "reasoning": self.reasoning,
-            "params_b": self.params_b, "tier": self.tier,
+            "params_b": self.params_b, "tier": self.tier, "tokenizer": self.tokenizer,
+            "system_prompt": self.system_prompt, "force_think": self.force_think, "notes": self.notes,
+            "unconfirmed": list(self.unconfirmed),
             "quants": [{"name": q.name, "bits": q.bits, "size_bytes": q.size_bytes,
                         "files": [f.path for f in q.files]} for q in self.quants],
         }
@@ -274,6 +310,9 @@ def _parse_model(data, index: int, source: str) -> CatalogModel:
         n_expert=arch.integer("n_expert", optional=True),
         n_expert_used=arch.integer("n_expert_used", optional=True),
         mla=arch.boolean("mla") if "mla" in arch.data else False,
+        n_ff_exp=arch.integer("n_ff_exp", optional=True),
+        n_layer_dense_lead=arch.integer("n_layer_dense_lead", optional=True) or 0,
+        n_expert_shared=arch.integer("n_expert_shared", optional=True) or 0,
     )
     if architecture.n_head_kv > architecture.n_head:
         arch._fail("n_head_kv", f"at most n_head ({architecture.n_head})")
@@ -288,6 +327,10 @@ def _parse_model(data, index: int, source: str) -> CatalogModel:
     active = e.number("active_params_b", optional=True)
     if active is not None and active > params:
         e._fail("active_params_b", f"at most params_b ({params:g})")
+    reasoning = e.boolean("reasoning")
+    unconfirmed = data.get("unconfirmed", [])
+    if not isinstance(unconfirmed, list) or not all(isinstance(u, str) and u.strip() for u in unconfirmed):
+        e._fail("unconfirmed", "a list of field names or short notes")
     return CatalogModel(
         id=model_id,
         name=e.text("name"),
@@ -296,12 +339,17 @@ def _parse_model(data, index: int, source: str) -> CatalogModel:
         description=e.text("description"),
         license=e.text("license"),
         base_model=e.text("base_model"),
-        reasoning=e.boolean("reasoning"),
+        reasoning=reasoning,
         params_b=params,
         active_params_b=active,
         tier=e.integer("tier"),
         architecture=architecture,
         quants=tuple(sorted(quants, key=lambda q: q.bits)),
+        tokenizer=e.text("tokenizer") if "tokenizer" in e.data else None,
+        system_prompt=e.boolean("system_prompt") if "system_prompt" in e.data else False,
+        force_think=e.boolean("force_think") if "force_think" in e.data else reasoning,
+        notes=e.text("notes") if "notes" in e.data else "",
+        unconfirmed=tuple(unconfirmed),
     )
 
 

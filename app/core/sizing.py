@@ -52,6 +52,7 @@ anything else fits); it appears among the alternatives, with its fit badge, wher
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import math
 from dataclasses import dataclass, field
 
@@ -87,11 +88,26 @@ SPEED_CONTEXT_FILL = 1024
 UNLIMITED_GPU_BANDWIDTH_GBPS = 3350.0
 
 MIN_TOKENS_PER_S = 5.0
+# The full 671B is the pick only at this speed or more (a 2000-token reasoning trace in ~4 minutes);
+# slower, it is offered beside the distill the machine runs well.
+FULL_MODEL_MIN_TOKENS_PER_S = 8.0
 COMFORT_TOKENS_PER_S = 15.0
 PREFERRED_MIN_BITS = 4
 ABSOLUTE_MIN_BITS = 2
+# Bits per weight a catalog plan assumes for a MoE's non-expert weights (attention, shared experts, dense
+# layers): llama.cpp's K-quant mixes and Unsloth's dynamic quants keep them at 4-6 bits.
+NON_EXPERT_MIN_BPW = 4.5
+# On a GPU, routed experts are read through ggml's mul_mat_id (the picked experts gathered per token,
+# many small matrices), which reaches less of the bandwidth than a dense matrix. Not measured here:
+# chosen so that the full R1 UD-IQ1_S on an M2 Ultra (800 GB/s) decodes at 10-15 tokens/s, what people
+# report; tests/benchmarks/gpu/bench_experts_in_ram.py measures it. The CPU's own rate already is
+# llama.cpp's quantised dot products, experts or not.
+EXPERT_READ_EFFICIENCY = 0.35
 # Share of one layer's weights in its largest matrix (an FFN projection: 22-29% in the distills).
 LARGEST_LAYER_TENSOR_SHARE = 0.3
+# Share of one layer's routed experts in its largest expert tensor (gate, up, down: down is often a
+# bit or two wider in the dynamic quants).
+LARGEST_EXPERT_TENSOR_SHARE = 0.4
 
 # GGUF general.file_type (llama_ftype) → quantisation name.
 GGUF_FILE_TYPES = {
@@ -140,16 +156,34 @@ class ModelShape:
     active_ratio: float = 1.0  # share of layer weights read per token (mixture of experts)
     model_id: str | None = None
     mla: bool = False  # Multi-head Latent Attention file: K only (n_head_kv × head_dim_k), no V cache
+    # Mixture of experts: the routed experts' bytes in the file (every blk.*.ffn_*_exps tensor), the
+    # part that "experts in RAM" keeps in system RAM, and how many of n_expert each token uses.
+    expert_bytes: int = 0
+    n_expert: int = 0
+    n_expert_used: int = 0
 
     @classmethod
     def from_catalog(cls, model: CatalogModel, quant: str | Quant = "Q4_K_M") -> ModelShape:
         q = quant if isinstance(quant, Quant) else model.quant(quant)
         a = model.architecture
         active = (model.active_params_b / model.params_b) if model.active_params_b else 1.0
-        return cls(name=model.short_name, quant=q.name, file_size=q.size_bytes, n_layers=a.n_layers,
-                   n_embd=a.n_embd, n_head=a.n_head, n_head_kv=a.n_head_kv, head_dim_k=a.head_dim,
-                   head_dim_v=a.head_dim_v, vocab_size=a.vocab_size, n_ff=a.n_ff,
-                   n_ctx_train=a.n_ctx_train, active_ratio=active, model_id=model.id, mla=a.mla)
+        shape = cls(name=model.short_name, quant=q.name, file_size=q.size_bytes, n_layers=a.n_layers,
+                    n_embd=a.n_embd, n_head=a.n_head, n_head_kv=a.n_head_kv, head_dim_k=a.head_dim,
+                    head_dim_v=a.head_dim_v, vocab_size=a.vocab_size, n_ff=a.n_ff,
+                    n_ctx_train=a.n_ctx_train, active_ratio=active, model_id=model.id, mla=a.mla,
+                    n_expert=a.n_expert or 0, n_expert_used=a.n_expert_used or 0)
+        if not (a.expert_params and a.n_expert_used):
+            return shape
+        # Before a file exists: the non-expert layer weights (attention, norms, router, shared experts,
+        # dense leading layers) at the file's bits, at least NON_EXPERT_MIN_BPW (dynamic quants keep
+        # them at 4-6 bits), and the rest of the layers' bytes are the routed experts.
+        layer_total = shape.layer_bytes * a.n_layers
+        embd_params = 2 * a.vocab_size * a.n_embd
+        non_expert_params = max(0.0, model.params_b * 1e9 - a.expert_params - embd_params)
+        non_expert = min(layer_total, non_expert_params * max(q.bits, NON_EXPERT_MIN_BPW) / 8)
+        experts = int(layer_total - non_expert)
+        active = (non_expert + experts * a.n_expert_used / a.n_expert) / layer_total if layer_total else 1.0
+        return dataclasses.replace(shape, expert_bytes=experts, active_ratio=active)
 
     @classmethod
     def from_summary(cls, summary) -> ModelShape:
@@ -183,7 +217,8 @@ class ModelShape:
                    head_dim_v=int(getattr(summary, "head_dim_v", None) or head_dim),
                    vocab_size=int(summary.vocab_size), n_ff=int(getattr(summary, "n_ff", None) or 4 * n_embd),
                    n_ctx_train=getattr(summary, "n_ctx_train", None), active_ratio=active,
-                   mla=bool(getattr(summary, "mla", False)))
+                   mla=bool(getattr(summary, "mla", False)), expert_bytes=int(expert_tensor_bytes),
+                   n_expert=int(n_expert or 0), n_expert_used=int(n_expert_used or 0))
 
     @property
     def metadata_bytes(self) -> int:
@@ -212,6 +247,20 @@ class ModelShape:
 
     def kv_bytes_per_token_layer(self, kv_type: str) -> float:
         return self.kv_elements_per_token_layer * KV_BYTES_PER_ELEMENT[kv_type]
+
+    @property
+    def is_moe(self) -> bool:
+        return self.expert_bytes > 0 and self.n_expert > 0 and self.n_expert_used > 0
+
+    @property
+    def expert_read_bytes(self) -> float:
+        """Routed-expert bytes one token reads: the n_expert_used experts the router picks."""
+        return self.expert_bytes * self.n_expert_used / self.n_expert if self.is_moe else 0.0
+
+    @property
+    def non_expert_layer_bytes(self) -> float:
+        """One layer's weights without its routed experts (on the GPU when the experts are in RAM)."""
+        return max(0.0, self.layer_bytes - self.expert_bytes / self.n_layers)
 
 
 @dataclass
@@ -262,15 +311,24 @@ class Plan:
     devices: list[DeviceUse]
     expected_tokens_per_s: float
     has_gpu: bool  # the machine has a GPU llama.cpp can use
+    # Mixture of experts with its routed experts (ffn_*_exps) in system RAM and every layer's other
+    # weights, the output layer and the KV cache on the GPU (llama.cpp's tensor buffer-type override,
+    # `-ot "\.ffn_.*_exps\.=CPU"`); n_gpu_layers is then all of them.
+    experts_in_ram: bool = False
+    expert_bytes: int = 0  # the routed experts' bytes (in RAM when experts_in_ram)
+    expert_read_bytes: int = 0  # of those, what one token reads (the experts the router picks)
 
     @property
     def full_offload(self) -> bool:
-        return self.n_gpu_layers >= self.n_layers + 1
+        return self.n_gpu_layers >= self.n_layers + 1 and not self.experts_in_ram
 
     @property
     def placement(self) -> str:
+        """'gpu', 'split' (the first layers on the CPU), 'experts_in_ram' or 'cpu'."""
         if self.n_gpu_layers == 0:
             return "cpu"
+        if self.experts_in_ram:
+            return "experts_in_ram"
         return "gpu" if self.full_offload else "split"
 
     @property
@@ -306,6 +364,8 @@ class Plan:
             "file_size": self.file_size, "n_ctx": self.n_ctx, "kv_type": self.kv_type,
             "n_gpu_layers": self.n_gpu_layers, "n_layers": self.n_layers, "placement": self.placement,
             "flash_attn": self.flash_attn, "n_ubatch": self.n_ubatch, "fit": self.fit,
+            "experts_in_ram": self.experts_in_ram, "expert_bytes": self.expert_bytes,
+            "expert_read_bytes": self.expert_read_bytes,
             "estimated_vram_bytes": self.gpu_bytes, "estimated_ram_bytes": self.ram_bytes,
             "expected_tokens_per_s": round(self.expected_tokens_per_s, 1),
             "devices": [d.to_dict() for d in self.devices],
@@ -313,9 +373,10 @@ class Plan:
 
     def breakdown(self) -> str:
         """A table in MiB, for scripts that compare the plan with a measurement."""
+        experts = ", routed experts in RAM" if self.experts_in_ram else ""
         head = (f"{self.model_name} {self.quant}: n_ctx {self.n_ctx} ({self.kv_type} KV), "
-                f"{self.n_gpu_layers}/{self.n_layers + 1} layers on GPU, ~{self.expected_tokens_per_s:.0f} tok/s, "
-                f"{self.fit}")
+                f"{self.n_gpu_layers}/{self.n_layers + 1} layers on GPU{experts}, "
+                f"~{self.expected_tokens_per_s:.0f} tok/s, {self.fit}")
         rows = [f"{'device':<28}{'weights':>10}{'KV':>9}{'compute':>9}{'runtime':>9}{'total':>10}"
                 f"{'margin':>9}{'budget':>10}"]
         for d in self.devices:
@@ -355,12 +416,14 @@ def model_shape(model, quant: str | Quant | None = None) -> ModelShape:
 
 def plan(model, *, quant: str | Quant | None = None, n_ctx: int = TARGET_N_CTX, kv_type: str = "f16",
          n_gpu_layers: int | None = None, hw: HardwareInfo | None = None,
-         n_ubatch: int = DEFAULT_N_UBATCH, flash_attn: bool = True) -> Plan:
+         n_ubatch: int = DEFAULT_N_UBATCH, flash_attn: bool = True, experts_in_ram: bool = False) -> Plan:
     """Where a model's bytes go and how fast it decodes.
 
     `model`: a catalog model (with `quant`, default Q4_K_M), a `ModelSummary` or a `ModelShape`.
     `n_gpu_layers`: None = as many as fit on `hw`'s GPUs; -1 = all; otherwise llama.cpp's count.
-    `hw`: None plans for one CUDA GPU with no memory limit (for measurement scripts)."""
+    `hw`: None plans for one CUDA GPU with no memory limit (for measurement scripts).
+    `experts_in_ram`: a mixture of experts with its routed experts in system RAM and all the rest on
+    the GPU (n_gpu_layers is then all layers); ignored for a dense model or without a GPU."""
     shape = model_shape(model, quant)
     if kv_type not in KV_BYTES_PER_ELEMENT:
         raise PonderError(f"Unknown KV cache type {kv_type!r}; use one of {', '.join(KV_BYTES_PER_ELEMENT)}.")
@@ -370,16 +433,22 @@ def plan(model, *, quant: str | Quant | None = None, n_ctx: int = TARGET_N_CTX, 
         raise PonderError("A quantized KV cache needs flash attention.")
     gpus = _gpu_targets(hw)
     full = shape.n_layers + 1
-    if n_gpu_layers is None:
+    # (Unified memory has one pool: RAM and "GPU memory" are the same bytes, nothing to gain.)
+    experts_in_ram = bool(experts_in_ram and shape.is_moe and gpus and not (hw and hw.unified_memory))
+    if experts_in_ram:
+        n = full
+    elif n_gpu_layers is None:
         n = _max_gpu_layers(shape, gpus, hw, n_ctx, kv_type, n_ubatch, flash_attn)
     else:
         n = full if n_gpu_layers < 0 else min(n_gpu_layers, full)
         n = n if gpus else 0
-    devices = _place(shape, n, gpus, hw, n_ctx, kv_type, n_ubatch, flash_attn)
-    speed = _tokens_per_s(shape, devices, gpus, hw, kv_type)
+    devices = _place(shape, n, gpus, hw, n_ctx, kv_type, n_ubatch, flash_attn, experts_in_ram)
+    speed = _tokens_per_s(shape, devices, gpus, hw, kv_type, experts_in_ram)
     return Plan(model_name=shape.name, model_id=shape.model_id, quant=shape.quant, file_size=shape.file_size,
                 n_ctx=n_ctx, kv_type=kv_type, n_gpu_layers=n, n_layers=shape.n_layers, flash_attn=flash_attn,
-                n_ubatch=n_ubatch, devices=devices, expected_tokens_per_s=speed, has_gpu=bool(gpus))
+                n_ubatch=n_ubatch, devices=devices, expected_tokens_per_s=speed, has_gpu=bool(gpus),
+                experts_in_ram=experts_in_ram, expert_bytes=shape.expert_bytes,
+                expert_read_bytes=int(shape.expert_read_bytes))
 
 
 def _max_gpu_layers(shape, gpus, hw, n_ctx, kv_type, n_ubatch, flash_attn) -> int:
@@ -392,7 +461,8 @@ def _max_gpu_layers(shape, gpus, hw, n_ctx, kv_type, n_ubatch, flash_attn) -> in
     return 0
 
 
-def _place(shape: ModelShape, n: int, gpus: list[_Gpu], hw, n_ctx, kv_type, n_ubatch, flash_attn) -> list[DeviceUse]:
+def _place(shape: ModelShape, n: int, gpus: list[_Gpu], hw, n_ctx, kv_type, n_ubatch, flash_attn,
+           experts_in_ram: bool = False) -> list[DeviceUse]:
     full = shape.n_layers + 1
     n_ctx_pad = math.ceil(n_ctx / N_CTX_PAD) * N_CTX_PAD
     gpu_devs = [DeviceUse(name=g.name, kind="gpu") for g in gpus] if n > 0 else []
@@ -413,17 +483,30 @@ def _place(shape: ModelShape, n: int, gpus: list[_Gpu], hw, n_ctx, kv_type, n_ub
             dev.layers += 1
     kv_layer = shape.kv_bytes_per_token_layer(kv_type) * n_ctx_pad
     logits = n_ubatch * shape.vocab_size * 4 + shape.n_embd * n_ubatch * 4
-    activations = 4 * shape.n_embd * n_ubatch * 4
+    # f32 activations of one layer's attention that are alive together: the queries and attention output
+    # of every head, the cached heads' K and V of the batch, and a few n_embd-wide rows. For an MLA file
+    # (head_dim_k = kv_lora_rank + rope, head_dim_v = kv_lora_rank) that is the absorbed queries and the
+    # latent output per head: what makes deepseek2's buffer larger than its logits (measured on CPU:
+    # tests/core/test_mla_sizing.py).
+    per_token = ((shape.n_head + shape.n_head_kv) * (shape.head_dim_k + shape.head_dim_v) + 4 * shape.n_embd)
+    activations = per_token * n_ubatch * 4
     attention = (n_ctx_pad * n_ubatch * 2 if flash_attn else shape.n_head * n_ctx_pad * n_ubatch * 4) + activations
     ffn = 3 * shape.n_ff * n_ubatch * 4
     layer_work = max(attention, ffn)
-    cpu_weights_present = cpu.layers > 0 or cpu.has_output
-    # The biggest CPU weight llama.cpp copies to the GPU to run a prompt batch there (op offload).
+    cpu_weights_present = cpu.layers > 0 or cpu.has_output or experts_in_ram
+    # The biggest CPU weight llama.cpp copies to the GPU to run a prompt batch there (op offload): the
+    # output layer, a layer's largest matrix, or one layer's largest expert tensor (gate, up or down).
     offload_copy = 0
     if gpu_devs and cpu_weights_present:
-        offload_copy = shape.output_bytes if cpu.has_output else int(shape.layer_bytes * LARGEST_LAYER_TENSOR_SHARE)
+        if cpu.has_output:
+            offload_copy = shape.output_bytes
+        elif experts_in_ram:
+            offload_copy = int(shape.expert_bytes / shape.n_layers * LARGEST_EXPERT_TENSOR_SHARE)
+        else:
+            offload_copy = int(shape.layer_bytes * LARGEST_LAYER_TENSOR_SHARE)
+    gpu_layer_bytes = shape.non_expert_layer_bytes if experts_in_ram else shape.layer_bytes
     for dev, g in zip(gpu_devs, gpus):
-        dev.weights_bytes = int(dev.layers * shape.layer_bytes + (shape.output_bytes if dev.has_output else 0))
+        dev.weights_bytes = int(dev.layers * gpu_layer_bytes + (shape.output_bytes if dev.has_output else 0))
         dev.kv_bytes = int(dev.layers * kv_layer)
         dev.compute_bytes = max(logits if dev.has_output else 0, layer_work if dev.layers else 0)
         if kv_type != "f16" and g.vendor == "nvidia" and dev.layers:
@@ -435,10 +518,13 @@ def _place(shape: ModelShape, n: int, gpus: list[_Gpu], hw, n_ctx, kv_type, n_ub
     if gpu_devs:
         gpu_devs[0].compute_bytes += offload_copy
     cpu.weights_bytes = int(shape.token_embd_bytes + cpu.layers * shape.layer_bytes
-                            + (shape.output_bytes if cpu.has_output else 0))
+                            + (shape.output_bytes if cpu.has_output else 0)
+                            + (shape.expert_bytes if experts_in_ram else 0))
     cpu.kv_bytes = int(cpu.layers * kv_layer)
     if cpu_weights_present:
         cpu.compute_bytes = max(logits if cpu.has_output else 0, layer_work if cpu.layers else 0)
+        if experts_in_ram:  # the used experts' FFN activations of a batch, computed on the CPU
+            cpu.compute_bytes = max(cpu.compute_bytes, 3 * shape.n_ff * n_ubatch * 4)
     else:  # inputs staged on the host: embeddings of the batch and the attention mask
         cpu.compute_bytes = 2 * shape.n_embd * n_ubatch * 4 + n_ctx_pad * n_ubatch * 2
     cpu.runtime_bytes = HOST_RUNTIME_BYTES
@@ -456,18 +542,28 @@ def cpu_effective_gbps(hw: HardwareInfo | None) -> float:
     return min(hw.cpu_bandwidth_gbps, cores * CPU_GBPS_PER_CORE) * CPU_EFFICIENCY
 
 
-def _tokens_per_s(shape: ModelShape, devices: list[DeviceUse], gpus: list[_Gpu], hw, kv_type: str) -> float:
+def _tokens_per_s(shape: ModelShape, devices: list[DeviceUse], gpus: list[_Gpu], hw, kv_type: str,
+                  experts_in_ram: bool = False) -> float:
+    """One token's reads, each device's at its own bandwidth. A MoE's routed experts are read at
+    EXPERT_READ_EFFICIENCY of the device's rate; with the experts in RAM the CPU reads them all."""
     kv_token = shape.kv_bytes_per_token_layer(kv_type) * SPEED_CONTEXT_FILL
+    expert_per_layer = shape.expert_read_bytes / shape.n_layers
+    dense_per_layer = shape.layer_bytes * shape.active_ratio - expert_per_layer
     seconds = 0.0
     gpu_by_name = {g.name: g for g in gpus}
     for dev in devices:
-        read = dev.layers * (shape.layer_bytes * shape.active_ratio + kv_token)
-        read += shape.output_bytes if dev.has_output else 0
         if dev.kind == "gpu":
-            bandwidth = gpu_by_name[dev.name].bandwidth_gbps * 1e9 * GPU_EFFICIENCY
-            seconds += read / bandwidth + (dev.layers + dev.has_output) * GPU_LAYER_OVERHEAD_S
+            rate = gpu_by_name[dev.name].bandwidth_gbps * 1e9 * GPU_EFFICIENCY
+            overhead = (dev.layers + dev.has_output) * GPU_LAYER_OVERHEAD_S
         else:
-            seconds += read / (cpu_effective_gbps(hw) * 1e9) + dev.layers * CPU_LAYER_OVERHEAD_S
+            rate = cpu_effective_gbps(hw) * 1e9
+            overhead = dev.layers * CPU_LAYER_OVERHEAD_S
+        dense = dev.layers * (dense_per_layer + kv_token) + (shape.output_bytes if dev.has_output else 0)
+        experts = dev.layers * expert_per_layer if not experts_in_ram else 0.0
+        if experts_in_ram and dev.kind == "cpu":
+            experts = shape.expert_read_bytes
+        expert_rate = rate * (EXPERT_READ_EFFICIENCY if dev.kind == "gpu" else 1.0)
+        seconds += dense / rate + experts / expert_rate + overhead
     return 1.0 / seconds if seconds > 0 else 0.0
 
 
@@ -511,6 +607,9 @@ class Recommendation:
     reason: str
     alternatives: list[Alternative] = field(default_factory=list)
     hardware_summary: str = ""
+    # Where the pick is a full 671B model: the best distill as the other option a person can weigh
+    # (faster, weaker), with its plan; the reason names both.
+    runner_up: Alternative | None = None
 
     @property
     def model_id(self) -> str | None:
@@ -543,6 +642,7 @@ class Recommendation:
             "reason": self.reason,
             "hardware": self.hardware_summary,
             "plan": p.to_dict() if p else None,
+            "runner_up": self.runner_up.to_dict() if self.runner_up else None,
             "alternatives": [a.to_dict() for a in self.alternatives],
         }
 
@@ -550,24 +650,101 @@ class Recommendation:
 def recommend(hw: HardwareInfo, catalog: Catalog) -> Recommendation:
     """The model this machine should download, why, and every catalog model's fit."""
     models = [m for m in catalog if m.reasoning]
-    gpu_choice = _best(models, lambda m: _full_gpu_choice(hw, m, PREFERRED_MIN_BITS))
+    found = _pick(hw, models)
+    if found is None:
+        return Recommendation(None, None, _nothing_fits_reason(hw, models), _alternatives(hw, catalog, None),
+                              hw.summary())
+    model, chosen, fallback = found
+    # The other option a person can weigh: beside a full model, the best distill (faster, weaker); beside
+    # a distill, a full model that runs here usably but below FULL_MODEL_MIN_TOKENS_PER_S (stronger, slower).
+    if _is_full_model(model):
+        other = _pick(hw, [m for m in models if not _is_full_model(m)])
+        other = other[:2] if other is not None and not other[2] else None
+    else:
+        other = _best([m for m in models if _is_full_model(m)],
+                      lambda m: _full_gpu_choice(hw, m, PREFERRED_MIN_BITS) or _experts_in_ram_choice(hw, m))
+    runner_up = _alternative(*other, recommended=False) if other else None
+    alternatives = _alternatives(hw, catalog, (model, chosen))
+    reason = _reason(hw, model, chosen, fallback)
+    if runner_up is not None:
+        reason += " " + _weigh(model, chosen, runner_up)
+    sibling = _non_reasoning_sibling(model, catalog, alternatives)
+    if sibling is not None:
+        reason += " " + _r1_vs_v3(model, sibling)
+    if not _is_full_model(model):
+        reason += _mla_would_fit_note(hw, models, alternatives)
+    return Recommendation(chosen, model, reason, alternatives, hw.summary(), runner_up)
+
+
+def _mla_would_fit_note(hw, models, alternatives: list[Alternative]) -> str:
+    """A full model whose catalog entry plans the full-size KV cache (files converted before MLA, as far
+    as anyone confirmed) but that would fit with the compressed one: say so, since the header read
+    before a download settles it (app/core/downloads.py plan_download)."""
+    too_big = {a.model_id for a in alternatives if a.plan.fit == "too_big"}
+    for model in models:
+        a = model.architecture
+        if model.id not in too_big or not _is_full_model(model) or a.mla:
+            continue
+        quant = min(model.quants, key=lambda q: q.size_bytes)
+        mla = dataclasses.replace(ModelShape.from_catalog(model, quant), n_head_kv=1, head_dim_k=576,
+                                  head_dim_v=512, mla=True)
+        p = plan(mla, n_ctx=_n_ctx(model, TARGET_N_CTX), n_gpu_layers=-1, hw=hw)
+        if p.fits:
+            return (f" {model.short_name} {quant.name} ({quant.size_bytes / 1e9:.0f} GB) would fit too if its files carry "
+                    f"MLA metadata (its listing says they do not, which is not confirmed): Ponder reads the file's "
+                    f"header before downloading it and plans from that.")
+    return ""
+
+
+def _pick(hw, models) -> tuple[CatalogModel, Plan, bool] | None:
+    """(model, plan, fallback) by the rules in the module docstring, or None when nothing fits."""
+    def on_gpu(m: CatalogModel) -> Plan | None:
+        p = _full_gpu_choice(hw, m, PREFERRED_MIN_BITS) or _experts_in_ram_choice(hw, m)
+        if p is not None and _is_full_model(m) and p.expected_tokens_per_s < FULL_MODEL_MIN_TOKENS_PER_S:
+            return None  # offered beside the pick instead (runner_up)
+        return p
+
+    gpu_choice = _best(models, on_gpu)
     cpu_choice = _best(models, lambda m: _cpu_choice(hw, m))
     if gpu_choice and (not cpu_choice or gpu_choice[0].tier >= cpu_choice[0].tier):
-        model, chosen = gpu_choice
-        fallback = False
-    elif cpu_choice:
+        return (*gpu_choice, False)
+    if cpu_choice:
         model = cpu_choice[0]
-        chosen = _best_placement(_placements(hw, model, _preferred_quant(model), _n_ctx(model, TARGET_N_CTX)))
-        fallback = False
-    else:
-        found = _lightest_that_fits(hw, models)
-        if found is None:
-            return Recommendation(None, None, _nothing_fits_reason(hw, models), _alternatives(hw, catalog, None),
-                                  hw.summary())
-        model, chosen = found
-        fallback = True
-    alternatives = _alternatives(hw, catalog, (model, chosen))
-    return Recommendation(chosen, model, _reason(hw, model, chosen, fallback), alternatives, hw.summary())
+        return model, _best_placement(_placements(hw, model, _preferred_quant(model), _n_ctx(model, TARGET_N_CTX))), False
+    found = _lightest_that_fits(hw, models)
+    return (*found, True) if found else None
+
+
+def _is_full_model(model: CatalogModel) -> bool:
+    """DeepSeek-V3/R1 themselves (671B mixture of experts), not a distill."""
+    return model.architecture.arch == "deepseek2"
+
+
+def _acceptable(quant: Quant, min_bits: float) -> bool:
+    """A file good enough to recommend: min_bits or more, or an Unsloth dynamic quant (its attention
+    and shared weights stay at 4-6 bits; the full R1 exists only so)."""
+    return quant.bits >= min_bits or (min_bits <= PREFERRED_MIN_BITS and quant.dynamic)
+
+
+def _experts_in_ram_choice(hw, model: CatalogModel) -> Plan | None:
+    """A mixture of experts that does not fit the GPU whole: its routed experts in system RAM and the
+    rest on the GPU, if that fits and decodes at ≥ MIN_TOKENS_PER_S. The largest acceptable file that
+    keeps ≥ COMFORT_TOKENS_PER_S, else the smallest that is fast enough."""
+    if not (hw.usable_gpus and model.architecture.expert_params) or hw.unified_memory:
+        return None
+    n_ctx = _n_ctx(model, TARGET_N_CTX)
+    fitting = []
+    for quant in sorted(model.quants, key=lambda q: q.bits):
+        if not _acceptable(quant, PREFERRED_MIN_BITS):
+            continue
+        options = [plan(model, quant=quant, n_ctx=n_ctx, kv_type=kv, hw=hw, experts_in_ram=True) for kv in ("f16", "q8_0")]
+        p = next((o for o in options if o.fits), None)
+        if p is not None and p.expected_tokens_per_s >= MIN_TOKENS_PER_S:
+            fitting.append(p)
+    if not fitting:
+        return None
+    comfortable = [p for p in fitting if p.expected_tokens_per_s >= COMFORT_TOKENS_PER_S]
+    return comfortable[-1] if comfortable else fitting[0]
 
 
 def _n_ctx(model: CatalogModel, wanted: int) -> int:
@@ -608,7 +785,7 @@ def _full_gpu_choice(hw, model: CatalogModel, min_bits: float) -> Plan | None:
     n_ctx = _n_ctx(model, TARGET_N_CTX)
     fitting: list[Plan] = []
     for quant in sorted(model.quants, key=lambda q: q.bits):
-        if quant.bits < min_bits:
+        if not _acceptable(quant, min_bits):
             continue
         for p in _placements(hw, model, quant, n_ctx, n_gpu_layers=-1):
             if p.fits:
@@ -622,7 +799,7 @@ def _full_gpu_choice(hw, model: CatalogModel, min_bits: float) -> Plan | None:
 
 def _cpu_choice(hw, model: CatalogModel) -> Plan | None:
     quant = _preferred_quant(model)
-    if quant.bits < PREFERRED_MIN_BITS:
+    if not _acceptable(quant, PREFERRED_MIN_BITS):
         return None
     p = _best_placement(_placements(hw, model, quant, _n_ctx(model, TARGET_N_CTX), n_gpu_layers=0))
     return p if p.fits and p.expected_tokens_per_s >= MIN_TOKENS_PER_S else None
@@ -653,16 +830,21 @@ def _alternatives(hw, catalog: Catalog, chosen: tuple[CatalogModel, Plan] | None
     for model in catalog:
         recommended = bool(chosen) and model.id == chosen[0].id
         p = chosen[1] if recommended else _as_it_would_run(hw, model)
-        rows.append(Alternative(model_id=model.id, name=model.short_name, description=model.description,
-                                tier=model.tier, plan=p, files=[f.path for f in model.quant(p.quant).files],
-                                repo=model.repo, recommended=recommended))
+        rows.append(_alternative(model, p, recommended))
     return rows
+
+
+def _alternative(model: CatalogModel, p: Plan, recommended: bool) -> Alternative:
+    return Alternative(model_id=model.id, name=model.short_name, description=model.description, tier=model.tier,
+                       plan=p, files=[f.path for f in model.quant(p.quant).files], repo=model.repo,
+                       recommended=recommended)
 
 
 def _as_it_would_run(hw, model: CatalogModel) -> Plan:
     """The model entirely on the GPU if it fits (≥ Q4 first); else the biggest file up to Q4_K_M
     that fits split with the CPU; else, to show what it would take, its smallest file."""
-    full = _full_gpu_choice(hw, model, PREFERRED_MIN_BITS) or _full_gpu_choice(hw, model, ABSOLUTE_MIN_BITS)
+    full = (_full_gpu_choice(hw, model, PREFERRED_MIN_BITS) or _experts_in_ram_choice(hw, model)
+            or _full_gpu_choice(hw, model, ABSOLUTE_MIN_BITS))
     if full:
         return full
     n_ctx = _n_ctx(model, TARGET_N_CTX)
@@ -717,6 +899,9 @@ def _reason(hw: HardwareInfo, model: CatalogModel, p: Plan, fallback: bool) -> s
     elif p.placement == "split":
         where = (f"runs with {p.n_gpu_layers} of {p.n_layers + 1} layers in {_gpu_phrase(hw)} and the rest on "
                  f"the CPU, with {_context_phrase(p)}")
+    elif p.placement == "experts_in_ram":
+        where = (f"runs with its routed experts ({p.expert_bytes / 1e9:.0f} GB) in {_gb(hw.ram_total_bytes)} of RAM and "
+                 f"everything else in {_gpu_phrase(hw)}, with {_context_phrase(p)}")
     else:
         where = f"runs on the CPU in {_gb(hw.ram_total_bytes)} of RAM with {_context_phrase(p)}"
         if hw.gpus and hw.gpu_offload_supported is False:
@@ -727,6 +912,36 @@ def _reason(hw: HardwareInfo, model: CatalogModel, p: Plan, fallback: bool) -> s
         if model.quant(p.quant).bits < PREFERRED_MIN_BITS:
             speed += f" ({p.quant}, because nothing fits at Q4)"
     return f"{what} {where}; {speed}."
+
+
+def _weigh(model: CatalogModel, p: Plan, other: Alternative) -> str:
+    """The choice between the full model and the best distill, in words a person can weigh."""
+    mine, theirs = p.expected_tokens_per_s, other.plan.expected_tokens_per_s
+    if not _is_full_model(model):
+        where = " with its experts in RAM" if other.plan.experts_in_ram else ""
+        return (f"Or the full {other.name} {other.plan.quant}{where} at ~{format_speed(theirs)} tokens/s: the "
+                f"strongest reasoner, but {mine / theirs:.0f}× slower, so a long reasoning trace takes minutes.")
+    if theirs >= 1.3 * mine:
+        pace = f"{theirs / mine:.0f}× as fast" if theirs >= 2 * mine else "faster"
+        trade = f"{pace} but weaker on hard problems"
+    else:
+        trade = "about as fast and weaker on hard problems, so the full model is the better use of this machine"
+    return (f"{model.short_name} is the strongest reasoner; or {other.name} {other.plan.quant} at "
+            f"~{format_speed(theirs)} tokens/s, a distill: {trade}.")
+
+
+def _non_reasoning_sibling(model: CatalogModel, catalog: Catalog, alternatives: list[Alternative]) -> Alternative | None:
+    """DeepSeek-V3 (a full model without reasoning) beside a full R1 pick, where it runs here too."""
+    if not _is_full_model(model):
+        return None
+    siblings = {m.id for m in catalog if _is_full_model(m) and not m.reasoning}
+    return next((a for a in alternatives if a.model_id in siblings and a.usable), None)
+
+
+def _r1_vs_v3(model: CatalogModel, v3: Alternative) -> str:
+    return (f"R1 thinks before it answers (its reasoning shows in the thinking pane), best for maths, code and "
+            f"logic. {v3.name} is the same size without the thinking: it answers at once (~"
+            f"{format_speed(v3.plan.expected_tokens_per_s)} tokens/s here), for chat and writing.")
 
 
 def _nothing_fits_reason(hw: HardwareInfo, models) -> str:

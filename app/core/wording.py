@@ -26,11 +26,35 @@ def describe_plan(p: Plan) -> str:
         return f"needs about {format_bytes(p.gpu_bytes + p.ram_bytes)} of memory"
     if p.placement == "gpu":
         where = "all on the GPU"
+    elif p.placement == "experts_in_ram":
+        where = "routed experts in RAM, the rest on the GPU"
     elif p.placement == "split":
         where = f"{p.n_gpu_layers} of {p.n_layers + 1} layers on the GPU"
     else:
         where = "on the CPU"
     return f"{where} · {speed_text(p)}"
+
+
+def experts_in_ram_text(p: Plan) -> str:
+    """Why a mixture of experts runs with its experts in RAM, and what sets its speed; '' otherwise."""
+    if p.placement != "experts_in_ram":
+        return ""
+    gpu = sum(d.weights_bytes for d in p.devices if d.kind == "gpu")
+    return (
+        f"The model is a mixture of experts too big for the GPU whole, so its routed experts "
+        f"({format_bytes(p.expert_bytes)}) stay in system RAM and everything else (attention, shared experts, "
+        f"{format_bytes(gpu)} of weights, and the KV cache) goes on the GPU. Each token uses only the few experts "
+        f"the router picks, about {format_bytes(p.expert_read_bytes)} read from RAM, so the RAM's bandwidth sets "
+        f"the speed (~{format_speed(p.expected_tokens_per_s)} tokens/s)."
+    )
+
+
+def placement_label(p: Plan) -> str:
+    """A short column: 'all on GPU', '40/81 layers on GPU', 'experts in RAM', 'CPU', ''."""
+    if p.fit == "too_big":
+        return ""
+    return {"gpu": "all on GPU", "experts_in_ram": "experts in RAM", "cpu": "CPU"}.get(
+        p.placement, f"{p.n_gpu_layers}/{p.n_layers + 1} layers on GPU")
 
 
 def speed_text(p: Plan) -> str:

@@ -92,12 +92,12 @@ def test_schema_of_the_shipped_file(shipped):
     assert raw["schema_version"] == 1
     ids = [m["id"] for m in raw["models"]]
     assert len(ids) == len(set(ids))
-    assert set(DISTILLS) | {"r1-671b"} == set(ids)
+    assert set(DISTILLS) | {"r1-671b", "r1-0528-qwen3-8b", "r1-0528", "v3-0324"} == set(ids)
     for entry in raw["models"]:
         assert re.fullmatch(r"[a-z0-9][a-z0-9._-]*", entry["id"])
         for key in ("name", "short_name", "repo", "description", "license", "base_model"):
             assert isinstance(entry[key], str) and entry[key].strip(), (entry["id"], key)
-        assert entry["reasoning"] is True
+        assert entry["reasoning"] is (entry["id"] != "v3-0324")
         assert len(entry["description"]) < 200 and "\n" not in entry["description"]
         for quant in entry["quants"]:
             assert quant["files"], (entry["id"], quant["name"])
