@@ -36,6 +36,7 @@ class Settings:
     n_ctx: int = 16384
     n_gpu_layers: int | str = "auto"  # "auto" (fit to free memory), or a layer count; -1 = all
     thinking_expanded: bool = False  # whether finished thinking panes start expanded
+    thinking_maths: bool = True  # typeset the maths of a finished thought (it streams as plain text)
     theme: str = "system"  # one of THEMES
     last_model_path: str | None = None
     window_geometry: str | None = None  # base64 of QWidget.saveGeometry()
@@ -43,10 +44,19 @@ class Settings:
     server_host: str = "127.0.0.1"  # this computer only, unless the user says otherwise
     server_port: int = 8080
     server_reasoning_format: str = "separate"  # one of SERVER_REASONING_FORMATS
+    # "Connect to a server…" (app/ui/remote_dialog.py): the last few, newest first, WITHOUT keys
+    # (those are in the keychain): {"base_url", "model", "reasoning": bool | None, "server_kind": str | None}.
+    remote_connections: list = dataclasses.field(default_factory=list)
 
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_connection(value: Any) -> bool:
+    return (isinstance(value, dict) and isinstance(value.get("base_url"), str) and bool(value["base_url"])
+            and isinstance(value.get("model", ""), str) and value.get("reasoning") in (None, True, False)
+            and isinstance(value.get("server_kind") or "", str) and "api_key" not in value)
 
 
 def _is_number(value: Any) -> bool:
@@ -61,12 +71,14 @@ _VALID = {
     "n_ctx": lambda v: _is_int(v) and v >= 256,
     "n_gpu_layers": lambda v: v == "auto" or (_is_int(v) and v >= -1),
     "thinking_expanded": lambda v: isinstance(v, bool),
+    "thinking_maths": lambda v: isinstance(v, bool),
     "theme": lambda v: v in THEMES,
     "last_model_path": lambda v: v is None or (isinstance(v, str) and v != ""),
     "window_geometry": lambda v: v is None or isinstance(v, str),
     "server_host": lambda v: isinstance(v, str) and v.strip() != "",
     "server_port": lambda v: _is_int(v) and 1 <= v <= 65535,
     "server_reasoning_format": lambda v: v in SERVER_REASONING_FORMATS,
+    "remote_connections": lambda v: isinstance(v, list) and len(v) <= 20 and all(_is_connection(c) for c in v),
 }
 _CONVERT = {"temperature": float, "top_p": float}
 

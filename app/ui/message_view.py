@@ -5,7 +5,8 @@ The parts, each in its own module:
 - thinking_pane.py: the header ("Thinking… 12 s", folds the pane), flag badges, the reasoning;
 - answer_browser.py: the answer's widget (links, Copy on code blocks, nothing remote loads);
 - answer_document.py: the answer's content, streamed block by block, finally a whole render;
-- message_footer.py: stats, status chip, error and actions (message_wording.py: what they say).
+- message_footer.py: stats, status chip, error and actions (message_wording.py: what they say);
+- version_nav.py: ‹ 2/3 › beside the footer when the turn has several versions.
 The user's prompt is user_message.py.
 
 Text arriving from the engine is buffered and applied by a `Throttle` (~30 Hz). The text
@@ -18,9 +19,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from PySide6.QtCore import QEvent, Signal, Slot
+from PySide6.QtCore import QEvent, Qt, Signal, Slot
 from PySide6.QtGui import QGuiApplication
-from PySide6.QtWidgets import QLabel, QSizePolicy, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QSizePolicy, QVBoxLayout, QWidget
 
 from app.core.reasoning import Segment, TraceText
 from app.ui import message_wording, theme
@@ -32,6 +33,7 @@ from app.ui.message_wording import FLAG_INFO
 from app.ui.thinking_pane import ThinkingPane
 from app.ui.throttle import Throttle
 from app.ui.user_message import UserMessageView
+from app.ui.version_nav import VersionNav
 
 __all__ = ["FLAG_INFO", "AssistantMessageView", "UserMessageView"]
 
@@ -46,11 +48,18 @@ class AssistantMessageView(QWidget):
 
     Signals:
       regenerate_requested(int position): the user wants a new answer for this turn.
+      prompt_requested(int position): the user wants to see what the model was sent.
+      version_requested(int position, int number), compare_requested(int position),
+      delete_version_requested(int position): from the versions row (version_nav.py).
       rendered(): the answer shows its final render (after `finish`; for a long answer
         whose lists or quotes need rendering again, a few event loop passes later).
     """
 
     regenerate_requested = Signal(int)
+    prompt_requested = Signal(int)
+    version_requested = Signal(int, int)
+    compare_requested = Signal(int)
+    delete_version_requested = Signal(int)
     rendered = Signal()
 
     def __init__(
@@ -60,6 +69,7 @@ class AssistantMessageView(QWidget):
         trace: TraceText | None = None,
         expand_while_thinking: bool = True,
         expand_when_done: bool = False,
+        typeset_thinking_maths: bool = True,
         parent: QWidget | None = None,
     ):
         super().__init__(parent)
@@ -68,6 +78,7 @@ class AssistantMessageView(QWidget):
         self.position = position
         self.expand_while_thinking = expand_while_thinking
         self.expand_when_done = expand_when_done
+        self.typeset_thinking_maths = typeset_thinking_maths  # once finished (setting thinking_maths)
 
         self._trace = trace if trace is not None else TraceText()
         self._feeds_trace = trace is None  # someone else's trace is fed by its owner, never here
@@ -95,6 +106,7 @@ class AssistantMessageView(QWidget):
         self.footer.copy_answer_requested.connect(self.copy_answer)
         self.footer.copy_thinking_requested.connect(self.copy_thinking)
         self.footer.regenerate_requested.connect(self._on_regenerate_clicked)
+        self.footer.prompt_requested.connect(self._on_prompt_clicked)
         # The parts' widgets, where the window and tests look for them.
         self.thinking_header, self.thinking_body = self.thinking_pane.header, self.thinking_pane.body
         self.status_chip, self.stats_label, self.error_label = (
@@ -107,7 +119,16 @@ class AssistantMessageView(QWidget):
         layout.setSpacing(8)
         layout.addWidget(self.thinking_pane)
         layout.addWidget(self.answer_view)
-        layout.addWidget(self.footer)
+        self.version_nav = VersionNav(self)
+        self.version_nav.version_requested.connect(self._on_version_requested)
+        self.version_nav.compare_requested.connect(self._on_compare_requested)
+        self.version_nav.delete_requested.connect(self._on_delete_version_requested)
+        bottom = QHBoxLayout()
+        bottom.setContentsMargins(0, 0, 0, 0)
+        bottom.setSpacing(6)
+        bottom.addWidget(self.version_nav, 0, Qt.AlignmentFlag.AlignTop)
+        bottom.addWidget(self.footer, 1)
+        layout.addLayout(bottom)
 
         self._apply_colors()
         self.thinking_pane.set_expanded(self.expand_while_thinking)
@@ -115,10 +136,12 @@ class AssistantMessageView(QWidget):
 
     @classmethod
     def from_message(
-        cls, message: Any, *, expand_when_done: bool = False, parent: QWidget | None = None
+        cls, message: Any, *, expand_when_done: bool = False, typeset_thinking_maths: bool = True,
+        parent: QWidget | None = None
     ) -> "AssistantMessageView":
         """A finished view of a stored assistant message (.thinking, .content, .flags, .stats, .status)."""
-        view = cls(getattr(message, "position", -1), expand_when_done=expand_when_done, parent=parent)
+        view = cls(getattr(message, "position", -1), expand_when_done=expand_when_done,
+                   typeset_thinking_maths=typeset_thinking_maths, parent=parent)
         status = message.status if message.status != "streaming" else "stopped"
         error = (message.stats or {}).get("error") if status == "error" else None
         view.finish(message.thinking, message.content, list(message.flags), message.stats, status, error=error)
@@ -226,7 +249,7 @@ class AssistantMessageView(QWidget):
 
         thinking, answer = thinking.strip(), answer.strip()
         self._final = (thinking, answer)
-        pane.show_final_text(thinking)
+        pane.show_final_text(thinking, typeset_maths=self.typeset_thinking_maths)
         pane.setVisible(bool(thinking))
         self.answer.finish(answer)
         self.answer_view.setVisible(bool(answer) or not thinking)
@@ -298,6 +321,22 @@ class AssistantMessageView(QWidget):
     def _on_regenerate_clicked(self) -> None:
         self.regenerate_requested.emit(self.position)
 
+    @Slot()
+    def _on_prompt_clicked(self) -> None:
+        self.prompt_requested.emit(self.position)
+
+    @Slot(int)
+    def _on_version_requested(self, number: int) -> None:
+        self.version_requested.emit(self.position, number)
+
+    @Slot()
+    def _on_compare_requested(self) -> None:
+        self.compare_requested.emit(self.position)
+
+    @Slot()
+    def _on_delete_version_requested(self) -> None:
+        self.delete_version_requested.emit(self.position)
+
     # --- theme ----------------------------------------------------------------------
 
     def _apply_colors(self) -> None:
@@ -307,6 +346,7 @@ class AssistantMessageView(QWidget):
         self._dark = colors.dark
         self.answer.set_colors(colors)
         self.footer.refresh_icons()
+        self.version_nav.refresh_icons()
         self.thinking_pane.refresh_icon()
 
     def changeEvent(self, event) -> None:  # noqa: N802 (Qt API)

@@ -76,6 +76,13 @@ class SettingsDialog(QDialog):
         self.thinking_expanded = QCheckBox("Keep thinking panes open", objectName="thinkingExpandedInput")
         self.thinking_expanded.setChecked(settings.thinking_expanded)
         self.thinking_expanded.setToolTip("Finished thinking collapses to one line unless this is on.")
+        self.thinking_maths = QCheckBox("Typeset maths in finished thinking", objectName="thinkingMathsInput")
+        self.thinking_maths.setChecked(settings.thinking_maths)
+        self.thinking_maths.setToolTip("Thinking streams as plain text; once it is finished, its formulas are typeset.")
+        thinking_rows = QVBoxLayout()
+        thinking_rows.setContentsMargins(0, 0, 0, 0)
+        thinking_rows.addWidget(self.thinking_expanded)
+        thinking_rows.addWidget(self.thinking_maths)
 
         self.theme = QComboBox(objectName="themeInput")
         for value, label in THEME_CHOICES:
@@ -88,7 +95,7 @@ class SettingsDialog(QDialog):
         form.addRow("Max tokens", self.max_tokens)
         form.addRow("Context size", self.n_ctx)
         form.addRow("GPU layers", gpu_row)
-        form.addRow("Thinking", self.thinking_expanded)
+        form.addRow("Thinking", thinking_rows)
         form.addRow("Theme", self.theme)
 
         note = QLabel("Context size and GPU layers take effect when the model is reloaded; OK reloads it.")
@@ -114,6 +121,7 @@ class SettingsDialog(QDialog):
             n_ctx=self.n_ctx.value(),
             n_gpu_layers=gpu,
             thinking_expanded=self.thinking_expanded.isChecked(),
+            thinking_maths=self.thinking_maths.isChecked(),
             theme=self.theme.currentData(),
         )
 

@@ -1,12 +1,13 @@
 """The model's reasoning above its answer: a header that ticks "Thinking… 12 s" and folds
-the pane, the trace's flag badges, and the text appended as it streams."""
+the pane, the trace's flag badges, and the text appended as it streams (plain text, for
+speed); once the thought is finished its maths can be typeset too (setting `thinking_maths`)."""
 
 from __future__ import annotations
 
 import math
 import time
 
-from PySide6.QtCore import QSize, Qt, QTimer, Slot
+from PySide6.QtCore import QEvent, QMimeData, QSize, Qt, QTimer, Slot
 from PySide6.QtGui import QResizeEvent, QTextCursor
 from PySide6.QtWidgets import (
     QFrame,
@@ -18,8 +19,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.core.maths import find_maths, resource_name
 from app.ui import message_wording, theme
 from app.ui.flag_badges import BadgeRow
+from app.ui.formula_images import FormulaImages, FormulaStyle, image_format, mime_with_sources
 
 THINKING_MAX_HEIGHT = 320  # a long trace scrolls inside its pane instead of pushing the answer away
 CLOCK_TICK_MS = 1000
@@ -123,12 +126,15 @@ class ThinkingPane(QFrame):
 
     # --- text -----------------------------------------------------------------------
 
-    def show_final_text(self, text: str) -> None:
-        """The finished trace: what streamed in stays if it is the same text."""
+    def show_final_text(self, text: str, *, typeset_maths: bool = False) -> None:
+        """The finished trace: what streamed in stays if it is the same text; with
+        `typeset_maths` its formulas are then typeset."""
         if self.body.toPlainText().rstrip() == text:
             self.body.trim_end()
         else:
             self.body.set_text(text)
+        if typeset_maths:
+            self.body.typeset_maths()
 
 
 class ThinkingBody(QPlainTextEdit):
@@ -142,6 +148,8 @@ class ThinkingBody(QPlainTextEdit):
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
         self.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.document().setDocumentMargin(6)
+        self.formula_images = FormulaImages(self.document(), self)
+        self._maths_text: str | None = None  # the plain text, while its maths is typeset
         self._at_max = False
         self._wrap_width = -1
         self.setFixedHeight(0)
@@ -157,9 +165,47 @@ class ThinkingBody(QPlainTextEdit):
             bar.setValue(bar.maximum())
 
     def set_text(self, text: str) -> None:
+        self._maths_text = None
         self.setPlainText(text)
         self._at_max = False
         self.fit_height()
+
+    def typeset_maths(self) -> None:
+        """Formulas of the (finished) text become typeset images, in place; the text itself is
+        kept (`_maths_text`) for a theme change, which typesets them again in its colours."""
+        text = self.toPlainText()
+        found = find_maths(text)
+        if not found:
+            return
+        colors = theme.colors_for(self)
+        self.formula_images.set_style(FormulaStyle.for_text(
+            self.document().defaultFont(), colors.text_dim, colors.text_dim, self.devicePixelRatioF(),
+            theme.mono_family()))
+        self.formula_images.reset()  # (setPlainText dropped the document's images)
+        cursor = QTextCursor(self.document())
+        cursor.beginEditBlock()
+        for formula in reversed(found):  # from the end: earlier positions stay as they are
+            name = resource_name(formula)
+            self.formula_images.ensure_resource(name)
+            cursor.setPosition(formula.start)
+            cursor.setPosition(formula.end, QTextCursor.MoveMode.KeepAnchor)
+            cursor.insertImage(image_format(name))
+        cursor.endEditBlock()
+        self.formula_images.attach(0, self.document().blockCount() - 1)
+        self._maths_text = text
+        self._at_max = False
+        self.fit_height()
+
+    def createMimeDataFromSelection(self) -> QMimeData:  # noqa: N802 (Qt API)
+        """Formulas copy as their LaTeX source."""
+        return mime_with_sources(self.textCursor()) or super().createMimeDataFromSelection()
+
+    def changeEvent(self, event) -> None:  # noqa: N802 (Qt API)
+        super().changeEvent(event)
+        if event.type() == QEvent.Type.PaletteChange and self._maths_text is not None:
+            text = self._maths_text
+            self.set_text(text)
+            self.typeset_maths()
 
     def trim_end(self) -> None:
         """Drop trailing whitespace (the text before </think> ends in blank lines)."""

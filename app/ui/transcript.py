@@ -28,9 +28,11 @@ FOLLOW_SLACK_PX = 24  # this close to the bottom counts as "at the bottom"
 class Transcript(QScrollArea):
     """Signals:
       regenerate_requested(int position), edit_requested(int position): from a message's actions.
+      prompt_requested(int position): an answer's Prompt action (prompt_inspector.py).
     """
 
     regenerate_requested = Signal(int)
+    prompt_requested = Signal(int)
     edit_requested = Signal(int)
 
     def __init__(self, parent: QWidget | None = None) -> None:
@@ -40,6 +42,7 @@ class Transcript(QScrollArea):
         self.setFrameShape(QFrame.Shape.NoFrame)
         self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.thinking_expanded = False  # finished thinking panes start expanded
+        self.thinking_maths = True  # finished thinking panes typeset their maths
         self.live_view: AssistantMessageView | None = None
         self._views: list[QWidget] = []
         self._message_ids: list[int] = []  # the message each view shows, in the same order
@@ -102,13 +105,16 @@ class Transcript(QScrollArea):
             view = UserMessageView.from_message(message)
             view.edit_requested.connect(self.edit_requested)
         elif message.status == "streaming":
-            view = AssistantMessageView(message.position, trace=trace, expand_when_done=self.thinking_expanded)
+            view = AssistantMessageView(message.position, trace=trace, expand_when_done=self.thinking_expanded,
+                                        typeset_thinking_maths=self.thinking_maths)
             self.live_view = view
             self._follow = True  # a new answer: follow it
         else:
-            view = AssistantMessageView.from_message(message, expand_when_done=self.thinking_expanded)
+            view = AssistantMessageView.from_message(message, expand_when_done=self.thinking_expanded,
+                                                     typeset_thinking_maths=self.thinking_maths)
         if isinstance(view, AssistantMessageView):
             view.regenerate_requested.connect(self.regenerate_requested)
+            view.prompt_requested.connect(self.prompt_requested)
         self._layout.insertWidget(self._layout.count() - 1, view)  # before the stretch
         self._views.append(view)
         self._message_ids.append(message.id)

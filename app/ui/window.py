@@ -84,6 +84,7 @@ class MainWindow(QMainWindow):
         self._connect()
 
         self.transcript.thinking_expanded = settings.thinking_expanded
+        self.transcript.thinking_maths = settings.thinking_maths
         if settings.window_geometry:
             self.restoreGeometry(QByteArray.fromBase64(settings.window_geometry.encode("ascii")))
         else:
@@ -337,6 +338,7 @@ class MainWindow(QMainWindow):
         for f in dataclasses.fields(Settings):
             setattr(self.settings, f.name, getattr(new, f.name))
         self.transcript.thinking_expanded = new.thinking_expanded
+        self.transcript.thinking_maths = new.thinking_maths
         if theme_changed:
             theme.apply_theme(QApplication.instance(), new.theme)
         self.save_settings()
