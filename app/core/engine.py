@@ -76,6 +76,9 @@ class LoadOptions:
     # Speculative decoding (app/core/speculative.py): "off", "ngram" (prompt lookup), "auto" (the
     # catalog's paired draft model if it is downloaded, else n-gram) or a draft GGUF's path.
     draft: str = "off"
+    # A mixture of experts with its routed experts (ffn_*_exps) in system RAM and the rest on the GPU
+    # (llama.cpp's --cpu-moe). None: when the memory planner chooses it (the model does not fit whole).
+    experts_in_ram: bool | None = None
 
 
 @dataclass
@@ -106,6 +109,7 @@ class ModelInfo:
     is_reasoning: bool
     template_note: str | None
     template_name: str | None = None  # llama.cpp's built-in template used for a file without one
+    experts_in_ram: bool = False  # loaded with the routed experts in system RAM (LoadOptions.experts_in_ram)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -247,8 +251,9 @@ class Engine:
         hw = hardware.probe()  # never raises; what it cannot read it leaves out
         wanted = options.n_gpu_layers
         kv_type = "f16" if options.kv_type == "auto" else options.kv_type
+        experts_in_ram = bool(options.experts_in_ram) and summary.n_expert > 0
         if wanted is None:
-            wanted, kv_type = _auto_placement(summary, options, hw) if gpu else (0, kv_type)
+            wanted, kv_type, experts_in_ram = _auto_placement(summary, options, hw) if gpu else (0, kv_type, False)
         elif wanted < 0:
             wanted = summary.n_layers + 1  # +1: the output layer
         # Beyond the trained context a model's answers fall apart; R1 distills train on 128k.
@@ -258,10 +263,12 @@ class Engine:
         if not gpu:
             if wanted > 0 or lc.llama_supports_gpu_offload():  # asked for a GPU, or the build has one
                 gpu_note = _no_gpu_note()
-            wanted = 0
-        _refuse_if_too_big(summary, options, wanted, hw)
+            wanted, experts_in_ram = 0, False
+        if experts_in_ram:
+            wanted = summary.n_layers + 1  # every layer on the GPU, less its routed experts
+        _refuse_if_too_big(summary, options, wanted, hw, experts_in_ram)
         try:
-            self._open(summary.path, options, wanted, progress)
+            self._open(summary.path, options, wanted, progress, experts_in_ram=experts_in_ram)
         except ModelLoadError as exc:
             if wanted == 0:
                 raise
@@ -269,7 +276,7 @@ class Engine:
             self.close()
             self._open(summary.path, options, 0, progress)
             gpu_note = f"Loading on the {gpu} GPU failed ({exc}); running on the CPU instead."
-            wanted = 0
+            wanted, experts_in_ram = 0, False
 
         lc_vocab = self._vocab
         self._bos_text = self._token_text(lc.llama_vocab_bos(lc_vocab))
@@ -318,6 +325,7 @@ class Engine:
             is_reasoning=summary.is_reasoning,
             template_note=template_note,
             template_name=self._prompts.builtin_name,
+            experts_in_ram=experts_in_ram,
         )
         self._backend_sampling = (
             options.backend_sampling if options.backend_sampling is not None else self.info.backend != "CPU"
@@ -336,10 +344,15 @@ class Engine:
         """'draft 1.5B' or 'n-gram' while speculative decoding is on, else None."""
         return self._drafter.name if self._drafter is not None else None
 
-    def _open(self, path: Path, options: LoadOptions, n_gpu_layers: int, progress) -> None:
+    def _open(self, path: Path, options: LoadOptions, n_gpu_layers: int, progress, *,
+              experts_in_ram: bool = False) -> None:
         lc = self._lc
         mparams = lc.llama_model_default_params()
         mparams.n_gpu_layers = n_gpu_layers
+        # llama.cpp reads the overrides while it loads; the array must outlive the call (kept on self).
+        self._buft_overrides = _experts_on_cpu_overrides() if experts_in_ram else None
+        if self._buft_overrides is not None:
+            mparams.tensor_buft_overrides = ctypes.cast(self._buft_overrides, ctypes.c_void_p)
         self._progress_cb = None
         cancelled = []
         if progress is not None:
@@ -537,7 +550,7 @@ class Engine:
                       keep_thinking: bool = False, steering: Steering | None = None) -> ChatRun:
         """Answer `messages` again, the thought starting with `thinking_prefix` (an edited or
         cut thought, a stopped one with a nudge after it): the prompt, then that text, and the
-        model goes on from there. A string is marked as the user's; segments
+        model goes on from there. A string is marked as the user's "edit"; segments
         (steering.continued_prefix) keep their own marks. The run first yields the prefix, so
         its text and spans are the whole message's. Tokens of the prefix that the context
         already holds (a stopped answer's) are reused, not evaluated again.
@@ -546,7 +559,7 @@ class Engine:
         if self._ctx is not None and not self.info.is_reasoning:
             raise SteeringError(f"{self.info.name} is not a reasoning model: it writes no thinking to continue from.")
         if isinstance(thinking_prefix, str):
-            thinking_prefix = [Segment("think", thinking_prefix, 0, "user")] if thinking_prefix else []
+            thinking_prefix = [Segment("think", thinking_prefix, 0, "edit")] if thinking_prefix else []
         for segment in thinking_prefix:
             check_thought(segment.text)
         return self._start(messages, sampling, stop, keep_thinking, steering, thinking_prefix)
@@ -653,7 +666,7 @@ class ChatRun:
 
     @property
     def spans(self) -> list[dict]:
-        """Inserted stretches of `thinking` ({"start", "end", "by"}, reasoning.TraceText.spans)."""
+        """Inserted stretches of `thinking` (reasoning.TraceText.spans)."""
         return self._splitter.spans
 
     @property
@@ -702,7 +715,7 @@ class ChatRun:
             if not eng._eval_prompt(self._tokens, stats):
                 return
             for part in self._prefix:  # a continued thought's start: in the context already
-                yield from splitter.insert(part.text, part.inserted_by)
+                yield from splitter.insert(part.text, part.inserted)
             self.thinking_tokens = stats.inserted_tokens = self._prefix_tokens
             decoder = codecs.getincrementaldecoder("utf-8")("replace")
             sample, is_eog, decode = lc.llama_sampler_sample, lc.llama_vocab_is_eog, lc.llama_decode
@@ -824,24 +837,24 @@ class ChatRun:
 
     def _steering_due(self) -> tuple[str, str, bool] | None:
         """After each taken token: what goes into the thought now, if anything, as
-        (text, inserted_by, ends_the_thought). Only while the model thinks: "Answer now",
+        (text, what it is (reasoning.INSERTED), ends_the_thought). Only while the model thinks: "Answer now",
         then a budget that has run out (both end the thought), then the next nudge."""
         if not self._splitter.in_thinking:
             return None
         if self.steering.take_answer_now():
             self._steered.add("answer_now")
-            return ANSWER_NOW_WRAP_UP, "ponder", True
+            return ANSWER_NOW_WRAP_UP, "wrap_up", True
         budget = self.sampling.thinking_budget
         if budget is not None and self._thought_tokens >= budget:
             self._steered.add("budget_reached")
-            return BUDGET_WRAP_UP, "ponder", True
+            return BUDGET_WRAP_UP, "wrap_up", True
         note = self.steering.take_note()
         if note is not None:
             self._steered.add("nudged")
-            return nudge_text(note), "user", False
+            return nudge_text(note), "nudge", False
         return None
 
-    def _insert(self, text: str, by: str, ends_thought: bool, decoder) -> list[Segment] | None:
+    def _insert(self, text: str, inserted: str, ends_thought: bool, decoder) -> list[Segment] | None:
         """Put `text` (and `</think>` if it ends the thought) into the KV cache after the last
         token, as one batch, and into the stream; None if the context has no room for it."""
         eng = self._engine
@@ -850,7 +863,7 @@ class ChatRun:
             return None
         # A character the model had begun (its first bytes) ends before the inserted text.
         segments = self._splitter.feed(decoder.decode(b"", final=True))
-        segments += self._splitter.insert(text, by, close_thinking=ends_thought)
+        segments += self._splitter.insert(text, inserted, close_thinking=ends_thought)
         eng._decode_more(tokens, "put the inserted text into the context")
         self.thinking_tokens += len(tokens)
         self.stats.inserted_tokens += len(tokens)
@@ -863,7 +876,8 @@ class ChatRun:
         return self
 
 
-def _refuse_if_too_big(summary: ModelSummary, options: LoadOptions, n_gpu_layers: int, hw: HardwareInfo) -> None:
+def _refuse_if_too_big(summary: ModelSummary, options: LoadOptions, n_gpu_layers: int, hw: HardwareInfo,
+                       experts_in_ram: bool = False) -> None:
     """A model that cannot fit in this computer's memory is refused with a sentence, before
     llama.cpp maps it and the system starts swapping."""
     from app.core import sizing
@@ -872,7 +886,7 @@ def _refuse_if_too_big(summary: ModelSummary, options: LoadOptions, n_gpu_layers
         return
     try:
         need = sizing.plan(summary, n_ctx=options.n_ctx, kv_type=options.kv_type,
-                           n_gpu_layers=n_gpu_layers, hw=hw).ram_bytes
+                           n_gpu_layers=n_gpu_layers, hw=hw, experts_in_ram=experts_in_ram).ram_bytes
     except Exception:  # the planner is advice: never block a load on its failure
         log.exception("memory planning failed")
         return
@@ -885,22 +899,57 @@ def _refuse_if_too_big(summary: ModelSummary, options: LoadOptions, n_gpu_layers
         )
 
 
-def _auto_placement(summary: ModelSummary, options: LoadOptions, hw: HardwareInfo) -> tuple[int, str]:
-    """(GPU layers, KV type) that fit this machine, from the memory planner."""
+def _auto_placement(summary: ModelSummary, options: LoadOptions, hw: HardwareInfo) -> tuple[int, str, bool]:
+    """(GPU layers, KV type, routed experts in RAM) that fit this machine, from the memory planner."""
     from app.core import sizing
 
     kv_default = "f16" if options.kv_type == "auto" else options.kv_type
+    experts_default = bool(options.experts_in_ram) and summary.n_expert > 0
     try:
         if not hw.usable_gpus:  # e.g. a GPU ggml sees but the probe cannot size (Intel via Vulkan)
-            return summary.n_layers + 1, kv_default  # a failed load falls back to the CPU
-        if options.kv_type == "auto":
-            chosen = sizing.best_placement(summary, hw=hw, n_ctx=options.n_ctx)
-        else:
-            chosen = sizing.plan(summary, n_ctx=options.n_ctx, kv_type=options.kv_type, hw=hw)
-        return chosen.n_gpu_layers, chosen.kv_type
+            return summary.n_layers + 1, kv_default, experts_default  # a failed load falls back to the CPU
+        kv_types = ("f16", "q8_0") if options.kv_type == "auto" else (options.kv_type,)
+        chosen = sizing.best_placement(summary, hw=hw, n_ctx=options.n_ctx, kv_types=kv_types,
+                                       experts_in_ram=options.experts_in_ram)
+        return chosen.n_gpu_layers, chosen.kv_type, chosen.experts_in_ram
     except Exception:  # the planner is advice; llama.cpp's own failure falls back to the CPU
         log.exception("memory planning failed; offloading every layer")
-        return summary.n_layers + 1, kv_default
+        return summary.n_layers + 1, kv_default, experts_default
+
+
+# llama.cpp's pattern for a mixture of experts' routed experts (common.h LLM_FFN_EXPS_REGEX, what
+# --cpu-moe and `-ot ".ffn_.*_exps.=CPU"` use), matched with std::regex_search against tensor names.
+EXPERTS_PATTERN = rb"\.ffn_(up|down|gate|gate_up)_(ch|)exps"
+
+
+class _TensorBuftOverride(ctypes.Structure):
+    """struct llama_model_tensor_buft_override { const char * pattern; ggml_backend_buffer_type_t buft; }"""
+
+    _fields_ = [("pattern", ctypes.c_char_p), ("buft", ctypes.c_void_p)]
+
+
+def _experts_on_cpu_overrides() -> ctypes.Array:
+    """The NULL-terminated override list that keeps the routed experts in CPU memory. The buffer type
+    must be ggml_backend_cpu_buffer_type() itself: llama.cpp compares the pointer to pick the CPU's
+    (repacking) buffer types for them. llama-cpp-python 0.3.36 declares the field but never fills it."""
+    from llama_cpp import _ggml
+    from llama_cpp._ctypes_extensions import load_shared_library
+
+    fn = None
+    for lib in (_ggml.libggml, lambda: load_shared_library("ggml-base", _ggml.libggml_base_path)):
+        try:
+            fn = (lib() if callable(lib) else lib).ggml_backend_cpu_buffer_type
+            break
+        except (AttributeError, OSError, RuntimeError):
+            continue
+    if fn is None:
+        raise ModelLoadError("This llama.cpp build does not expose its CPU buffer type, so the experts cannot be "
+                             "kept in RAM; load the model without that option.")
+    fn.restype, fn.argtypes = ctypes.c_void_p, []
+    overrides = (_TensorBuftOverride * 2)()
+    overrides[0].pattern = EXPERTS_PATTERN
+    overrides[0].buft = fn()
+    return overrides  # overrides[1] stays zero: the terminator
 
 
 def _physical_cores() -> int:

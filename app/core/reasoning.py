@@ -44,10 +44,13 @@ Decisions (each anomaly also sets a flag from `FLAGS`, so the UI can show it):
 Inserted text. `insert` puts text that the model did not write into the stream (a
 wrap-up that ends the thought when a thinking budget runs out, a user's nudge, a kept
 prefix of an edited thought; app/core/steering.py): it is emitted as it is, never
-parsed for tags, in segments whose `inserted_by` says who wrote it ("ponder" or
-"user"), and `close_thinking=True` then ends the think block as ``</think>`` would.
+parsed for tags, in segments whose `inserted` says what it is ("wrap_up", "nudge",
+"edit"; `inserted_by` says who wrote it, "ponder" or "user"), and
+`close_thinking=True` then ends the think block as ``</think>`` would.
 `TraceText.spans` gives every inserted stretch of the thinking as character offsets
-into `thinking`, the shape messages are stored and exported with.
+into `thinking`, the shape messages are stored and exported with (app/core/storage.py,
+Message.spans): {"field": "thinking", "start", "end", "by", "kind"}; a wrap-up is
+followed by a zero-width "close" span where Ponder's ``</think>`` ended the thought.
 
 Cost: each `feed` is O(len(delta)) (a `str.find` for ``<``; a held prefix is at
 most 8 characters). Text is kept in a `TraceText` as lists of parts, joined when a property is
@@ -83,18 +86,24 @@ class Segment:
     """A piece of output text of one kind, ready to display.
 
     `block` numbers the think blocks of a message from 0 (`TraceText` keeps them apart by
-    it); answer text is all one, block 0. `inserted_by` is None for text the model wrote,
-    else who inserted it: "ponder" (a wrap-up that ended the thought) or "user" (a nudge,
-    an edited thought).
+    it); answer text is all one, block 0. `inserted` is None for text the model wrote, else
+    what was inserted (a key of INSERTED): a "wrap_up" that ended the thought, a user's
+    "nudge", or the user's "edit" of a thought the model continues.
     """
 
     kind: Literal["think", "answer"]
     text: str
     block: int = 0
-    inserted_by: str | None = None
+    inserted: str | None = None
+
+    @property
+    def inserted_by(self) -> str | None:
+        """Who wrote inserted text: "ponder" or "user" (None: the model)."""
+        return INSERTED[self.inserted] if self.inserted is not None else None
 
 
-INSERTERS = ("ponder", "user")  # the values of Segment.inserted_by and of a span's "by"
+# What can be inserted into a thought, and by whom (a span's "kind" and "by").
+INSERTED = {"wrap_up": "ponder", "nudge": "user", "edit": "user"}
 
 
 class TraceText:
@@ -110,7 +119,7 @@ class TraceText:
     def __init__(self) -> None:
         self._blocks: dict[int, list[str]] = {}
         self._block_chars: dict[int, int] = {}  # characters added to each think block so far
-        self._inserted: list[tuple[int, int, int, str]] = []  # (block, start, end, by) of inserted thinking
+        self._inserted: list[tuple[int, int, int, str]] = []  # (block, start, end, kind) of inserted thinking
         self._answer: list[str] = []
 
     def add(self, segment: Segment) -> None:
@@ -119,15 +128,16 @@ class TraceText:
             self._blocks.setdefault(block, []).append(segment.text)
             start = self._block_chars.get(block, 0)
             self._block_chars[block] = start + len(segment.text)
-            if segment.inserted_by is not None:
-                self._inserted.append((block, start, start + len(segment.text), segment.inserted_by))
+            if segment.inserted is not None:
+                self._inserted.append((block, start, start + len(segment.text), segment.inserted))
         else:
             self._answer.append(segment.text)
 
     @property
     def spans(self) -> list[dict]:
-        """Inserted stretches of `thinking`: [{"start", "end", "by"}], character offsets into
-        `thinking` (end exclusive), in order; adjacent stretches by the same hand are one."""
+        """Inserted stretches of `thinking`: [{"field": "thinking", "start", "end", "by", "kind"}],
+        character offsets into `thinking` (end exclusive), in order; adjacent stretches of one
+        kind are one. Each wrap-up is followed by a zero-width "close" span: Ponder's </think>."""
         spans: list[dict] = []
         if not self._inserted:
             return spans
@@ -138,18 +148,20 @@ class TraceText:
             if stripped:
                 offsets[number] = (base, len(raw) - len(raw.lstrip()), len(stripped))
                 base += len(stripped) + 2  # the blank line between blocks
-        for block, start, end, by in self._inserted:
+        for block, start, end, kind in self._inserted:
             if block not in offsets:
                 continue
             at, lead, length = offsets[block]
             start, end = max(0, start - lead), min(length, end - lead)
             if end <= start:
                 continue
-            if spans and spans[-1]["by"] == by and spans[-1]["end"] == at + start:
+            if spans and spans[-1]["kind"] == kind and spans[-1]["end"] == at + start:
                 spans[-1]["end"] = at + end
             else:
-                spans.append({"start": at + start, "end": at + end, "by": by})
-        return spans
+                spans.append({"field": "thinking", "start": at + start, "end": at + end,
+                              "by": INSERTED[kind], "kind": kind})
+        closes = [{**span, "start": span["end"], "kind": "close"} for span in spans if span["kind"] == "wrap_up"]
+        return sorted(spans + closes, key=lambda span: (span["start"], span["kind"] != "close")) if closes else spans
 
     def block(self, number: int) -> str:
         """Think block `number`, stripped ("" if it has no text)."""
@@ -213,16 +225,17 @@ class ThinkSplitter:
                 start = lt + 1
         return self._out
 
-    def insert(self, text: str, by: str | None, *, close_thinking: bool = False) -> list[Segment]:
+    def insert(self, text: str, inserted: str | None, *, close_thinking: bool = False) -> list[Segment]:
         """Put text the model did not write into the stream, as it is (no tags are looked for):
-        segments of the current kind marked `inserted_by=by` (None: text the model wrote
-        earlier, e.g. the kept start of a thought). `close_thinking` then ends the think
-        block as ``</think>`` would. A tag prefix held from the model's last delta is its
-        text: it is emitted first."""
+        segments of the current kind marked `inserted` (a key of INSERTED; None: text the
+        model wrote earlier, e.g. the kept start of a thought). `close_thinking` then ends the
+        think block as ``</think>`` would. A tag prefix held from the model's last delta is
+        its text: it is emitted first."""
         if self._finished:
             raise RuntimeError("ThinkSplitter.insert() called after finish()")
-        if by is not None and by not in INSERTERS:
-            raise ValueError(f"inserted_by must be one of {INSERTERS}, not {by!r}")
+        if inserted is not None and inserted not in INSERTED:
+            raise ValueError(f"inserted must be one of {sorted(INSERTED)}, not {inserted!r}")
+        by = inserted
         self._out = []
         if self._held:
             self._emit(self._held)
@@ -315,7 +328,7 @@ class ThinkSplitter:
         out = self._out
         last = out[-1] if out else None
         if last is not None and last.kind == segment.kind and last.block == segment.block \
-                and last.inserted_by == by and not _spells_tag(last.text, text):
+                and last.inserted == by and not _spells_tag(last.text, text):
             out[-1] = Segment(segment.kind, last.text + text, segment.block, by)
         else:
             out.append(segment)

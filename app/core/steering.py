@@ -31,7 +31,7 @@ import collections
 import threading
 
 from app.core.errors import PonderError
-from app.core.reasoning import CLOSE_TAG, OPEN_TAG, Segment
+from app.core.reasoning import CLOSE_TAG, INSERTED, OPEN_TAG, Segment
 
 BUDGET_WRAP_UP = "\n\nOkay, I'm out of thinking budget, so let me answer now with what I have.\n"
 ANSWER_NOW_WRAP_UP = "\n\nOkay, I have to answer now, so let me answer with what I have.\n"
@@ -93,15 +93,15 @@ def continued_prefix(thinking: str, spans, edited: str) -> list[Segment]:
     """The first segments of a thought continued from `edited`, an edit of `thinking`.
 
     The part of `edited` that `thinking` starts with was written as before (the model's
-    text, or text inserted earlier: `spans`, TraceText's shape, keep their marks); from
-    the first character that differs on, it is the user's.
+    text, or text inserted earlier: `spans`, TraceText's shape, keep their kinds); from
+    the first character that differs on, it is the user's "edit".
     """
     check_thought(edited)
     same = 0
     limit = min(len(thinking), len(edited))
     while same < limit and thinking[same] == edited[same]:
         same += 1
-    marks: list[tuple[int, int, str | None]] = []  # (start, end, by) covering [0, same)
+    marks: list[tuple[int, int, str | None]] = []  # (start, end, inserted kind) covering [0, same)
     at = 0
     for span in sorted(spans or (), key=lambda s: s["start"]):
         start, end = max(at, int(span["start"])), min(same, int(span["end"]))
@@ -109,19 +109,20 @@ def continued_prefix(thinking: str, spans, edited: str) -> list[Segment]:
             continue
         if start > at:
             marks.append((at, start, None))
-        marks.append((start, end, span.get("by") or "user"))
+        kind = span.get("kind")
+        marks.append((start, end, kind if kind in INSERTED else "edit"))
         at = end
     if at < same:
         marks.append((at, same, None))
     if same < len(edited):
-        marks.append((same, len(edited), "user"))
+        marks.append((same, len(edited), "edit"))
     segments: list[Segment] = []
-    for start, end, by in marks:
+    for start, end, kind in marks:
         text = edited[start:end]
-        if segments and segments[-1].inserted_by == by:
-            segments[-1] = Segment("think", segments[-1].text + text, 0, by)
+        if segments and segments[-1].inserted == kind:
+            segments[-1] = Segment("think", segments[-1].text + text, 0, kind)
         else:
-            segments.append(Segment("think", text, 0, by))
+            segments.append(Segment("think", text, 0, kind))
     return segments
 
 

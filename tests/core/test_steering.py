@@ -77,9 +77,12 @@ def test_budget_ends_the_thought_with_a_marked_wrap_up_and_the_model_answers(lon
     assert run.answer == LONG_ANSWER  # after the inserted </think> the model answers
     assert inserted(segments, "ponder") == BUDGET_WRAP_UP
     assert not [seg for seg in segments if seg.kind == "answer" and seg.inserted_by]
-    [span] = run.spans
-    assert span["by"] == "ponder" and span["end"] == len(run.thinking)
+    span, close = run.spans
+    assert span["by"] == "ponder" and span["kind"] == "wrap_up" and span["field"] == "thinking"
     assert run.thinking[span["start"]:span["end"]].strip() == BUDGET_WRAP_UP.strip()
+    # Ponder's </think> is a zero-width span where the thought ends.
+    assert close == {"field": "thinking", "start": len(run.thinking), "end": len(run.thinking),
+                     "by": "ponder", "kind": "close"}
     assert s.finish_reason == "stop"
 
 
@@ -150,7 +153,8 @@ def test_a_nudge_mid_thought_goes_in_as_the_models_words_and_it_thinks_on(standa
     assert after.strip() == STANDARD_THINKING.strip()  # the model thought on (its script again)
     assert run.answer == STANDARD_ANSWER.strip()
     [span] = run.spans
-    assert span["by"] == "user" and run.thinking[span["start"]:span["end"]].strip() == note.strip()
+    assert span["by"] == "user" and span["kind"] == "nudge"
+    assert run.thinking[span["start"]:span["end"]].strip() == note.strip()
     # The KV cache was reused: llama.cpp evaluated the prompt once and the note once, nothing else again.
     s = run.stats
     assert s.inserted_tokens == n_tokens(standard, note)
@@ -203,7 +207,7 @@ def test_a_stopped_thought_continues_with_a_nudge_reusing_the_kv_cache(standard)
     assert run.stats.finish_reason == "cancelled"
     in_context = len(standard._cached)  # the prompt and every token the stopped run generated
     note = nudge_text("check it the other way round")
-    prefix = continued_prefix(run.thinking, run.spans, run.thinking) + [Segment("think", note, 0, "user")]
+    prefix = continued_prefix(run.thinking, run.spans, run.thinking) + [Segment("think", note, 0, "nudge")]
     again = standard.continue_from(ASK, prefix, Sampling(seed=4))
     segments = list(again)
     assert again.stats.prompt_reused_tokens == in_context  # nothing the context held is evaluated again
@@ -211,7 +215,7 @@ def test_a_stopped_thought_continues_with_a_nudge_reusing_the_kv_cache(standard)
     assert again.thinking.startswith(run.thinking + note.rstrip())
     assert again.answer == STANDARD_ANSWER.strip()
     assert "continued" in again.flags
-    assert [s["by"] for s in again.spans] == ["user"]
+    assert [(s["by"], s["kind"]) for s in again.spans] == [("user", "nudge")]
     assert again.thinking[again.spans[0]["start"]:again.spans[0]["end"]].strip() == note.strip()
     assert "".join(s.text for s in segments if s.kind == "think").startswith(run.thinking)
     assert again.prompt_text.endswith(run.thinking + note)
@@ -221,10 +225,10 @@ def test_continue_from_an_edited_thought_keeps_the_model_part_and_marks_the_edit
     first = standard.chat(ASK, Sampling(seed=5)).run()
     edited = first.thinking[:40] + "? Hmm, or is it 400?"
     prefix = continued_prefix(first.thinking, first.spans, edited)
-    assert [(s.text, s.inserted_by) for s in prefix] == [(first.thinking[:40], None), ("? Hmm, or is it 400?", "user")]
+    assert [(s.text, s.inserted) for s in prefix] == [(first.thinking[:40], None), ("? Hmm, or is it 400?", "edit")]
     run = standard.continue_from(ASK, prefix, Sampling(seed=5)).run()
     assert run.thinking.startswith(edited)
-    assert run.spans[0] == {"start": 40, "end": len(edited), "by": "user"}
+    assert run.spans[0] == {"field": "thinking", "start": 40, "end": len(edited), "by": "user", "kind": "edit"}
     assert run.answer == STANDARD_ANSWER.strip()
     assert run.flags == ["continued"]
     # The unedited start is the first run's own tokens: reused from the KV cache.
@@ -235,19 +239,20 @@ def test_continue_from_an_edited_thought_keeps_the_model_part_and_marks_the_edit
 def test_continue_from_a_plain_string_marks_it_the_users_and_refuses_tags(standard):
     run = standard.continue_from(ASK, "My own start.", Sampling(seed=6)).run()
     assert run.thinking.startswith("My own start.")
-    assert run.spans[0] == {"start": 0, "end": len("My own start."), "by": "user"}
+    assert run.spans[0] == {"field": "thinking", "start": 0, "end": len("My own start."), "by": "user", "kind": "edit"}
     with pytest.raises(SteeringError, match="</think>"):
         standard.continue_from(ASK, "cut </think> here")
 
 
 def test_continued_prefix_keeps_earlier_marks_up_to_the_first_change():
     thinking = "Model text. Wait, the user adds: hi. More model text."
-    spans = [{"start": 12, "end": 36, "by": "user"}]
+    spans = [{"field": "thinking", "start": 12, "end": 36, "by": "user", "kind": "nudge"}]
     same = continued_prefix(thinking, spans, thinking)
-    assert [(s.text, s.inserted_by) for s in same] == [
-        ("Model text. ", None), ("Wait, the user adds: hi.", "user"), (" More model text.", None)]
+    assert [(s.text, s.inserted) for s in same] == [
+        ("Model text. ", None), ("Wait, the user adds: hi.", "nudge"), (" More model text.", None)]
     cut = continued_prefix(thinking, spans, thinking[:20] + "!")
-    assert [(s.text, s.inserted_by) for s in cut] == [("Model text. ", None), ("Wait, th!", "user")]
+    assert [(s.text, s.inserted) for s in cut] == [("Model text. ", None), ("Wait, th", "nudge"), ("!", "edit")]
+    assert [s.inserted_by for s in cut] == [None, "user", "user"]
     assert continued_prefix(thinking, spans, "") == []
 
 
@@ -257,12 +262,16 @@ def test_continued_prefix_keeps_earlier_marks_up_to_the_first_change():
 def test_trace_text_spans_are_offsets_into_the_joined_thinking():
     splitter = ThinkSplitter(prompt_opens_thinking=True)
     trace = TraceText()
-    for seg in [*splitter.feed("  First thought."), *splitter.insert(" Mine.", "user"),
-                *splitter.feed("</think>Answer.<think>Second"), *splitter.insert(" Ours.", "ponder", close_thinking=True),
+    for seg in [*splitter.feed("  First thought."), *splitter.insert(" Mine.", "nudge"),
+                *splitter.feed("</think>Answer.<think>Second"), *splitter.insert(" Ours.", "wrap_up", close_thinking=True),
                 *splitter.feed("More answer."), *splitter.finish()]:
         trace.add(seg)
     assert trace.thinking == "First thought. Mine.\n\nSecond Ours."
-    assert trace.spans == splitter.spans == [{"start": 14, "end": 20, "by": "user"}, {"start": 28, "end": 34, "by": "ponder"}]
+    assert trace.spans == splitter.spans == [
+        {"field": "thinking", "start": 14, "end": 20, "by": "user", "kind": "nudge"},
+        {"field": "thinking", "start": 28, "end": 34, "by": "ponder", "kind": "wrap_up"},
+        {"field": "thinking", "start": 34, "end": 34, "by": "ponder", "kind": "close"},
+    ]
     assert trace.answer == "Answer.More answer."
     assert "multiple_think_blocks" in splitter.flags
 
@@ -270,7 +279,7 @@ def test_trace_text_spans_are_offsets_into_the_joined_thinking():
 def test_inserted_text_is_never_parsed_for_tags_and_a_held_tag_prefix_stays_text():
     splitter = ThinkSplitter(prompt_opens_thinking=True)
     out = splitter.feed("a <")
-    out += splitter.insert("</think> is text here", "user")
+    out += splitter.insert("</think> is text here", "edit")
     assert splitter.in_thinking
     assert "".join(s.text for s in out) == "a <</think> is text here"
     with pytest.raises(ValueError):
@@ -300,7 +309,7 @@ def test_ask_thinking_budget_in_json(scripted_model):
     assert "budget_reached" in data["flags"]
     assert data["answer"] == LONG_ANSWER
     assert data["sampling"]["thinking_budget"] == 20
-    assert data["spans"] and data["spans"][0]["by"] == "ponder"
+    assert [s["kind"] for s in data["spans"]] == ["wrap_up", "close"]
     stats = data["stats"]
     assert stats["thinking_tokens"] - stats["inserted_tokens"] == 20
     assert stats["answer_s"] > 0 and stats["thinking_s"] > 0
