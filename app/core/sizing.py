@@ -758,10 +758,26 @@ def _preferred_quant(model: CatalogModel) -> Quant:
 
 
 def best_placement(model, *, hw: HardwareInfo | None, n_ctx: int = TARGET_N_CTX,
-                   quant: str | Quant | None = None) -> Plan:
+                   quant: str | Quant | None = None, kv_types: tuple[str, ...] = ("f16", "q8_0"),
+                   experts_in_ram: bool | None = None) -> Plan:
     """How to load `model` here: as many layers on the GPU as fit, with an f16 KV cache unless
-    an 8-bit one puts more layers on the GPU. For the engine's automatic placement and the UI."""
-    return _best_placement(_placements(hw, model, quant, n_ctx))
+    an 8-bit one puts more layers on the GPU. A mixture of experts that does not fit the GPU whole
+    gets its routed experts in RAM instead when that fits and decodes faster than splitting layers.
+    `experts_in_ram`: None decides so; False never; True always (where the model has experts).
+    For the engine's automatic placement and the UI."""
+    layers = [plan(model, quant=quant, n_ctx=n_ctx, kv_type=kv, hw=hw) for kv in kv_types]
+    if experts_in_ram is False or not model_shape(model, quant).is_moe:
+        return _best_placement(layers)
+    experts = [plan(model, quant=quant, n_ctx=n_ctx, kv_type=kv, hw=hw, experts_in_ram=True) for kv in kv_types]
+    if experts_in_ram:
+        return _best_placement(experts)
+    by_layers = _best_placement(layers)
+    if by_layers.fits and by_layers.full_offload:
+        return by_layers
+    fitting = [p for p in experts if p.fits]
+    if fitting and (not by_layers.fits or fitting[0].expected_tokens_per_s > by_layers.expected_tokens_per_s):
+        return fitting[0]
+    return by_layers
 
 
 def _placements(hw, model, quant, n_ctx, n_gpu_layers=None) -> list[Plan]:
