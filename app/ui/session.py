@@ -1,7 +1,7 @@
 """ChatSession: the open conversation and the answer being generated, on the GUI thread.
 
-It turns user actions (send, regenerate, edit and resend, stop, open, delete)
-into store writes and engine requests, and engine results into signals the
+It turns user actions (send, regenerate, edit and resend, stop, open, delete,
+switch versions) into store writes and engine requests, and engine results into signals the
 window renders. Persistence: a message is written when it starts and when it
 ends; while an answer streams, its text is checkpointed about once a second
 (never per token), so a crash loses at most about a second of text.
@@ -19,7 +19,7 @@ from app.core.engine import Sampling
 from app.core.errors import StorageError
 from app.core.reasoning import Segment, TraceText
 from app.core.settings import Settings
-from app.core.storage import ChatStore, Conversation, Message, SearchHit
+from app.core.storage import ChatStore, Conversation, Message, SearchHit, TurnVersion
 from app.ui.worker import NO_MODEL_MESSAGE, EngineClient
 
 log = logging.getLogger(__name__)
@@ -63,6 +63,8 @@ class ChatSession(QObject):
       stream_counts(int thinking_tokens, int answer_tokens)
       (The stream_* signals come only for the live answer of the conversation on screen.)
       answer_finished(Message): the live answer as finally stored.
+      versions_changed(): the open conversation's versions changed (see version_of); comes
+        after the transcript_reset / message_added that showed the change.
       conversations_changed(): titles, order or membership of the list changed.
       busy_changed(bool): an answer started or ended.
       error_occurred(str): a sentence to show the user.
@@ -74,6 +76,7 @@ class ChatSession(QObject):
     stream_segment = Signal(str, str)
     stream_counts = Signal(int, int)
     answer_finished = Signal(object)
+    versions_changed = Signal()
     conversations_changed = Signal()
     busy_changed = Signal(bool)
     error_occurred = Signal(str)
@@ -86,6 +89,7 @@ class ChatSession(QObject):
         self.settings = settings
         self.conversation_id: int | None = None
         self.messages: list[Message] = []  # of the open conversation, in order
+        self.versions: list[TurnVersion] = []  # its stored versions (storage.py: versions of a turn)
         self._live: LiveAnswer | None = None
         self._checkpoint = QTimer(self)
         self._checkpoint.setInterval(checkpoint_ms)
@@ -128,8 +132,9 @@ class ChatSession(QObject):
         """Show an empty chat. It is saved when its first prompt is sent."""
         self._leave_live_answer()
         self.conversation_id = None
-        self.messages = []
+        self.messages, self.versions = [], []
         self.transcript_reset.emit([])
+        self.versions_changed.emit()
 
     def open_conversation(self, conv_id: int) -> bool:
         if conv_id == self.conversation_id:
@@ -140,10 +145,14 @@ class ChatSession(QObject):
             self.error_occurred.emit(str(exc))
             return False
         self._leave_live_answer()
-        self.conversation_id = conv.id
-        self.messages = list(conv.messages)
-        self.transcript_reset.emit(list(self.messages))
+        self._show(conv)
         return True
+
+    def _show(self, conv: Conversation) -> None:
+        self.conversation_id = conv.id
+        self.messages, self.versions = list(conv.messages), list(conv.versions)
+        self.transcript_reset.emit(list(self.messages))
+        self.versions_changed.emit()
 
     def rename_conversation(self, conv_id: int, title: str) -> None:
         if self._write(self.store.rename_conversation, conv_id, title) is not _FAILED:
@@ -169,7 +178,7 @@ class ChatSession(QObject):
             return None
         if conv_id == self.conversation_id:
             self.conversation_id = None
-            self.messages = []
+            self.messages, self.versions = [], []
             self.transcript_reset.emit([])
         self.conversations_changed.emit()
         return snapshot
@@ -206,26 +215,100 @@ class ChatSession(QObject):
         return self._generate()
 
     def regenerate(self, message_id: int) -> bool:
-        """Answer again: the assistant message and everything after it are replaced."""
+        """Answer again: a new version of the turn; the earlier one is kept (versions_of)."""
         index = self._index_of(message_id, "assistant")
         if index is None or not self._can_generate():
             return False
-        if not self._truncate(index):
+        if not self.start_version(self._view().turn_start(self.messages[index].position)):
             return False
-        return self._generate()
+        return self._generate_version()
 
     def edit_and_resend(self, message_id: int, text: str) -> bool:
-        """Replace a user prompt (and everything after it) with `text` and answer it."""
+        """Answer `text` instead of a prompt: a new version of its turn; the earlier one is kept."""
         text = text.strip()
         index = self._index_of(message_id, "user")
         if index is None or not text or not self._can_generate():
             return False
-        if not self._truncate(index):
-            return False
-        if self._append("user", text) is None:
+        if not self.start_version(self.messages[index].position, text):
             return False
         self.conversations_changed.emit()
-        return self._generate()
+        return self._generate_version()
+
+    # --- versions of a turn (app/core/storage.py) ---------------------------------------
+
+    def start_version(self, turn: int, prompt: str | None = None) -> bool:
+        """Keep the turn starting at position `turn` (and all after it) as a version; on screen
+        stays its prompt (or `prompt`, edited), ready for a new answer. False if refused."""
+        shown = self._write(self.store.start_version, self.conversation_id, turn, prompt)
+        if shown is _FAILED:
+            return False
+        self.messages = [m for m in self.messages if m.position < turn] + ([shown] if shown else [])
+        self.versions = self._reload_versions()
+        self.transcript_reset.emit(list(self.messages))
+        return True
+
+    def _generate_version(self) -> bool:
+        started = self._generate()
+        self.versions_changed.emit()  # after the new answer's view is there
+        return started
+
+    def _view(self) -> Conversation:
+        """The open conversation as shown (for the version helpers of Conversation)."""
+        return Conversation(self.conversation_id or 0, "", 0.0, 0.0, None, False, list(self.messages),
+                            versions=self.versions)
+
+    def versions_of(self, answer_position: int) -> list[TurnVersion]:
+        """The versions of the turn an on-screen answer belongs to, in order (shown: id None)."""
+        view = self._view()
+        return view.versions_of(view.turn_start(answer_position))
+
+    def version_of(self, answer_position: int) -> tuple[int, int]:
+        """(number of the version shown, how many) for the turn of an on-screen answer."""
+        view = self._view()
+        return view.version_of(view.turn_start(answer_position))
+
+    def show_version(self, answer_position: int, number: int) -> bool:
+        """Show version `number` (1-based) of an answer's turn; the conversation continues from it."""
+        versions = self.versions_of(answer_position)
+        if not 1 <= number <= len(versions) or self.conversation_id is None or self._refuse_while_live():
+            return False
+        target = versions[number - 1]
+        if target.shown:
+            return True
+        if self._write(self.store.switch_version, self.conversation_id, target.id) is _FAILED:
+            return False
+        return self._reload()
+
+    def delete_shown_version(self, answer_position: int) -> bool:
+        """Delete the version of an answer's turn that is shown; the one before it takes its place."""
+        if self.conversation_id is None or self.message_at(answer_position) is None or self._refuse_while_live():
+            return False
+        turn = self._view().turn_start(answer_position)
+        if self._write(self.store.delete_version, self.conversation_id, turn) is _FAILED:
+            return False
+        return self._reload()
+
+    def _refuse_while_live(self) -> bool:
+        if self._live_is_shown():
+            self.error_occurred.emit("Let the answer finish, or stop it, before changing versions.")
+            return True
+        return False
+
+    def _reload_versions(self) -> list[TurnVersion]:
+        try:
+            return self.store.get_conversation(self.conversation_id).versions
+        except StorageError as exc:
+            self.error_occurred.emit(str(exc))
+            return self.versions
+
+    def _reload(self) -> bool:
+        try:
+            conv = self.store.get_conversation(self.conversation_id)
+        except StorageError as exc:
+            self.error_occurred.emit(str(exc))
+            return False
+        self._show(conv)
+        return True
 
     def stop(self) -> None:
         """End the live answer after its current token; what it said is kept."""
@@ -260,14 +343,6 @@ class ChatSession(QObject):
             if m.id == message_id and m.role == role:
                 return i
         return None
-
-    def _truncate(self, index: int) -> bool:
-        cut = self.messages[index]
-        if self._write(self.store.delete_messages_from, cut.conversation_id, cut.position) is _FAILED:
-            return False
-        self.messages = self.messages[:index]
-        self.transcript_reset.emit(list(self.messages))
-        return True
 
     def _append(self, role: str, content: str = "", **fields) -> Message | None:
         conv_id = self.conversation_id

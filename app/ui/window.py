@@ -52,6 +52,7 @@ from app.ui.session import ChatSession
 from app.ui.settings_dialog import SettingsDialog
 from app.ui.status_bar import ModelStatusBar
 from app.ui.transcript import Transcript
+from app.ui.version_nav import VersionControls
 from app.ui.welcome import WelcomePage
 from app.ui.window_menus import WindowMenus
 from app.ui.worker import NO_MODEL_MESSAGE, EngineClient
@@ -80,6 +81,7 @@ class MainWindow(QMainWindow):
         self.drop = ModelFileDrop(self)
         self.models = ModelSwitching(self)
         self.chats = ChatNavigation(self)
+        self.versions = VersionControls(self)  # ‹ 2/3 › on answers, compare (before the menus: they use it)
         self.menus = WindowMenus(self)
         self._connect()
 

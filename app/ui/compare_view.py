@@ -1,0 +1,299 @@
+"""Compare two versions of a turn side by side: prompt, thinking and answer of each with a
+word-level diff, both stats rows, and scrolling that stays together.
+
+The versions are data (app/core/storage.py: TurnVersion); the diff is plain Python
+(`compare_texts`, difflib on words) and runs off the GUI thread through
+`run_in_background`: two 20k-token traces take a few tenths of a second to diff, too long
+for the GUI thread (tests/benchmarks/bench_compare.py). The GUI thread only fills the two
+documents with the result, as literal text (model output is never read as HTML).
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass
+
+from PySide6.QtCore import Qt, Signal, Slot
+from PySide6.QtGui import QColor, QFont, QTextCharFormat, QTextCursor, QTextDocument
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QTextBrowser,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.core.storage import Message, TurnVersion
+from app.ui import message_wording, theme
+from app.ui.background import run_in_background
+
+FIELDS = (("prompt", "Prompt"), ("thinking", "Thinking"), ("answer", "Answer"))
+_WORD = re.compile(r"\s*\S+")  # a word with the whitespace before it: joined back, the text as it was
+
+SAME, REMOVED, ADDED = "same", "removed", "added"  # REMOVED: only on the left; ADDED: only on the right
+
+
+# --- the diff (no Qt) -------------------------------------------------------------------
+
+
+def word_diff(left: str, right: str) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """Each side as (kind, text) pieces: SAME, or REMOVED (left) / ADDED (right).
+
+    Words are compared without their whitespace. difflib's autojunk stays on: it ignores
+    words in more than 1% of a long text ("the", "so") as anchors, which keeps two unrelated
+    20k-token traces at ~0.5 s instead of ~6 s and stops common words matching as noise.
+    """
+    a, b = _WORD.findall(left), _WORD.findall(right)
+    matcher = difflib.SequenceMatcher(None, [w.strip() for w in a], [w.strip() for w in b])
+    out_a: list[tuple[str, str]] = []
+    out_b: list[tuple[str, str]] = []
+    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+        if tag == "equal":
+            out_a.append((SAME, "".join(a[i1:i2])))
+            out_b.append((SAME, "".join(b[j1:j2])))
+            continue
+        if i2 > i1:
+            out_a.append((REMOVED, "".join(a[i1:i2])))
+        if j2 > j1:
+            out_b.append((ADDED, "".join(b[j1:j2])))
+    return out_a, out_b
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """The diff of two versions, field by field (prompt, thinking, answer)."""
+
+    left: dict[str, list[tuple[str, str]]]
+    right: dict[str, list[tuple[str, str]]]
+    shared_words: int  # words the two have in common
+    left_words: int
+    right_words: int
+
+    @property
+    def identical(self) -> bool:
+        return all(kind == SAME for side in (self.left, self.right) for pieces in side.values()
+                   for kind, _ in pieces)
+
+    def summary(self) -> str:
+        if self.identical:
+            return "The two versions are identical."
+        total = max(self.left_words, self.right_words, 1)
+        return (f"{self.shared_words / total:.0%} of the words in common "
+                f"({self.left_words:,} words left, {self.right_words:,} right)")
+
+
+def turn_texts(version: TurnVersion) -> dict[str, str]:
+    """What the compare view shows of a version: its prompt, thinking and answer."""
+    prompt = next((m.content for m in version.messages if m.role == "user"), "")
+    answer = version.answer
+    return {"prompt": prompt, "thinking": answer.thinking if answer else "", "answer": answer.content if answer else ""}
+
+
+def compare_texts(left: dict[str, str], right: dict[str, str]) -> Comparison:
+    out_left, out_right = {}, {}
+    shared = 0
+    for name, _ in FIELDS:
+        out_left[name], out_right[name] = word_diff(left[name], right[name])
+        shared += sum(len(_WORD.findall(text)) for kind, text in out_left[name] if kind == SAME)
+    count = sum(len(_WORD.findall(left[n])) for n, _ in FIELDS), sum(len(_WORD.findall(right[n])) for n, _ in FIELDS)
+    return Comparison(out_left, out_right, shared, *count)
+
+
+def stats_row(message: Message | None) -> str:
+    """Tokens, time, tokens/s, flags, sampling and seed of an answer, on two short lines."""
+    if message is None:
+        return "No answer in this version."
+    s = message.stats or {}
+    fmt = message_wording.format_seconds
+    first: list[str] = []
+    thinking, answer = s.get("thinking_tokens"), s.get("answer_tokens")
+    if thinking is not None or answer is not None:
+        first.append(f"{thinking or 0:,} thinking + {answer or 0:,} answer tokens")
+    if s.get("thinking_s") is not None:
+        first.append(f"thought {fmt(s['thinking_s'])}")
+    if s.get("answer_s") is not None:
+        first.append(f"answered {fmt(s['answer_s'])}")
+    if s.get("total_s") is not None:
+        first.append(f"{fmt(s['total_s'])} in all")
+    if s.get("time_to_first_token_s") is not None:
+        first.append(f"first token {fmt(s['time_to_first_token_s'])}")
+    if s.get("decode_tokens_per_s"):
+        first.append(f"{s['decode_tokens_per_s']:.1f} tokens/s")
+    if s.get("finish_reason"):
+        first.append(message_wording.FINISH_WORDS.get(s["finish_reason"], s["finish_reason"]))
+    if message.status in ("stopped", "error"):
+        first.append(message.status)
+    second: list[str] = []
+    flags = [f for f in message.flags if f not in message_wording.SILENT_FLAGS]
+    second.append("flags: " + ", ".join(f.replace("_", " ") for f in flags) if flags else "no flags")
+    sampling = message.sampling or {}
+    for key, label in (("temperature", "temperature"), ("top_p", "top-p"), ("top_k", "top-k"),
+                       ("min_p", "min-p"), ("max_tokens", "max tokens"), ("seed", "seed")):
+        if sampling.get(key) is not None:
+            second.append(f"{label} {sampling[key]}")
+    if message.model:
+        second.append(message.model)
+    return " · ".join(first or ["no stats"]) + "\n" + " · ".join(second)
+
+
+# --- the view ---------------------------------------------------------------------------
+
+
+def _version_label(number: int, version: TurnVersion) -> str:
+    return f"Version {number}" + (" (shown)" if version.shown else "")
+
+
+class CompareDialog(QDialog):
+    """Two versions of one turn, side by side. `versions` in order (Conversation.versions_of);
+    `left` and `right` index it. Non-modal: the chat stays usable beside it.
+
+    Signals:
+      compared(): both sides show the diff of the versions picked (after the background diff).
+    """
+
+    compared = Signal()
+
+    def __init__(self, versions: list[TurnVersion], left: int, right: int, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("compareDialog")
+        self.setWindowTitle("Compare versions")
+        self.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        self.versions = versions
+        self.comparison: Comparison | None = None
+        self._request = 0  # the latest diff asked for; older results are dropped
+        self._syncing = False
+
+        self.pickers: list[QComboBox] = []
+        self.stats_labels: list[QLabel] = []
+        self.browsers: list[QTextBrowser] = []
+        grid = QGridLayout()
+        grid.setHorizontalSpacing(16)
+        grid.setVerticalSpacing(6)
+        for column, index in enumerate((left, right)):
+            picker = QComboBox(self, objectName="versionPicker")
+            for number, version in enumerate(versions, 1):
+                picker.addItem(_version_label(number, version))
+            picker.setCurrentIndex(index)
+            picker.currentIndexChanged.connect(self._on_picked)
+            stats = QLabel(self, objectName="compareStats")
+            stats.setTextFormat(Qt.TextFormat.PlainText)
+            stats.setWordWrap(True)
+            stats.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+            browser = QTextBrowser(self, objectName="compareText")
+            browser.setOpenLinks(False)
+            browser.verticalScrollBar().valueChanged.connect(self._on_scrolled)
+            grid.addWidget(picker, 0, column)
+            grid.addWidget(stats, 1, column)
+            grid.addWidget(browser, 2, column)
+            self.pickers.append(picker)
+            self.stats_labels.append(stats)
+            self.browsers.append(browser)
+        grid.setRowStretch(2, 1)
+
+        self.summary = QLabel(self, objectName="compareSummary")
+        self.summary.setTextFormat(Qt.TextFormat.PlainText)
+        colors = theme.colors_for(self)
+        self._removed_bg, self._added_bg = _diff_colors(colors.dark)
+        legend = QLabel(self, objectName="compareLegend")
+        legend.setTextFormat(Qt.TextFormat.RichText)  # fixed app text, no model output
+        legend.setText(f'<span style="background-color:{self._removed_bg}">&nbsp;only left&nbsp;</span>&nbsp;&nbsp;'
+                       f'<span style="background-color:{self._added_bg}">&nbsp;only right&nbsp;</span>')
+        top = QHBoxLayout()
+        top.addWidget(self.summary, 1)
+        top.addWidget(legend)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close, self)
+        buttons.rejected.connect(self.close)
+        layout = QVBoxLayout(self)
+        layout.addLayout(top)
+        layout.addLayout(grid, 1)
+        layout.addWidget(buttons)
+        self.resize(1100, 720)
+        self._on_picked()
+
+    # --- picking and diffing ----------------------------------------------------------
+
+    @property
+    def picked(self) -> tuple[int, int]:
+        return self.pickers[0].currentIndex(), self.pickers[1].currentIndex()
+
+    @Slot()
+    def _on_picked(self, *_args) -> None:
+        left, right = (self.versions[i] for i in self.picked)
+        for label, version in zip(self.stats_labels, (left, right)):
+            label.setText(stats_row(version.answer))
+        self._request += 1
+        request = self._request
+        texts = turn_texts(left), turn_texts(right)
+        self.summary.setText("Comparing…")
+        run_in_background(lambda job: compare_texts(*texts), owner=self, name="compare versions", lane="render",
+                          on_done=lambda result: self._show(request, result), on_failed=self._on_failed)
+
+    def _show(self, request: int, comparison: Comparison) -> None:
+        if request != self._request:
+            return  # the user picked other versions meanwhile
+        self.comparison = comparison
+        left, right = self.picked
+        same_pick = " Pick two different versions to see what changed." if left == right else ""
+        self.summary.setText(comparison.summary() + same_pick)
+        for browser, side in zip(self.browsers, (comparison.left, comparison.right)):
+            browser.setDocument(self._document(side, browser))
+        self.compared.emit()
+
+    @Slot(str)
+    def _on_failed(self, message: str) -> None:
+        self.summary.setText(message)
+
+    def _document(self, side: dict[str, list[tuple[str, str]]], parent: QWidget) -> QTextDocument:
+        """The side's fields as literal text, the words only on this side highlighted."""
+        document = QTextDocument(parent)
+        document.setDefaultFont(parent.font())
+        cursor = QTextCursor(document)
+        heading = QTextCharFormat()
+        heading.setFontWeight(QFont.Weight.Bold)
+        plain = QTextCharFormat()
+        marked = {REMOVED: QTextCharFormat(), ADDED: QTextCharFormat()}
+        marked[REMOVED].setBackground(QColor(self._removed_bg))
+        marked[ADDED].setBackground(QColor(self._added_bg))
+        for i, (name, title) in enumerate(FIELDS):
+            if i:
+                cursor.insertBlock()
+                cursor.insertBlock()
+            cursor.insertText(title, heading)
+            cursor.insertBlock()
+            pieces = side[name]
+            if not any(text.strip() for _, text in pieces):
+                cursor.insertText(f"(no {name})", plain)
+                continue
+            first = True
+            for kind, text in pieces:
+                if first:
+                    text, first = text.lstrip(), False
+                cursor.insertText(text, marked.get(kind, plain))
+        return document
+
+    # --- scrolling together -----------------------------------------------------------
+
+    @Slot(int)
+    def _on_scrolled(self, _value: int) -> None:
+        """Scrolling one side scrolls the other to the same place, in proportion to their lengths."""
+        if self._syncing:
+            return
+        source = self.sender()
+        bars = [b.verticalScrollBar() for b in self.browsers]
+        other = bars[1] if source is bars[0] else bars[0]
+        fraction = source.value() / source.maximum() if source.maximum() else 0.0
+        self._syncing = True
+        try:
+            other.setValue(round(fraction * other.maximum()))
+        finally:
+            self._syncing = False
+
+
+def _diff_colors(dark: bool) -> tuple[str, str]:
+    """(removed, added) backgrounds that keep text readable in the theme."""
+    return ("#6b2a2e", "#24562f") if dark else ("#ffd7d5", "#ccf2d3")
