@@ -36,6 +36,7 @@ class Settings:
     n_ctx: int = 16384
     n_gpu_layers: int | str = "auto"  # "auto" (fit to free memory), or a layer count; -1 = all
     thinking_expanded: bool = False  # whether finished thinking panes start expanded
+    thinking_budget: int | None = None  # default thinking budget beside the prompt box (tokens; None: off)
     thinking_maths: bool = True  # typeset the maths of a finished thought (it streams as plain text)
     theme: str = "system"  # one of THEMES
     last_model_path: str | None = None
@@ -71,6 +72,7 @@ _VALID = {
     "n_ctx": lambda v: _is_int(v) and v >= 256,
     "n_gpu_layers": lambda v: v == "auto" or (_is_int(v) and v >= -1),
     "thinking_expanded": lambda v: isinstance(v, bool),
+    "thinking_budget": lambda v: v is None or (_is_int(v) and v >= 1),
     "thinking_maths": lambda v: isinstance(v, bool),
     "theme": lambda v: v in THEMES,
     "last_model_path": lambda v: v is None or (isinstance(v, str) and v != ""),
