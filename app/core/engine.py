@@ -645,6 +645,8 @@ class ChatRun:
         self._prefix_tokens = len(tokens) - prompt_tokens
         self._splitter = ThinkSplitter(prompt_opens_thinking=opens_thinking)
         self._steered: set[str] = {"continued"} if self._prefix else set()  # steering.STEERING_FLAGS
+        if any(part.inserted == "nudge" for part in self._prefix):  # a stopped thought nudged on
+            self._steered.add("nudged")
         self.thinking_tokens = 0
         self.answer_tokens = 0
         self._thought_tokens = 0  # thinking tokens the model generated (what a budget counts)
