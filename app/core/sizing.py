@@ -103,6 +103,9 @@ NON_EXPERT_MIN_BPW = 4.5
 # report; tests/benchmarks/gpu/bench_experts_in_ram.py measures it. The CPU's own rate already is
 # llama.cpp's quantised dot products, experts or not.
 EXPERT_READ_EFFICIENCY = 0.35
+# Attention activations per head and token, as a multiple of (key + value length): fitted to llama.cpp's
+# compute buffer on tiny deepseek2 files with 4 and 8 heads, MLA and not (1.34-1.55 measured).
+ATTENTION_ACTIVATION_FACTOR = 1.5
 # Share of one layer's weights in its largest matrix (an FFN projection: 22-29% in the distills).
 LARGEST_LAYER_TENSOR_SHARE = 0.3
 # Share of one layer's routed experts in its largest expert tensor (gate, up, down: down is often a
@@ -484,12 +487,13 @@ def _place(shape: ModelShape, n: int, gpus: list[_Gpu], hw, n_ctx, kv_type, n_ub
     kv_layer = shape.kv_bytes_per_token_layer(kv_type) * n_ctx_pad
     logits = n_ubatch * shape.vocab_size * 4 + shape.n_embd * n_ubatch * 4
     # f32 activations of one layer's attention that are alive together: the queries and attention output
-    # of every head, the cached heads' K and V of the batch, and a few n_embd-wide rows. For an MLA file
-    # (head_dim_k = kv_lora_rank + rope, head_dim_v = kv_lora_rank) that is the absorbed queries and the
-    # latent output per head: what makes deepseek2's buffer larger than its logits (measured on CPU:
-    # tests/core/test_mla_sizing.py).
-    per_token = ((shape.n_head + shape.n_head_kv) * (shape.head_dim_k + shape.head_dim_v) + 4 * shape.n_embd)
-    activations = per_token * n_ubatch * 4
+    # of every head, the cached heads' K and V of the batch (× ATTENTION_ACTIVATION_FACTOR for copies and
+    # permutes), and a few n_embd-wide rows. For an MLA file (head_dim_k = kv_lora_rank + rope,
+    # head_dim_v = kv_lora_rank) that is the absorbed queries and the latent output per head: what makes
+    # deepseek2's buffer larger than its logits (measured on CPU: tests/core/test_mla_sizing.py).
+    heads = (shape.n_head + shape.n_head_kv) * (shape.head_dim_k + shape.head_dim_v)
+    per_token = ATTENTION_ACTIVATION_FACTOR * heads + 4 * shape.n_embd
+    activations = int(per_token * n_ubatch * 4)
     attention = (n_ctx_pad * n_ubatch * 2 if flash_attn else shape.n_head * n_ctx_pad * n_ubatch * 4) + activations
     ffn = 3 * shape.n_ff * n_ubatch * 4
     layer_work = max(attention, ffn)

@@ -24,6 +24,7 @@ SHAPE = DeepSeek2Shape()
 KV_LINE = re.compile(r"llama_kv_cache: size = +([\d.]+) MiB \( *(\d+) cells, +(\d+) layers.*"
                      r"K \((\w+)\): +([\d.]+) MiB, V \((\w+)\): +([\d.]+) MiB")
 LOG_PRECISION_MIB = 0.005  # llama.cpp prints MiB with two decimals
+BUFFER_LINE = re.compile(r"(model|compute) buffer size = +([\d.]+) MiB")
 
 
 @pytest.fixture(scope="module")
@@ -74,8 +75,9 @@ def llama_kv(path, *, n_ctx: int, kv_type: str, flash_attn: bool) -> dict:
     found = [m for line in handler.lines if (m := KV_LINE.search(line))]
     assert len(found) == 1, [line for line in handler.lines if "kv" in line.lower()]
     total, cells, layers, k_type, k_mib, v_type, v_mib = found[0].groups()
+    buffers = {kind: float(mib) for line in handler.lines if (m := BUFFER_LINE.search(line)) for kind, mib in [m.groups()]}
     return {"total": float(total), "cells": int(cells), "layers": int(layers), "k_type": k_type,
-            "k": float(k_mib), "v_type": v_type, "v": float(v_mib)}
+            "k": float(k_mib), "v_type": v_type, "v": float(v_mib), **buffers}
 
 
 def planned_kv_mib(path, *, n_ctx: int, kv_type: str, flash_attn: bool) -> float:
@@ -194,3 +196,17 @@ def test_moe_speed_reads_the_used_experts_share_of_the_files_expert_tensors(file
         assert (summary.layer_tensor_bytes, summary.expert_tensor_bytes) == (total, experts)
         used = SHAPE.n_expert_used / SHAPE.n_expert
         assert ModelShape.from_summary(summary).active_ratio == pytest.approx((total - experts * (1 - used)) / total)
+
+
+@pytest.mark.parametrize("mla", [True, False])
+@pytest.mark.parametrize("n_ctx", [4096, 16384])
+def test_planned_total_is_within_five_percent_of_llama_cpps_buffers(files, mla, n_ctx):
+    """Weights + KV cache + compute buffer, f16, flash attention, all on the CPU: the planner against
+    llama.cpp's own three buffer lines (numbers in docs/sizing.md)."""
+    measured = llama_kv(files[mla], n_ctx=n_ctx, kv_type="f16", flash_attn=True)
+    p = plan(inspect_gguf(files[mla]), n_ctx=n_ctx, n_gpu_layers=0, hw=describe(ram_gb=16))
+    cpu = p.devices[-1]
+    planned_mib = (cpu.weights_bytes + cpu.kv_bytes + cpu.compute_bytes) / MiB
+    measured_mib = measured["model"] + measured["total"] + measured["compute"]
+    assert abs(planned_mib - measured_mib) <= 0.05 * measured_mib, (planned_mib, measured)
+    assert abs(cpu.compute_bytes / MiB - measured["compute"]) <= 0.05 * measured["compute"], (cpu.compute_bytes / MiB, measured)
