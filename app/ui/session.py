@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import random
 import time
 
 from PySide6.QtCore import QObject, QTimer, Signal, Slot
 
-from app.core.engine import Sampling
+from app.core.engine import LLAMA_SEED_LIMIT, Sampling
 from app.core.errors import StorageError
 from app.core.reasoning import Segment, TraceText
 from app.core.settings import Settings
 from app.core.storage import ChatStore, Conversation, Message, SearchHit, TurnVersion
+from app.core.traces import model_record
 from app.ui.worker import NO_MODEL_MESSAGE, EngineClient
 
 log = logging.getLogger(__name__)
@@ -89,6 +91,7 @@ class ChatSession(QObject):
         self.settings = settings
         self.conversation_id: int | None = None
         self.messages: list[Message] = []  # of the open conversation, in order
+        self.keep_thinking = False  # the open conversation sends earlier thinking back (set_keep_thinking)
         self.versions: list[TurnVersion] = []  # its stored versions (storage.py: versions of a turn)
         self._live: LiveAnswer | None = None
         self._checkpoint = QTimer(self)
@@ -133,6 +136,7 @@ class ChatSession(QObject):
         self._leave_live_answer()
         self.conversation_id = None
         self.messages, self.versions = [], []
+        self.keep_thinking = False  # DeepSeek's advice, until the user chooses otherwise
         self.transcript_reset.emit([])
         self.versions_changed.emit()
 
@@ -151,6 +155,7 @@ class ChatSession(QObject):
     def _show(self, conv: Conversation) -> None:
         self.conversation_id = conv.id
         self.messages, self.versions = list(conv.messages), list(conv.versions)
+        self.keep_thinking = conv.keep_thinking
         self.transcript_reset.emit(list(self.messages))
         self.versions_changed.emit()
 
@@ -207,6 +212,8 @@ class ChatSession(QObject):
         if self.conversation_id is None:
             conv_id = self._write(self.store.create_conversation)
             if conv_id is _FAILED:
+                return False
+            if self.keep_thinking and self._write(self.store.set_keep_thinking, conv_id, True) is _FAILED:
                 return False
             self.conversation_id, self.messages = conv_id, []
         if self._append("user", text) is None:
@@ -310,6 +317,15 @@ class ChatSession(QObject):
         self._show(conv)
         return True
 
+    def set_keep_thinking(self, keep: bool) -> bool:
+        """Whether the open conversation's next prompts carry its earlier thinking (DeepSeek
+        advises against it; some studies want it). Saved with the conversation. False if refused."""
+        if self.conversation_id is not None:
+            if self._write(self.store.set_keep_thinking, self.conversation_id, keep) is _FAILED:
+                return False
+        self.keep_thinking = keep  # a chat not saved yet takes it when its first prompt saves it
+        return True
+
     def stop(self) -> None:
         """End the live answer after its current token; what it said is kept."""
         self.client.stop()
@@ -361,6 +377,7 @@ class ChatSession(QObject):
             stats=None,
             model=fields.get("model"),
             sampling=fields.get("sampling"),
+            model_info=fields.get("model_info"),
             created_at=time.time(),
         )
         self.messages.append(message)
@@ -369,18 +386,22 @@ class ChatSession(QObject):
 
     def _sampling(self) -> Sampling:
         s = self.settings
-        return Sampling(temperature=s.temperature, top_p=s.top_p, max_tokens=s.max_tokens)
+        # The seed is drawn here, so the placeholder saved before the answer starts already has it.
+        return Sampling(temperature=s.temperature, top_p=s.top_p, max_tokens=s.max_tokens,
+                        seed=random.randrange(LLAMA_SEED_LIMIT))
 
     def _generate(self) -> bool:
-        # Earlier reasoning is not sent back: the engine strips it from assistant turns.
-        history = [{"role": m.role, "content": m.content} for m in self.messages]
+        # Earlier reasoning goes back only if the conversation keeps it (the prompt builder decides).
+        history = [{"role": m.role, "content": m.content, "thinking": m.thinking} for m in self.messages]
         sampling = self._sampling()
         placeholder = self._append(
-            "assistant", status="streaming", model=self.client.info.name, sampling=dataclasses.asdict(sampling)
+            "assistant", status="streaming", model=self.client.info.name, model_info=model_record(self.client.info),
+            # With the sampling: whether this prompt carried earlier thinking (the inspector and exports say so).
+            sampling={**dataclasses.asdict(sampling), "keep_thinking": self.keep_thinking},
         )
         if placeholder is None:
             return False
-        req_id = self.client.chat(history, sampling)
+        req_id = self.client.chat(history, sampling, keep_thinking=self.keep_thinking)
         self._live = LiveAnswer(req_id, placeholder)
         self._checkpoint.start()
         self.busy_changed.emit(True)
@@ -446,7 +467,8 @@ class ChatSession(QObject):
             return
         stats = result["stats"]
         final = self._end_live().as_stored(_status_for(stats.get("finish_reason", "stop")),
-                                           flags=tuple(result["flags"]), stats=stats)
+                                           flags=tuple(result["flags"]), stats=stats,
+                                           prompt=result.get("prompt"))  # the exact text the model read
         self._store_final(final)
 
     @Slot(int, str)
@@ -460,7 +482,7 @@ class ChatSession(QObject):
         try:
             self.store.update_message(
                 final.id, content=final.content, thinking=final.thinking, status=final.status,
-                flags=final.flags, stats=final.stats,
+                flags=final.flags, stats=final.stats, prompt=final.prompt,
             )
         except StorageError as exc:
             if final.conversation_id == self.conversation_id:  # else: the chat was deleted
