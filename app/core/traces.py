@@ -17,15 +17,19 @@ from __future__ import annotations
 
 import datetime as dt
 import errno
+import functools
 import json
 import os
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from app.core.errors import PonderError
 from app.core.storage import ChatStore, Conversation, Message, StoreDamaged
+
+if TYPE_CHECKING:
+    from app.core.engine import ModelInfo
 
 TRACE_FIELDS = (
     "conversation_id", "message_id", "position", "version", "version_count", "shown", "created_at",
@@ -46,6 +50,29 @@ class ExportError(PonderError):
 
 def iso_time(timestamp: float) -> str:
     return dt.datetime.fromtimestamp(timestamp, dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def model_record(info: ModelInfo) -> dict[str, Any]:
+    """What a message keeps about the model file that wrote it (messages.model_info): its name,
+    file name, quantisation, SHA-256 when a download verified it, and where it came from."""
+    from app.core.downloads import verified_sha256
+
+    if info.path is None:  # a model on a server (app.core.remote.RemoteModelInfo): no file here
+        return {"name": info.name, "file": None, "quantization": None, "sha256": None, "source": info.label}
+    return {"name": info.name, "file": info.path.name, "quantization": info.quantization,
+            "sha256": verified_sha256(info.path), "source": _source(info.path.name)}
+
+
+@functools.lru_cache(maxsize=32)
+def _source(file_name: str) -> str:
+    """The Hugging Face repository the catalog names for a file, else "local file"."""
+    from app.core.catalog import load_catalog
+
+    try:
+        found = load_catalog().find_file(file_name)
+    except PonderError:  # a missing or broken catalog: the source is just not known
+        found = None
+    return f"huggingface.co/{found[0].repo}" if found is not None else "local file"
 
 
 def _model(m: Message) -> dict[str, Any]:
@@ -83,7 +110,8 @@ def trace_records(conversation: Conversation) -> Iterator[dict[str, Any]]:
             "status": m.status,
             "model": _model(m),
             "prompt": m.prompt,
-            "keep_thinking": conversation.keep_thinking,
+            # Recorded with each answer since the choice exists; before, thinking was always left out.
+            "keep_thinking": bool(sampling.get("keep_thinking", False)),
             "params": {key: sampling.get(key) for key in PARAM_FIELDS},
             "thinking": m.thinking,
             "answer": m.content,
@@ -113,6 +141,19 @@ def read_conversations(store: ChatStore, conversation_id: int | None = None,
 
 def jsonl_text(conversations: Iterable[Conversation]) -> str:
     return "".join(json.dumps(r, ensure_ascii=False) + "\n" for c in conversations for r in trace_records(c))
+
+
+def export_jsonl(db: str | os.PathLike, target: str | os.PathLike, conversation_id: int | None = None
+                 ) -> tuple[int, list[str]]:
+    """Every assistant message version (of one conversation, or all) from the conversation file
+    `db` to `target`, on a connection of its own (any thread may call it, next to a running app).
+    Returns (records written, warnings about chats left out). Raises ExportError or StorageError."""
+    warnings: list[str] = []
+    with ChatStore(Path(db), recover_interrupted=False) as store:  # leaves a live answer as it is
+        conversations = read_conversations(store, conversation_id, warnings.append)
+    text = jsonl_text(conversations)
+    write_text_file(target, text)
+    return text.count("\n"), warnings
 
 
 def write_text_file(path: str | os.PathLike, text: str) -> None:

@@ -23,12 +23,14 @@ class MessageFooter(QWidget):
     failed, flag badges when there is no thinking pane to carry them, and the actions.
 
     Signals:
-      copy_answer_requested(), copy_thinking_requested(), regenerate_requested()
+      copy_answer_requested(), copy_thinking_requested(), regenerate_requested(),
+      prompt_requested(): show what the model was sent (prompt_inspector.py)
     """
 
     copy_answer_requested = Signal()
     copy_thinking_requested = Signal()
     regenerate_requested = Signal()
+    prompt_requested = Signal()
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -55,6 +57,9 @@ class MessageFooter(QWidget):
         self.regenerate_button = action_button("Regenerate", "regenerate", self,
                                                "Generate a new answer to the same prompt")
         self.regenerate_button.clicked.connect(self.regenerate_requested)
+        self.prompt_button = action_button("Prompt", "prompt", self,
+                                           "What the model was sent: the exact prompt, sampling, seed and model file")
+        self.prompt_button.clicked.connect(self.prompt_requested)
 
         row = QHBoxLayout()
         row.setContentsMargins(0, 0, 0, 0)
@@ -91,6 +96,7 @@ class MessageFooter(QWidget):
         self.error_label.setVisible(bool(error))
         self.error_label.setText(error or "")
         self.regenerate_button.show()
+        self.prompt_button.show()
         self.copy_answer_button.setVisible(can_copy_answer)
         self.copy_thinking_button.setVisible(can_copy_thinking)
 
@@ -98,4 +104,4 @@ class MessageFooter(QWidget):
         refresh_icons(self)
 
     def _actions(self) -> tuple[QToolButton, ...]:
-        return (self.copy_answer_button, self.copy_thinking_button, self.regenerate_button)
+        return (self.copy_answer_button, self.copy_thinking_button, self.regenerate_button, self.prompt_button)

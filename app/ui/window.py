@@ -48,9 +48,12 @@ from app.ui.model_manager import ModelManagerDialog
 from app.ui.model_switching import ModelSwitching
 from app.ui.notice_bar import NoticeBar
 from app.ui.prompt_box import PromptEditing, PromptInput
+from app.ui.prompt_inspector import PromptInspector
 from app.ui.session import ChatSession
 from app.ui.settings_dialog import SettingsDialog
 from app.ui.status_bar import ModelStatusBar
+from app.ui.steering_bar import SteeringBar, SteeringControls
+from app.ui.trace_export import TraceExport
 from app.ui.transcript import Transcript
 from app.ui.version_nav import VersionControls
 from app.ui.welcome import WelcomePage
@@ -81,7 +84,9 @@ class MainWindow(QMainWindow):
         self.drop = ModelFileDrop(self)
         self.models = ModelSwitching(self)
         self.chats = ChatNavigation(self)
+        self.trace_export = TraceExport(self)  # File → Export traces (before the menus: they use it)
         self.versions = VersionControls(self)  # ‹ 2/3 › on answers, compare (before the menus: they use it)
+        self.steering = SteeringControls(self)  # budget, Answer now, nudges, edit thinking (before the menus too)
         self.menus = WindowMenus(self)
         self._connect()
 
@@ -138,6 +143,8 @@ class MainWindow(QMainWindow):
         bottom_layout.setSpacing(4)
         bottom_layout.addWidget(self.editing.banner)
         bottom_layout.addLayout(prompt_row)
+        self.steering_bar = SteeringBar(self.settings.thinking_budget)  # steering_bar.py
+        bottom_layout.addWidget(self.steering_bar)
 
         centre = QWidget(objectName="centre")
         centre_layout = QVBoxLayout(centre)
@@ -162,6 +169,7 @@ class MainWindow(QMainWindow):
         s.transcript_reset.connect(self._on_transcript_reset)
         s.message_added.connect(self._on_message_added)
         s.stream_segment.connect(self.transcript.live_segment)
+        s.stream_inserted.connect(self.transcript.live_inserted)
         s.stream_counts.connect(self.transcript.live_counts)
         s.stream_started.connect(self._on_live_context)
         s.stream_counts.connect(self._on_live_context)
@@ -170,6 +178,7 @@ class MainWindow(QMainWindow):
         s.error_occurred.connect(self._show_error)
 
         self.transcript.regenerate_requested.connect(self._on_regenerate_requested)
+        self.transcript.prompt_requested.connect(self._on_prompt_requested)
         self.transcript.edit_requested.connect(self._on_edit_requested)
         self.prompt_input.submitted.connect(self.send_prompt)
         self.prompt_input.textChanged.connect(self.update_controls)
@@ -251,6 +260,16 @@ class MainWindow(QMainWindow):
             self.editing.cancel()
 
     @Slot(int)
+    def _on_prompt_requested(self, position: int) -> PromptInspector | None:
+        """An answer's Prompt action: what the model saw for it, in a window of its own."""
+        message = self.session.message_at(position)
+        if message is None or message.role != "assistant":
+            return None
+        inspector = PromptInspector(message, [m for m in self.session.messages if m.position < position], self)
+        inspector.show()
+        return inspector
+
+    @Slot(int)
     def _on_regenerate_requested(self, position: int) -> None:
         message = self.session.message_at(position)
         if message is not None:
@@ -271,6 +290,8 @@ class MainWindow(QMainWindow):
             self.editing.cancel()
         elif self.conversations.search_input.hasFocus():
             self.conversations.clear_search()
+        elif self.chats.showing_matches:
+            self.chats.matches.clear()
 
     @Slot()
     def copy_last_answer(self) -> None:

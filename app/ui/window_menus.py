@@ -22,6 +22,11 @@ class WindowMenus:
         self.models = action("&Models…", window.open_model_manager, "Ctrl+Shift+M",
                                    "Downloaded models and models to download")
         self.new_chat = action("&New chat", window.new_chat, QKeySequence.StandardKey.New)
+        # Traces as data: JSON Lines, one record per answer version (app/ui/trace_export.py).
+        self.export_traces = action("&Export all traces (JSONL)…", window.trace_export.export_all, None,
+                                    "Every answer and its versions, with prompts, settings and stats, as JSON Lines")
+        self.export_chat_traces = action("Export this chat's &traces (JSONL)…", window.trace_export.export_current,
+                                         None, "This chat's answers and their versions as JSON Lines")
         self.settings = action("&Settings…", window.open_settings, "Ctrl+,")
         self.quit = action("&Quit", window.close, QKeySequence.StandardKey.Quit)
         self.find = action("&Search chats", window.conversations.focus_search, QKeySequence.StandardKey.Find)
@@ -36,6 +41,9 @@ class WindowMenus:
         for act in (self.new_chat, self.settings):
             file_menu.addAction(act)
         file_menu.addSeparator()
+        file_menu.addAction(self.export_chat_traces)
+        file_menu.addAction(self.export_traces)
+        file_menu.addSeparator()
         file_menu.addAction(self.quit)
         edit_menu = menu.addMenu("&Edit")
         edit_menu.addAction(self.find)
@@ -47,6 +55,13 @@ class WindowMenus:
         self.model_menu.addAction(self.open_model)
         chat_menu = menu.addMenu("&Chat")
         chat_menu.addAction(self.stop)
+        chat_menu.addSeparator()
+        # Per conversation (chat_navigation.py keeps it in step with the chat on screen).
+        self.keep_thinking = action("Send earlier &thinking back", window.chats.set_keep_thinking, None,
+                                    "Put this chat's earlier reasoning into the next prompts (DeepSeek advises "
+                                    "leaving it out; the Prompt window shows the difference)")
+        self.keep_thinking.setCheckable(True)
+        chat_menu.addAction(self.keep_thinking)
 
 
 class _ActionMaker:

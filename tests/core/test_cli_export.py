@@ -207,19 +207,23 @@ def test_jsonl_has_one_record_per_answer_version_with_every_field(versions, tmp_
     assert turn2["prompt"] is None and turn2["spans"] == [] and turn2["stats"]["finish_reason"] is None
 
 
-def test_jsonl_to_stdout_for_one_conversation_says_if_thinking_was_kept(versions, capsys):
+def test_jsonl_to_stdout_for_one_conversation_says_which_answers_kept_earlier_thinking(versions, capsys):
     base, conv, _ = versions
     with ChatStore(store_path(base)) as store:
+        store.set_keep_thinking(conv, True)
+        store.add_message(conv, "user", "Think on")
+        kept = store.add_message(conv, "assistant", "ok", "t", sampling={**FULL_SAMPLING, "keep_thinking": True})
         other = store.create_conversation()
         store.add_message(other, "user", "q")
         store.add_message(other, "assistant", "a", "t")
-        store.set_keep_thinking(conv, True)
     code, out, _ = export(capsys, "--data-dir", str(base), "--format", "jsonl", "--conversation", str(conv))
     records = [json.loads(line) for line in out.splitlines()]
-    assert code == 0 and len(records) == 3
-    assert {r["conversation_id"] for r in records} == {conv} and all(r["keep_thinking"] for r in records)
+    assert code == 0 and len(records) == 4 and {r["conversation_id"] for r in records} == {conv}
+    # Per answer: the choice can change during a chat; answers from before it were always stripped.
+    assert [r["keep_thinking"] for r in records] == [False, False, False, True] and records[3]["message_id"] == kept
+    assert "keep_thinking" not in records[3]["params"]
     code, out, _ = export(capsys, "--data-dir", str(base), "--format", "jsonl")
-    assert code == 0 and len(out.splitlines()) == 4
+    assert code == 0 and len(out.splitlines()) == 5
 
 
 @pytest.fixture
