@@ -40,7 +40,7 @@ MODEL_FIELDS = ("name", "file", "quantization", "sha256", "source")
 # The stats every record has; other numbers a message kept (total_s, context_used, ...) follow them.
 STATS_FIELDS = (
     "prompt_tokens", "thinking_tokens", "answer_tokens", "time_to_first_token_s", "thinking_s", "answer_s",
-    "tokens_per_s", "finish_reason",
+    "tokens_per_s", "thinking_tokens_per_s", "answer_tokens_per_s", "inserted_tokens", "finish_reason",
 )
 
 

@@ -149,8 +149,9 @@ MODEL_INFO = {"name": "DeepSeek R1 Distill Qwen 1.5B", "file": "r1-1.5b-Q4_K_M.g
 FULL_SAMPLING = {"temperature": 0.6, "top_p": 0.95, "top_k": 40, "min_p": 0.0, "seed": 1234, "max_tokens": 4096,
                  "thinking_budget": 64}
 FULL_STATS = {"prompt_tokens": 12, "thinking_tokens": 70, "answer_tokens": 5, "time_to_first_token_s": 0.12,
-              "thinking_s": 1.5, "answer_s": 0.2, "decode_tokens_per_s": 41.0, "finish_reason": "stop",
-              "total_s": 1.9, "context_used": 87}
+              "thinking_s": 1.5, "answer_s": 0.2, "decode_tokens_per_s": 41.0, "thinking_tokens_per_s": 40.0,
+              "answer_tokens_per_s": 25.0, "inserted_tokens": 9, "finish_reason": "stop", "total_s": 1.9,
+              "context_used": 87}
 BUDGET_SPANS = [{"field": "thinking", "start": 30, "end": 62, "by": "ponder", "kind": "wrap_up"}]
 PROMPT_TEXT = "<｜begin▁of▁sentence｜><｜User｜>What is 2+2?<｜Assistant｜><think>\n"
 
@@ -198,7 +199,8 @@ def test_jsonl_has_one_record_per_answer_version_with_every_field(versions, tmp_
     assert v1["spans"] == BUDGET_SPANS and v1["flags"] == ["budget_reached"] and v1["status"] == "complete"
     assert v1["stats"] == {
         "prompt_tokens": 12, "thinking_tokens": 70, "answer_tokens": 5, "time_to_first_token_s": 0.12,
-        "thinking_s": 1.5, "answer_s": 0.2, "tokens_per_s": 41.0, "finish_reason": "stop", "total_s": 1.9,
+        "thinking_s": 1.5, "answer_s": 0.2, "tokens_per_s": 41.0, "thinking_tokens_per_s": 40.0,
+        "answer_tokens_per_s": 25.0, "inserted_tokens": 9, "finish_reason": "stop", "total_s": 1.9,
         "context_used": 87,
     }
     # What a message does not say is null, never missing.
