@@ -783,6 +783,7 @@ class ChatRun:
                     continue
                 if finish is None:  # steering: text goes in after token i, and the model goes on from it
                     if i < last:  # drafts accepted after token i leave the KV cache
+                        spec.rewind(i + 1)  # and their sampler draws are taken back
                         if i + 1 < last:
                             del cached[i + 1 - last :]
                             lc.llama_memory_seq_rm(lc.llama_get_memory(ctx), -1, len(cached), -1)

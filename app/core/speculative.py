@@ -299,6 +299,9 @@ class Speculation:
         self._batch = lc.llama_batch_init(K_MAX + 1, 0, 1)
         self._one = (lc.llama_token * 1)()
         self._mem = lc.llama_get_memory(self._ctx)
+        # The chain's state before a round's samples, to take back the draws of tokens the loop
+        # did not take (`rewind`): the text after an inserted one stays what the seed gives.
+        self._saved = lc.llama_sampler_clone(chain)
         self._spent_s = 0.0
         self._tokens_out = 0
 
@@ -352,6 +355,7 @@ class Speculation:
         cached.extend(drafts)
         out = []
         sample = lc.llama_sampler_sample
+        lc.llama_sampler_copy(chain, self._saved)
         for i in range(n_batch):  # in order: the sampler commits one draw per accepted position
             s = sample(chain, ctx, i)
             out.append(s)
@@ -369,6 +373,15 @@ class Speculation:
         self._tokens_out += len(out)
         return out
 
+    def rewind(self, taken: int) -> None:
+        """The loop took only the first `taken` tokens of the last round and goes on after them
+        (steering inserts text): give back the sampler draws of the rest, as if they were never
+        sampled. Call before the next decode (the round's outputs are still in the context)."""
+        lc = self._lc
+        lc.llama_sampler_copy(self._saved, self._chain)
+        for i in range(taken):
+            lc.llama_sampler_sample(self._chain, self._ctx, i)
+
     def finish(self) -> DraftCounts:
         t_plain = self.policy.t_plain
         if t_plain and self._spent_s > 0 and self.counts.drafted:
@@ -379,6 +392,9 @@ class Speculation:
         if self._batch is not None:
             self._lc.llama_batch_free(self._batch)
             self._batch = None
+        if self._saved is not None:
+            self._lc.llama_sampler_free(self._saved)
+            self._saved = None
 
 
 def _decode_error(rc: int):

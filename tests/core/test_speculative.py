@@ -1,0 +1,389 @@
+"""Speculative decoding (app/core/speculative.py) with real llama.cpp and scripted models.
+
+The target is a scripted model with "forks": after some tokens two continuations have the same
+logit, so which one comes out depends on the temperature and the seed. The drafts share its
+vocabulary (so its tokenizer) and follow its main path, except at chosen positions where they
+propose a decoy token. Drafting must never change what the target says, whatever the sampling.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from app.core.engine import Engine, LoadOptions, Sampling
+from app.core.speculative import K_MAX, AdaptiveK, NgramDrafter, expected_tokens
+from tests.fixtures.r1_template import R1_TEMPLATE
+from tests.fixtures.scripted_gguf import (
+    EOS,
+    TARGET_LOGIT,
+    THINK_CLOSE,
+    WIDTH,
+    _bpe_text,
+    _build,
+    _customise,
+    _state_vectors,
+    _write,
+    split_script,
+)
+
+ASK = [{"role": "user", "content": "How many apples?"}]
+EOS_NODE = "eos"
+
+# The target's main path, with </think> in the middle of it.
+MAIN = split_script(
+    "Let me count the apples carefully. There are three red ones and four green ones, "
+    "so seven apples in all. Checking again: three plus four is seven.\n</think>\n\n"
+    "There are **7 apples**: three red and four green."
+)
+FORK_AT = (4, 12, 27)  # the target may say ALTS[i] instead of MAIN[FORK_AT[i]]
+ALTS = (" slowly", " exactly", " wholly")
+DECOYS = (" banana", " purple", " ninety")  # in the vocabulary, never on the target's path
+PIECES = MAIN + list(ALTS) + list(DECOYS)
+ALT_INDEX = {p: len(MAIN) + i for i, p in enumerate(FORK_AT)}
+DECOY_BASE = len(MAIN) + len(ALTS)
+
+
+def target_edges() -> dict[int, list]:
+    """After the prompt (-1) and after each piece: the pieces with the top logit (ties: forks)."""
+    edges: dict[int, list] = {-1: [0]}
+    for i in range(len(MAIN)):
+        edges[i] = [i + 1] if i + 1 < len(MAIN) else [EOS_NODE]
+    for p, alt in ALT_INDEX.items():
+        edges[p - 1] = [p, alt]
+        edges[alt] = [p + 1]
+    return edges
+
+
+def draft_edges(wrong_after: tuple[int, ...] = ()) -> dict[int, list]:
+    """The main path (no forks: greedy), with a decoy proposed after each piece in `wrong_after`."""
+    edges = {src: [dst[0]] for src, dst in target_edges().items()}
+    for n, src in enumerate(wrong_after):
+        edges[src] = [DECOY_BASE + n % len(DECOYS)]
+    return edges
+
+
+def write_graph_model(path: Path, pieces: list[str], edges: dict[int, list], name: str) -> Path:
+    """A scripted-style model (tests/fixtures/scripted_gguf.py) whose next token after each
+    piece is given by `edges`; several targets for one source get equal logits, unless a target
+    is given as (target, logit below the top one)."""
+    model = _build(pieces, chat_template=R1_TEMPLATE, name=name, architecture="llama",
+                   context_length=4096, think_tokens=True)
+    tokens = model.kv["tokenizer.ggml.tokens"][0]
+    seen_close = False
+    ids = []
+    for piece in pieces:
+        if piece == THINK_CLOSE and not seen_close:
+            seen_close = True
+            ids.append(tokens.index(THINK_CLOSE))
+        else:
+            ids.append(tokens.index(_bpe_text(piece.encode())))
+    eos = tokens.index(EOS)
+    states = _state_vectors(len(pieces) + 1)  # piece i has state i + 1; the prompt's tokens state 0
+    output = np.zeros_like(model.tensors["output.weight"])
+    scale = TARGET_LOGIT / np.sqrt(WIDTH)
+    for src, dsts in edges.items():
+        for dst in dsts:
+            dst, below = dst if isinstance(dst, tuple) else (dst, 0.0)
+            row = eos if dst == EOS_NODE else ids[dst]
+            output[row] += scale * (1 - below / TARGET_LOGIT) * states[src + 1]
+    model.tensors["output.weight"] = output
+    _write(path, _customise(model, "F32", None))
+    return path
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("speculative")
+    return {
+        "target": write_graph_model(folder / "target.gguf", PIECES, target_edges(), "Target"),
+        "perfect": write_graph_model(folder / "perfect.gguf", PIECES, draft_edges(), "Draft-perfect"),
+        "flawed": write_graph_model(folder / "flawed.gguf", PIECES, draft_edges((2, 9, 10, 20, 26)), "Draft-flawed"),
+        "foreign": write_graph_model(folder / "foreign.gguf", PIECES[:-1] + [" mango"], draft_edges(), "Foreign"),
+    }
+
+
+@pytest.fixture(scope="module")
+def plain(models):
+    """The target without drafting, sampling on the host and in llama.cpp's graph (the GPU way;
+    on ties, e.g. greedy between equal logits, the two may pick differently)."""
+    engines = {mode: Engine.load(models["target"], LoadOptions(n_ctx=1024, backend_sampling=mode))
+               for mode in (False, True)}
+    yield engines
+    for eng in engines.values():
+        eng.close()
+
+
+def kinds(segments):
+    return [(s.kind, s.text) for s in segments]
+
+
+def path_of(text: str) -> list:
+    """The target's path (piece indexes, then EOS) for an output: at each fork, the alternative
+    if its word is in the text."""
+    alt_for = {p: len(MAIN) + i for i, p in enumerate(FORK_AT)}
+    return [alt_for[i] if i in alt_for and ALTS[FORK_AT.index(i)] in text else i
+            for i in range(len(MAIN))] + [EOS_NODE]
+
+
+def simulate(path: list, draft: dict[int, list], k: int) -> tuple[int, int]:
+    """(drafted, accepted) that k drafts a round must give on `path`, by the construction."""
+    def nxt(node):
+        return draft.get(node, [None])[0] if node not in (EOS_NODE, None) else None
+
+    drafted = accepted = 0
+    i = 0  # path[i] is the sampled token the next round starts from
+    while True:
+        if path[i] == EOS_NODE:
+            return drafted, accepted
+        proposals, node = [], path[i]
+        while len(proposals) < k:
+            node = nxt(node)
+            proposals.append(node)
+            if node == EOS_NODE:
+                break
+        kept = 0
+        while kept < len(proposals) and i + 1 + kept < len(path) and proposals[kept] == path[i + 1 + kept]:
+            kept += 1
+        drafted += len(proposals)
+        accepted += kept
+        if EOS_NODE in path[i + 1 : i + 2 + kept]:
+            return drafted, accepted
+        i += kept + 1
+
+
+# Seeds whose draws take different branches at the forks (checked below: the outputs differ).
+SAMPLINGS = [(0.6, 1), (1.0, 2), (0.0, None), (1.0, 4), (0.6, 6)]
+
+
+@pytest.mark.parametrize("backend_sampling", [False, True], ids=["host-sampling", "in-graph-sampling"])
+@pytest.mark.parametrize("draft", ["perfect", "flawed"])
+def test_drafted_text_is_byte_identical_at_any_sampling(models, plain, draft, backend_sampling):
+    eng = Engine.load(models["target"], LoadOptions(n_ctx=1024, draft=str(models[draft]),
+                                                    backend_sampling=backend_sampling))
+    try:
+        assert eng.drafter_name == f"draft {draft}" and eng.draft_note is None
+        outputs = set()
+        # In-graph sampling on a CPU is slow (it is for GPUs): fewer runs there.
+        for temperature, seed in SAMPLINGS if not backend_sampling else SAMPLINGS[1:4]:
+            sampling = Sampling(temperature=temperature, seed=seed)
+            if seed is None:
+                sampling.seed = 5  # the same seed for both runs (greedy ignores it)
+            expected = list(plain[backend_sampling].chat(ASK, sampling))
+            expected_text = "".join(s.text for s in expected)
+            outputs.add(expected_text)
+            for k in (1, 3, K_MAX) if not backend_sampling else (2, K_MAX):
+                eng.draft_fixed_k = k
+                run = eng.chat(ASK, sampling)
+                got = list(run)
+                assert kinds(got) == kinds(expected), (temperature, seed, k)
+                drafted, accepted = simulate(path_of(expected_text), _edges(draft), k)
+                assert (run.stats.draft_tokens, run.stats.draft_accepted) == (drafted, accepted), (temperature, seed, k)
+                assert run.stats.drafter == f"draft {draft}"
+                assert run.stats.context_used == run.stats.prompt_tokens + run.stats.thinking_tokens \
+                    + run.stats.answer_tokens
+        assert len(outputs) >= 2, "the forks should make some samplings differ, else the test proves little"
+    finally:
+        eng.close()
+
+
+def _edges(draft: str) -> dict[int, list]:
+    return draft_edges() if draft == "perfect" else draft_edges((2, 9, 10, 20, 26))
+
+
+def _load(models, draft: str, **options) -> Engine:
+    return Engine.load(models["target"], LoadOptions(n_ctx=1024, draft=str(models[draft]), **options))
+
+
+def _kv_length(eng: Engine) -> int:
+    lc = eng._lc
+    return lc.llama_memory_seq_pos_max(lc.llama_get_memory(eng._ctx), 0) + 1
+
+
+def test_stop_lands_on_the_token_even_inside_a_verified_run(models, plain):
+    eng = _load(models, "perfect")
+    try:
+        eng.draft_fixed_k = K_MAX  # the first round after the first token yields MAIN[1..9] at once
+        stop = threading.Event()
+        run = eng.chat(ASK, Sampling(seed=1), stop=stop)
+        for segment in run:
+            if segment.text.endswith(MAIN[3]):
+                stop.set()
+        assert run.thinking == "".join(MAIN[:4]).strip()
+        assert run.stats.finish_reason == "cancelled"
+        # The drafts accepted after the stop left the KV cache: it holds the prompt and 4 tokens.
+        assert run.stats.context_used == run.stats.prompt_tokens + 4 == _kv_length(eng)
+        # ... so the next answer, reusing the prompt, is what the model says without drafting.
+        again = eng.chat(ASK, Sampling(seed=2)).run()
+        reference = plain[False].chat(ASK, Sampling(seed=2)).run()
+        assert (again.thinking, again.answer) == (reference.thinking, reference.answer)
+        assert _kv_length(eng) == again.stats.context_used
+    finally:
+        eng.close()
+
+
+def test_think_answer_split_unchanged_when_the_close_tag_comes_inside_accepted_drafts(models, plain):
+    eng = _load(models, "perfect")
+    try:
+        eng.draft_fixed_k = K_MAX  # rounds of 9: MAIN[19..27] holds </think> (24) in its middle
+        sampling = Sampling(temperature=0.0, seed=5)
+        expected = plain[False].chat(ASK, sampling)
+        expected_segments = list(expected)
+        run = eng.chat(ASK, sampling)
+        assert kinds(list(run)) == kinds(expected_segments)
+        assert (run.thinking, run.answer, run.flags) == (expected.thinking, expected.answer, expected.flags)
+        assert (run.stats.thinking_tokens, run.stats.answer_tokens) == (
+            expected.stats.thinking_tokens, expected.stats.answer_tokens)
+        assert run.stats.draft_accepted == run.stats.draft_tokens  # a perfect draft (it stops at EOS)
+    finally:
+        eng.close()
+
+
+@pytest.mark.parametrize("max_tokens", [3, 7, 13])
+def test_max_tokens_cuts_inside_a_verified_run(models, plain, max_tokens):
+    eng = _load(models, "perfect")
+    try:
+        eng.draft_fixed_k = 4
+        run = eng.chat(ASK, Sampling(seed=1, max_tokens=max_tokens)).run()
+        expected = plain[False].chat(ASK, Sampling(seed=1, max_tokens=max_tokens)).run()
+        assert (run.thinking, run.stats.finish_reason) == (expected.thinking, "length")
+        assert run.stats.thinking_tokens == max_tokens
+        assert _kv_length(eng) == run.stats.context_used == run.stats.prompt_tokens + max_tokens
+    finally:
+        eng.close()
+
+
+def test_thinking_budget_cuts_at_the_same_token_with_drafting(models, plain):
+    eng = _load(models, "perfect")
+    try:
+        eng.draft_fixed_k = K_MAX
+        sampling = Sampling(seed=3, thinking_budget=6)
+        expected = plain[False].chat(ASK, sampling)
+        expected_segments = list(expected)
+        run = eng.chat(ASK, sampling)
+        assert kinds(list(run)) == kinds(expected_segments)
+        assert run.stats.thinking_tokens == expected.stats.thinking_tokens
+    finally:
+        eng.close()
+
+
+def test_a_draft_with_another_tokenizer_is_refused_with_a_sentence(models, plain):
+    eng = _load(models, "foreign")
+    try:
+        assert eng.drafter_name is None
+        assert "foreign.gguf" in eng.draft_note and "tokenizer does not match" in eng.draft_note
+        assert "Drafting is off" in eng.draft_note
+        run = eng.chat(ASK, Sampling(seed=1)).run()  # the model still answers, without drafting
+        assert run.stats.drafter is None and run.stats.draft_tokens == 0
+        assert run.answer == plain[False].chat(ASK, Sampling(seed=1)).run().answer
+    finally:
+        eng.close()
+
+
+def test_a_missing_or_broken_draft_file_is_a_sentence_not_a_crash(models, tmp_path):
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(b"GGUF" + b"\0" * 64)
+    for path in (tmp_path / "absent.gguf", broken):
+        eng = Engine.load(models["target"], LoadOptions(n_ctx=512, draft=str(path)))
+        try:
+            assert eng.drafter_name is None
+            assert eng.draft_note.startswith(f"The draft model '{path.name}' cannot be used:")
+        finally:
+            eng.close()
+
+
+# --- n-gram drafting ----------------------------------------------------------------------------
+
+# A thought that repeats a sentence a random number of times (back to its start, or on with
+# probability 1/10 at temperature 1), then answers.
+LOOP = [" Add one", " and carry", " the ten.", "</think>", "\n\nDone."]
+LOOP_EDGES = {-1: [0], 0: [1], 1: [2], 2: [0, (3, float(np.log(9)))], 3: [4], 4: [EOS_NODE]}
+
+
+@pytest.fixture(scope="module")
+def loop_model(tmp_path_factory):
+    return write_graph_model(tmp_path_factory.mktemp("loop") / "loop.gguf", LOOP, LOOP_EDGES, "Loop")
+
+
+@pytest.mark.parametrize("fixed_k", [None, 2, K_MAX])
+def test_ngram_drafting_repeats_what_the_text_repeats_and_changes_nothing(loop_model, fixed_k):
+    plain_eng = Engine.load(loop_model, LoadOptions(n_ctx=1024))
+    eng = Engine.load(loop_model, LoadOptions(n_ctx=1024, draft="ngram"))
+    try:
+        assert eng.drafter_name == "n-gram"
+        eng.draft_fixed_k = fixed_k
+        drafted = accepted = 0
+        outputs = set()
+        for seed in (2, 3, 4, 5):
+            sampling = Sampling(temperature=1.0, seed=seed, max_tokens=120)  # greedy loops forever
+            expected = plain_eng.chat(ASK, sampling)
+            expected_segments = list(expected)
+            run = eng.chat(ASK, sampling)
+            assert kinds(list(run)) == kinds(expected_segments), seed
+            assert run.stats.finish_reason == expected.stats.finish_reason
+            assert _kv_length(eng) == run.stats.context_used
+            outputs.add(run.thinking)
+            drafted += run.stats.draft_tokens
+            accepted += run.stats.draft_accepted
+        assert len(outputs) > 1
+        assert accepted > 0 and drafted > accepted  # it drafts the loop, and misses where it exits
+    finally:
+        eng.close()
+        plain_eng.close()
+
+
+def test_ngram_drafter_proposes_what_followed_the_latest_match():
+    drafter = NgramDrafter()
+    history = [5, 1, 2, 3, 9, 1, 2, 3, 4, 7, 1, 2]
+    assert drafter.draft(history[:-1], history[-1], 3) == [3, 4, 7]  # "1 2 3" last went on "4 7"
+    assert drafter.draft(history, 3, 2) == [4, 7]  # the history grew by one token: no rebuild needed
+    assert drafter.draft([8, 8], 6, 4) == []  # another conversation, nothing to match
+    assert drafter.draft([1, 2, 1], 2, 1) == [1]
+
+
+# --- choosing k ---------------------------------------------------------------------------------
+
+# ms per llama_decode of B tokens, 32B shape, H200 (docs/engine.md); a 1.5B draft token 1.84 ms.
+COST_32B = {1: 13.07, 2: 14.00, 3: 16.82, 4: 19.99, 5: 22.3, 6: 24.55, 7: 27.2, 8: 29.92, 9: 27.0}
+
+
+def _simulate_policy(acceptance: float, draft_ms: float, rounds: int = 4000, seed: int = 0):
+    """Run AdaptiveK against a model of the machine; (speed-up against plain, share of drafting steps)."""
+    rng = np.random.default_rng(seed)
+    policy = AdaptiveK(draft_cost_prior=0.15)
+    tokens = seconds = drafting = 0
+    for _ in range(rounds):
+        k = policy.choose()
+        if k == 0:
+            policy.observe_plain(COST_32B[1] / 1000)
+            tokens += 1
+            seconds += COST_32B[1] / 1000
+            continue
+        drafting += 1
+        kept = 0
+        while kept < k and rng.random() < acceptance:
+            kept += 1
+        spent = COST_32B[k + 1] / 1000
+        policy.observe_round(k, kept, spent, k * draft_ms / 1000)
+        tokens += kept + 1
+        seconds += spent + k * draft_ms / 1000
+    return tokens / seconds * COST_32B[1] / 1000, drafting / rounds
+
+
+def test_adaptive_k_pays_on_a_32b_at_acceptance_08():
+    speedup, _ = _simulate_policy(0.8, draft_ms=1.84)
+    best = max(expected_tokens(0.8, k) / ((k * 1.84 + COST_32B[k + 1]) / COST_32B[1]) for k in range(1, K_MAX + 1))
+    assert speedup > 1.4 and speedup > 0.93 * best
+
+
+def test_adaptive_k_turns_drafting_off_when_nothing_is_accepted():
+    speedup, drafting_share = _simulate_policy(0.0, draft_ms=1.84)
+    assert speedup >= 0.985 and drafting_share < 0.06  # only probes, each costing ~1/5 of a token
+
+
+def test_adaptive_k_stays_off_when_the_draft_costs_as_much_as_the_model():
+    speedup, drafting_share = _simulate_policy(0.9, draft_ms=13.0)
+    assert speedup >= 0.97 and drafting_share < 0.05
