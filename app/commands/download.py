@@ -14,6 +14,8 @@ from app.core import paths
 from app.core.catalog import load_catalog
 from app.core.downloads import DownloadCancelled, Progress, download_model, format_bytes
 from app.core.errors import DownloadError
+from app.core.hardware import probe
+from app.core.wording import describe_plan
 
 DEFAULT_QUANT = "Q4_K_M"
 
@@ -30,11 +32,13 @@ def add_parser(subparsers) -> None:
     p.add_argument("--file", action="append", dest="files", metavar="FILE", help="file in --repo; repeat for each part")
     p.add_argument("--revision", default="main", help="branch, tag or commit of --repo (default main)")
     p.add_argument("--data-dir", dest="data_dir", default=argparse.SUPPRESS, help="where models are kept")
+    p.add_argument("--no-check", action="store_true",
+                   help="download even if the model's header says it will not fit this computer")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    repo, files, revision = _what_to_fetch(args)
+    repo, files, revision, model = _what_to_fetch(args)
     dest = paths.models_dir(paths.data_dir(getattr(args, "data_dir", None)))
     bar = _ProgressBar(sys.stderr)
     cancel = threading.Event()
@@ -43,7 +47,11 @@ def run(args) -> int:
 
     def work() -> None:
         try:
-            outcome["paths"] = download_model(repo, files, dest, revision=revision, progress=bar.update, cancel=cancel)
+            # The first file's header is planned for this machine before the transfer: a model that
+            # will not fit is refused with a sentence, and where the catalog was wrong it is said.
+            outcome["paths"] = download_model(repo, files, dest, revision=revision, progress=bar.update, cancel=cancel,
+                                              hardware=None if args.no_check else probe(), catalog_model=model,
+                                              on_plan=_say_plan)
         except BaseException as exc:  # handed to the main thread, which reports it
             outcome["error"] = exc
         finally:
@@ -69,23 +77,30 @@ def run(args) -> int:
     return 0
 
 
-def _what_to_fetch(args) -> tuple[str, list[str], str]:
+def _say_plan(planned) -> None:
+    for difference in planned.differences:
+        print(f"ponder: the catalog is wrong about {planned.label}: {difference}; the file's header is used.",
+              file=sys.stderr)
+    print(f"{planned.label}: {describe_plan(planned.plan)} (planned from its header)", file=sys.stderr)
+
+
+def _what_to_fetch(args) -> tuple[str, list[str], str, object]:
     if args.repo or args.files:
         if not (args.repo and args.files) or args.model:
             raise DownloadError("Give either MODEL_ID[:QUANT], or --repo REPO together with --file FILE.")
-        return args.repo, args.files, args.revision
+        return args.repo, args.files, args.revision, None
     if not args.model:
         raise DownloadError("Say what to download: MODEL_ID[:QUANT] from the catalog, or --repo REPO --file FILE.")
     return _from_catalog(args.model)
 
 
-def _from_catalog(spec: str) -> tuple[str, list[str], str]:
+def _from_catalog(spec: str) -> tuple[str, list[str], str, object]:
     model, quant = load_catalog().resolve(spec, DEFAULT_QUANT)
     print(
         f"{model.short_name} {quant.name}, about {format_bytes(quant.size_bytes)}, from {model.repo}",
         file=sys.stderr,
     )
-    return model.repo, [f.path for f in quant.files], "main"
+    return model.repo, [f.path for f in quant.files], "main", model
 
 
 class _ProgressBar:

@@ -122,11 +122,17 @@ def download_model(
     progress: ProgressCallback | None = None,
     cancel: threading.Event | None = None,
     endpoint: str | None = None,
+    hardware=None,
+    catalog_model=None,
+    on_plan: Callable[[DownloadPlan], None] | None = None,
 ) -> list[Path]:
     """Download every file of a (possibly multi-part) model; returns the paths in order.
 
     Files land flat in `dest_dir` under their base names, which is where llama.cpp looks
     for the other parts of a split GGUF. The free-space check covers all parts at once.
+    With `hardware` (a HardwareInfo), the first file's header is fetched and planned first
+    (`plan_download`) and a model that will not fit is refused before any big transfer;
+    `on_plan` receives that plan (with where the catalog entry `catalog_model` was wrong).
     """
     dest = Path(dest_dir)
     dest.mkdir(parents=True, exist_ok=True)
@@ -138,11 +144,20 @@ def download_model(
 
     base = (endpoint or os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
     with _hub_online():
-        todo = [
-            _FileDownload(_remote_file(repo_id, name, revision, base, _part_size(final)), final, cancel)
-            for name, final in zip(filenames, finals)
-            if not final.is_file()
-        ]
+        remotes = {name: _remote_file(repo_id, name, revision, base, _part_size(final))
+                   for name, final in zip(filenames, finals) if hardware is not None or not final.is_file()}
+    if hardware is not None:
+        try:
+            planned = plan_download(repo_id, filenames, hardware, catalog_model=catalog_model, revision=revision,
+                                    endpoint=base, remotes=list(remotes.values()))
+        except ModelFileError as exc:  # a header Ponder cannot read: the file is checked again before loading
+            log.warning("could not plan %s from its header: %s", filenames[0], exc)
+        else:
+            if on_plan is not None:
+                on_plan(planned)
+    with _hub_online():
+        todo = [_FileDownload(remotes[name], final, cancel) for name, final in zip(filenames, finals)
+                if not final.is_file()]
         needed = sum(job.remote.size - job.kept_bytes() for job in todo)
         _check_free_space(dest, needed, ", ".join(job.final.name for job in todo))
         meter = _Meter(sum(job.remote.size for job in todo), progress)
@@ -151,6 +166,133 @@ def download_model(
             job.run(meter, done_before)
             done_before += job.remote.size
     return finals
+
+
+# ---------------------------------------------------------------------------------------
+# Planning from the header before a download
+
+HEADER_FIRST_BYTES = 1 << 20  # most GGUF headers (vocabulary, tensor table) fit in 2-8 MiB
+HEADER_MAX_BYTES = 256 << 20  # a header larger than this is not a model Ponder can plan
+
+
+@dataclass
+class DownloadPlan:
+    """How a model would run here, planned from its own header before it is downloaded."""
+
+    label: str
+    summary: object  # app.core.modelfile.ModelSummary of the first file's header
+    plan: object  # app.core.sizing.Plan
+    differences: list[str]  # where the catalog entry disagrees with the header (the header wins)
+    header_bytes: int  # how many bytes were fetched to read it
+
+
+def fetch_header(repo_id: str, filename: str, *, total_size: int | None = None, revision: str = "main",
+                 endpoint: str | None = None, first_bytes: int | None = None, remote: _RemoteFile | None = None):
+    """The GGUF header of `filename` (the first part of a split model), read with ranged GETs that
+    grow until the metadata and tensor table are in: (ModelSummary whose file_size is `total_size`,
+    default this file's size; bytes fetched). Raises DownloadError, or ModelFileError for no GGUF."""
+    from app.core.modelfile import HeaderIncomplete, summarize_header
+
+    base = (endpoint or os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
+    with _hub_online():
+        remote = remote or _remote_file(repo_id, filename, revision, base, 0)
+        wanted, data = min(first_bytes or HEADER_FIRST_BYTES, remote.size), b""
+        while True:
+            data = _fetch_range(remote, len(data), wanted, data)
+            try:
+                summary = summarize_header(data, PurePosixPath(filename).name, total_size or remote.size)
+            except HeaderIncomplete as more:
+                if len(data) >= remote.size or wanted >= HEADER_MAX_BYTES:
+                    raise DownloadError(
+                        f"The header of {filename} is larger than {format_bytes(HEADER_MAX_BYTES)} or cut off, "
+                        "so Ponder cannot plan it before downloading."
+                    ) from None
+                wanted = min(max(more.needed, 2 * wanted), remote.size, HEADER_MAX_BYTES)
+                continue
+            return summary, len(data)
+
+
+def _fetch_range(remote: _RemoteFile, start: int, end: int, have: bytes) -> bytes:
+    """`have` extended with bytes start..end-1 of the remote file (one ranged GET)."""
+    headers = build_hf_headers(token=False, headers=_user_agent())
+    headers["Accept-Encoding"] = "identity"
+    headers["Range"] = f"bytes={start}-{end - 1}"
+    chunks, got = [have], 0
+    try:
+        with get_session().stream("GET", remote.url, headers=headers, timeout=HTTP_TIMEOUT) as response:
+            if response.status_code >= 400:
+                response.read()
+                hf_raise_for_status(response)
+            skip = start if response.status_code == 200 else 0  # a server that ignores Range sends it all
+            for chunk in response.iter_bytes():
+                if skip:
+                    dropped = min(skip, len(chunk))
+                    chunk, skip = chunk[dropped:], skip - dropped
+                chunk = chunk[: end - start - got]
+                chunks.append(chunk)
+                got += len(chunk)
+                if got >= end - start:
+                    break
+    except Exception as exc:  # noqa: BLE001 - every failure becomes one sentence
+        raise _explain(exc, remote.repo_id, remote.filename, "", remote.host, 0) from exc
+    return b"".join(chunks)
+
+
+def plan_download(repo_id: str, filenames: list[str], hardware, *, catalog_model=None, n_ctx: int | None = None,
+                  revision: str = "main", endpoint: str | None = None,
+                  first_bytes: int | None = None, remotes: list[_RemoteFile] | None = None) -> DownloadPlan:
+    """Fetch the header of the model's first file and plan it for `hardware` the way the engine will
+    load it. Raises DownloadError with a sentence when it will not fit, before any big transfer.
+    Where `catalog_model` (a CatalogModel) describes the file differently, the header wins; each
+    difference is logged and listed in the plan."""
+    from app.core import sizing
+
+    base = (endpoint or os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
+    if remotes is None:  # (download_model passes the ones it resolved: one HEAD per file in all)
+        with _hub_online():
+            remotes = [_remote_file(repo_id, name, revision, base, 0) for name in filenames]
+    summary, fetched = fetch_header(repo_id, filenames[0], total_size=sum(r.size for r in remotes), revision=revision,
+                                    endpoint=base, first_bytes=first_bytes, remote=remotes[0])
+    label = f"{catalog_model.short_name} ({PurePosixPath(filenames[0]).name})" if catalog_model else \
+        PurePosixPath(filenames[0]).name
+    differences = _catalog_differences(catalog_model, summary) if catalog_model is not None else []
+    for difference in differences:
+        log.warning("%s: %s", label, difference)
+    wanted = n_ctx or sizing.TARGET_N_CTX
+    p = sizing.best_placement(summary, hw=hardware, n_ctx=min(wanted, summary.n_ctx_train))
+    planned = DownloadPlan(label, summary, p, differences, fetched)
+    if p.fit == "too_big":
+        said = f" The catalog described it otherwise ({'; '.join(differences)}); the file's header decides." \
+            if differences else ""
+        need = format_bytes(p.gpu_bytes + p.ram_bytes)
+        room = format_bytes(sum(d.budget_bytes or 0 for d in p.devices if d.kind == "gpu" and not hardware.unified_memory)
+                            + hardware.ram_budget_bytes)
+        raise DownloadError(
+            f"{label} will not fit this computer, so nothing was downloaded: with a {p.n_ctx_label} context it "
+            f"needs about {need} ({format_bytes(sum(d.kv_bytes for d in p.devices))} of it the KV cache"
+            f"{', uncompressed: the file has no MLA metadata' if summary.architecture == 'deepseek2' and not summary.mla else ''}), "
+            f"and this computer can give a model about {room}.{said}"
+        )
+    return planned
+
+
+def _catalog_differences(model, summary) -> list[str]:
+    """Where a catalog entry's architecture disagrees with the file's header, in words."""
+    a = model.architecture
+    checks = [
+        ("architecture", a.arch, summary.architecture),
+        ("Multi-head Latent Attention (MLA)", a.mla, summary.mla),
+        ("layers", a.n_layers, summary.n_layers),
+        ("training context", a.n_ctx_train, summary.n_ctx_train),
+        ("KV heads", a.n_head_kv, summary.n_head_kv),
+        ("key length", a.head_dim, summary.head_dim),
+        ("experts", a.n_expert or 0, summary.n_expert),
+    ]
+    def word(value) -> str:
+        return ("yes" if value else "no") if isinstance(value, bool) else str(value)
+
+    return [f"{what}: the catalog says {word(said)}, the file's header {word(found)}"
+            for what, said, found in checks if said != found]
 
 
 @dataclass(frozen=True)

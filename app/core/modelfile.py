@@ -19,7 +19,7 @@ import mmap
 import os
 import re
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from gguf import GGML_QUANT_SIZES, MODEL_ARCH_NAMES, GGMLQuantizationType, GGUFValueType, LlamaFileType
@@ -134,13 +134,51 @@ def inspect_gguf(path: str | os.PathLike) -> ModelSummary:
     """
     path = Path(path)
     header = _read_header(path)
-    kv = header.kv
-    split_count = _as_int(kv, "split.count", default=1)
-    split_no = _as_int(kv, "split.no", default=0)
+    split_count = _as_int(header.kv, "split.count", default=1)
+    split_no = _as_int(header.kv, "split.no", default=0)
     parts = [header]
     if split_count > 1:
         parts = _load_other_parts(header, split_no, split_count)
+    return _summarize(path, header, parts, sum(part.file_size for part in parts))
 
+
+class HeaderIncomplete(Exception):
+    """`summarize_header` was given fewer bytes than the header takes: fetch at least `needed`."""
+
+    def __init__(self, needed: int) -> None:
+        super().__init__(f"the header needs more than {needed // 2} bytes")
+        self.needed = needed
+
+
+def summarize_header(data: bytes, name: str, total_size: int) -> ModelSummary:
+    """Summarise a GGUF from the first bytes of its (first) file, as a ranged request fetches them
+    before a download: metadata and tensor table only. `total_size` is the whole model's size (all
+    parts). For a split model only the first part's tensors are listed; its layer and expert byte
+    counts are scaled to `total_size`, which keeps their ratio (the planner's MoE numbers) right.
+
+    Raises HeaderIncomplete (fetch more) or ModelFileError (not a usable GGUF)."""
+    path = Path(name)
+    _check_magic_and_version(path.name, data[:HEADER_SIZE], max(len(data), total_size))
+    try:
+        header = _parse(path, _Cursor(data, len(data)), check_data=False)
+    except _Truncated:
+        raise HeaderIncomplete(max(2 * len(data), HEADER_SIZE)) from None
+    except _Damaged as problem:
+        raise ModelFileError(f"The file '{path.name}' is damaged ({problem}).") from None
+    if _as_int(header.kv, "split.no", default=0) != 0:
+        raise ModelFileError(f"'{path.name}' is not the first part of its model; its header is in part 1.")
+    summary = _summarize(path, header, [header], total_size)
+    listed = sum(t.n_bytes for t in header.tensors)
+    if _as_int(header.kv, "split.count", default=1) > 1 and listed:
+        scale = total_size / (header.data_start + listed)
+        summary = replace(summary, layer_tensor_bytes=int(summary.layer_tensor_bytes * scale),
+                          expert_tensor_bytes=int(summary.expert_tensor_bytes * scale))
+    return summary
+
+
+def _summarize(path: Path, header: _Header, parts: list[_Header], file_size: int) -> ModelSummary:
+    kv = header.kv
+    split_count = _as_int(kv, "split.count", default=1)
     arch = _architecture(header)
     n_layers = _required_int(header, f"{arch}.block_count", "number of layers")
     if not 0 < n_layers <= MAX_LAYERS:
@@ -187,7 +225,7 @@ def inspect_gguf(path: str | os.PathLike) -> ModelSummary:
     name = kv.get("general.name")
     return ModelSummary(
         path=path,
-        file_size=sum(part.file_size for part in parts),
+        file_size=file_size,
         architecture=arch,
         name=name.strip() if isinstance(name, str) and name.strip() else _display_stem(path),
         n_layers=n_layers,
@@ -421,7 +459,7 @@ def _describe_foreign(start: bytes, size: int) -> str:
     return "it does not start with 'GGUF', so it is damaged or not a model at all; download the model again"
 
 
-def _parse(path: Path, cur: _Cursor) -> _Header:
+def _parse(path: Path, cur: _Cursor, check_data: bool = True) -> _Header:
     cur.pos = 8  # magic and version are checked already
     n_tensors = cur.take(_U64)
     n_kv = cur.take(_U64)
@@ -473,7 +511,8 @@ def _parse(path: Path, cur: _Cursor) -> _Header:
 
     data_start = -(-cur.pos // alignment) * alignment
     header = _Header(path, cur.size, kv, tensors, data_start)
-    _check_data_present(header)
+    if check_data:
+        _check_data_present(header)
     return header
 
 

@@ -472,3 +472,96 @@ def test_server_ignoring_the_range_starts_the_file_over_cleanly(hub, tmp_path):
 
     assert path.read_bytes() == data  # the whole body replaced the part instead of being appended
     assert hub.gets()[-1].range is not None
+
+
+# --- planning from the header before a download ------------------------------------------------
+
+DS2_REPO = "ponder-tests/DeepSeek-Tiny-GGUF"
+
+
+@pytest.fixture(scope="module")
+def ds2_files(tmp_path_factory):
+    """Tiny deepseek2 GGUFs with 16 heads (so the uncompressed KV cache is 16 × the MLA one), MLA and not."""
+    from tests.fixtures.deepseek2_gguf import DeepSeek2Shape, write_deepseek2_gguf
+
+    folder = tmp_path_factory.mktemp("ds2hub")
+    shape = DeepSeek2Shape(n_head=16, context_length=32768)
+    return {mla: write_deepseek2_gguf(folder / f"ds2-{'mla' if mla else 'nomla'}.gguf", mla=mla, shape=shape).read_bytes()
+            for mla in (True, False)}
+
+
+def _catalog_entry(mla: bool):
+    """A catalog entry for the tiny files that claims the MLA layout (or not)."""
+    from app.core.catalog import parse_catalog
+
+    arch = {"arch": "deepseek2", "n_layers": 3, "n_embd": 64, "n_ff": 96, "n_head": 16, "vocab_size": 265,
+            "n_ctx_train": 32768, "n_expert": 4, "n_expert_used": 2, "mla": mla,
+            **({"n_head_kv": 1, "head_dim": 96, "head_dim_v": 64} if mla else
+               {"n_head_kv": 16, "head_dim": 64, "head_dim_v": 32})}
+    entry = {"id": "ds2-tiny", "name": "DeepSeek tiny", "short_name": "DS2-tiny", "repo": DS2_REPO,
+             "description": "test", "license": "MIT", "base_model": "none", "reasoning": True, "params_b": 0.01,
+             "tier": 1, "architecture": arch,
+             "quants": [{"name": "F16", "bits": 16, "files": [{"path": "ds2.gguf", "size_bytes": 10**6}]}]}
+    return parse_catalog({"schema_version": 1, "models": [entry]}).models[0]
+
+
+def _between(ds2_files, tmp_path):
+    """A CPU-only machine whose RAM holds the MLA file's plan but not the uncompressed one's."""
+    from app.core.hardware import GiB, describe
+    from app.core.modelfile import inspect_gguf
+    from app.core.sizing import best_placement
+
+    need = {}
+    for mla, data in ds2_files.items():
+        path = tmp_path / f"local-{mla}.gguf"
+        path.write_bytes(data)
+        need[mla] = best_placement(inspect_gguf(path), hw=describe(ram_gb=64)).ram_bytes
+    assert need[False] > need[True] + 64 * 2**20  # the uncompressed cache is what does not fit
+    return describe(ram_gb=3 + (need[True] + need[False]) / 2 / GiB)
+
+
+def test_the_header_is_read_with_growing_ranged_requests_before_any_download(hub, ds2_files, tmp_path):
+    hub.add(DS2_REPO, "ds2.gguf", ds2_files[True])
+    summary, fetched = downloads.fetch_header(DS2_REPO, "ds2.gguf", first_bytes=1024)
+    assert (summary.architecture, summary.mla, summary.n_layers, summary.n_head_kv) == ("deepseek2", True, 3, 1)
+    assert summary.file_size == len(ds2_files[True]) and fetched < len(ds2_files[True])
+    ranges = [r.range for r in hub.gets()]
+    assert ranges[0] == "bytes=0-1023" and len(ranges) >= 2  # 1 KiB was not enough: it asked for more
+    assert all(r and r.startswith("bytes=") for r in ranges)
+    assert hub.body_bytes_sent < len(ds2_files[True])
+    assert leftovers(tmp_path) == []
+
+
+def test_a_catalog_entry_claiming_mla_for_a_file_without_it_is_refused_before_the_download(hub, ds2_files, tmp_path,
+                                                                                          monkeypatch):
+    monkeypatch.setattr(downloads, "HEADER_FIRST_BYTES", 8192)  # the tiny file would fit in the first 1 MiB
+    hw = _between(ds2_files, tmp_path)
+    hub.add(DS2_REPO, "ds2.gguf", ds2_files[False])
+    dest = tmp_path / "models"
+    with pytest.raises(DownloadError) as caught:
+        downloads.download_model(DS2_REPO, ["ds2.gguf"], dest, hardware=hw, catalog_model=_catalog_entry(mla=True))
+    text = str(caught.value)
+    assert "will not fit this computer, so nothing was downloaded" in text
+    assert "the file has no MLA metadata" in text
+    assert "Multi-head Latent Attention (MLA): the catalog says yes, the file's header no" in text
+    assert "KV heads: the catalog says 1, the file's header 16" in text
+    assert not dest.exists() or leftovers(dest) == []
+    assert hub.body_bytes_sent < len(ds2_files[False]) and all(r.range for r in hub.gets())
+
+
+def test_the_same_entry_with_an_mla_file_downloads_and_says_where_the_catalog_was_wrong(hub, ds2_files, tmp_path):
+    hw = _between(ds2_files, tmp_path)
+    hub.add(DS2_REPO, "ds2.gguf", ds2_files[True])
+    plans = []
+    paths = downloads.download_model(DS2_REPO, ["ds2.gguf"], tmp_path / "models", hardware=hw,
+                                     catalog_model=_catalog_entry(mla=False), on_plan=plans.append)
+    assert paths[0].read_bytes() == ds2_files[True]
+    (planned,) = plans
+    assert planned.plan.fits and planned.summary.mla
+    assert "Multi-head Latent Attention (MLA): the catalog says no, the file's header yes" in planned.differences
+
+
+def test_a_file_that_is_no_gguf_cannot_be_planned(hub):
+    hub.add(REPO, NAME, b"<html>not a model</html>" * 100)
+    with pytest.raises(ModelFileError, match="not a GGUF"):
+        downloads.fetch_header(REPO, NAME)

@@ -333,3 +333,23 @@ def test_scripted_helpers_reject_unknown_malformed_kind(tmp_path):
         write_malformed(tmp_path / "x.gguf", "nonsense")
     with pytest.raises(ValueError, match="architecture"):
         write_scripted_gguf(tmp_path / "x.gguf", ["ab"], architecture="gpt9")
+
+
+def test_a_header_summarised_from_the_first_bytes_matches_the_whole_file(tmp_path):
+    """What a ranged request fetches before a download: too few bytes ask for more (HeaderIncomplete),
+    enough give the same summary as the file on disk."""
+    from app.core.modelfile import HeaderIncomplete, summarize_header
+    from tests.fixtures.deepseek2_gguf import write_deepseek2_gguf
+
+    path = write_deepseek2_gguf(tmp_path / "ds2.gguf", mla=True)
+    data = path.read_bytes()
+    with pytest.raises(HeaderIncomplete) as more:
+        summarize_header(data[:2000], "ds2.gguf", len(data))
+    assert more.value.needed >= 4000
+    whole = inspect_gguf(path)
+    got = summarize_header(data[:len(data) // 2], "ds2.gguf", len(data))  # the header, not all tensor data
+    assert (got.mla, got.n_layers, got.n_head_kv, got.head_dim, got.n_expert, got.file_size, got.expert_tensor_bytes) == (
+        whole.mla, whole.n_layers, whole.n_head_kv, whole.head_dim, whole.n_expert, whole.file_size,
+        whole.expert_tensor_bytes)
+    with pytest.raises(ModelFileError, match="not a GGUF"):
+        summarize_header(b"<html>" + data[6:5000], "ds2.gguf", len(data))
