@@ -35,7 +35,7 @@ from app.core import hardware
 from app.core.errors import ContextOverflow, LoadCancelled, ModelLoadError, PonderError
 from app.core.hardware import HardwareInfo
 from app.core.modelfile import ModelSummary, inspect_gguf
-from app.core.prompt import PromptBuilder, choose_builtin_template, fallback_template
+from app.core.prompt import PromptBuilder, choose_builtin_template, fallback_template, prompt_rules
 from app.core.reasoning import CLOSE_TAG, Segment, ThinkSplitter
 from app.core.steering import (
     ANSWER_NOW_WRAP_UP,
@@ -308,6 +308,7 @@ class Engine:
             template_note = f"The model's chat template is broken ({exc}); Ponder uses a generic one."
             log.warning(template_note)
 
+        self._prompts.rules = prompt_rules(f"{summary.name} {summary.path.name}")  # R1-0528: system prompt, no forced <think>
         n_gpu = min(wanted, summary.n_layers + 1)
         self.info = ModelInfo(
             path=summary.path,

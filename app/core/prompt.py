@@ -234,8 +234,31 @@ def fallback_template(has_r1_tokens: bool) -> str:
     return R1_FALLBACK_TEMPLATE if has_r1_tokens else GENERIC_FALLBACK_TEMPLATE
 
 
+@dataclass(frozen=True)
+class PromptRules:
+    """A model's own prompt guidance. The January R1 family (R1 and its distills): no system prompt
+    (folded into the first user turn) and a forced "<think>\\n". R1-0528 and its Qwen3-8B distill take a
+    system prompt and think without being forced (DeepSeek's R1-0528 model card)."""
+
+    system_prompt: bool = False
+    force_think: bool = True
+
+
+JANUARY_R1_RULES = PromptRules()
+R1_0528_RULES = PromptRules(system_prompt=True, force_think=False)
+_R1_0528_NAME = re.compile(r"r1[\W_]*0528", re.I)
+
+
+def prompt_rules(name: str) -> PromptRules:
+    """The rules for a model by its name (general.name or file name); the catalog's system_prompt and
+    force_think flags say the same for its models (tests/core/test_catalog.py checks they agree)."""
+    return R1_0528_RULES if _R1_0528_NAME.search(name or "") else JANUARY_R1_RULES
+
+
 class PromptBuilder:
     """Renders conversations with one model's template (compiled once, sandboxed Jinja)."""
+
+    rules: PromptRules = JANUARY_R1_RULES  # the engine sets the loaded model's (prompt_rules)
 
     def __init__(self, template: str, *, bos_token: str, eos_token: str, is_reasoning: bool) -> None:
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
@@ -271,10 +294,10 @@ class PromptBuilder:
                     key = _KEPT_TURN.format(len(kept))
                     kept[key] = with_thinking(m["thinking"], strip_reasoning(m["content"]))
                     m["content"] = key
-        text = self._format(prepare_messages(messages, self.is_reasoning))
+        text = self._format(prepare_messages(messages, self.is_reasoning and not self.rules.system_prompt))
         for key, turn in kept.items():
             text = text.replace(key, turn, 1)
-        if self.is_reasoning:
+        if self.is_reasoning and self.rules.force_think:
             tail = text.rstrip(" ")
             if tail.endswith(THINK_OPEN):
                 text = tail + "\n"

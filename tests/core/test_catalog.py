@@ -213,3 +213,38 @@ def test_an_installed_app_finds_the_catalog_under_share(tmp_path, monkeypatch):
     # installed: the package sits in site-packages, with no models.json two levels up
     monkeypatch.setattr(catalog_module, "__file__", str(tmp_path / "lib" / "app" / "core" / "catalog.py"))
     assert catalog_module.default_catalog_path() == share / CATALOG_NAME
+
+
+def test_r1_0528_rules_and_tokenizers(shipped):
+    """R1-0528 (and its Qwen3-8B distill) take a system prompt and no forced <think>; the January family
+    keeps today's rules; the prompt builder applies the same rules by name; the Qwen3-8B distill's
+    tokenizer is its own, so it shares no draft with the Qwen-2.5 distills."""
+    from app.core.prompt import prompt_rules
+
+    for model in shipped:
+        rules = prompt_rules(model.name)
+        if model.reasoning:
+            assert (rules.system_prompt, rules.force_think) == (model.system_prompt, model.force_think), model.id
+    new = shipped.get("r1-0528-qwen3-8b")
+    assert new.architecture.arch == "qwen3" and new.system_prompt and not new.force_think
+    assert not new.can_share_draft(shipped.get("r1-distill-qwen-1.5b"))
+    assert shipped.get("r1-distill-qwen-1.5b").can_share_draft(shipped.get("r1-distill-qwen-32b"))
+    assert shipped.get("r1-0528").architecture.mla and not shipped.get("r1-671b").architecture.mla
+    v3 = shipped.get("v3-0324")
+    assert not v3.reasoning and not v3.force_think
+    for model in (shipped.get("r1-671b"), shipped.get("r1-0528"), v3, new):
+        assert model.unconfirmed and model.notes  # what was not confirmed is said in the entry
+
+
+def test_the_prompt_follows_the_models_own_rules():
+    from app.core.prompt import R1_0528_RULES, PromptBuilder
+
+    template = ("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}{% endfor %}"
+                "{% if add_generation_prompt %}<|assistant|>{% endif %}")
+    msgs = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]
+    january = PromptBuilder(template, bos_token="", eos_token="", is_reasoning=True)
+    assert january.render(msgs).text == "<|user|>Be brief.\n\nHi<|assistant|><think>\n"
+    may = PromptBuilder(template, bos_token="", eos_token="", is_reasoning=True)
+    may.rules = R1_0528_RULES
+    rendered = may.render(msgs)
+    assert rendered.text == "<|system|>Be brief.<|user|>Hi<|assistant|>" and not rendered.opens_thinking
