@@ -408,15 +408,16 @@ def remote_error(exc: BaseException, base_url: str, model: str = "", *, during_s
 
 
 def _root_cause(exc: BaseException) -> BaseException:
-    seen = set()
-    while exc.__cause__ is not None or exc.__context__ is not None:
-        if id(exc) in seen:
-            break
+    """The TLS error in an exception's chain if there is one, else the innermost cause."""
+    seen: set[int] = set()
+    while id(exc) not in seen:
         seen.add(id(exc))
-        nxt = exc.__cause__ or exc.__context__
         if isinstance(exc, ssl.SSLError):
             return exc
-        exc = nxt
+        inner = exc.__cause__ or exc.__context__
+        if inner is None:
+            break
+        exc = inner
     return exc
 
 
@@ -432,16 +433,21 @@ def _reason(cause: BaseException) -> str:
 
 
 def _server_message(exc) -> str:
+    """The server's own words from an error body (OpenAI's {"error": {"message"}}, FastAPI's
+    {"detail"}), one line, at most 300 characters."""
     body = getattr(exc, "body", None)
     message = None
     if isinstance(body, dict):
         inner = body.get("error", body)
-        message = inner.get("message") if isinstance(inner, dict) else (inner if isinstance(inner, str) else None)
-        message = message or body.get("detail") if isinstance(body.get("detail"), str) else message
+        if isinstance(inner, dict):
+            message = inner.get("message")
+        elif isinstance(inner, str):
+            message = inner
+        if not message and isinstance(body.get("detail"), str):
+            message = body["detail"]
     if not message:
         message = getattr(exc, "message", "") or ""
-    message = " ".join(str(message).split())
-    return message[:300].rstrip(".")
+    return " ".join(str(message).split())[:300].rstrip(".")
 
 
 def _retry_after(response) -> float | None:
@@ -639,10 +645,15 @@ class RemoteChatRun:
         return self
 
     def close(self) -> None:
-        """End the run now (the connection closes); what came so far stays readable."""
+        """End the run now (the connection closes); what came so far stays readable. From the
+        iterating thread it also ends the iteration; from any other it cuts the connection and
+        the iterating thread's next step ends the run."""
         self._halt("stop")
         if self._stream is not None:
-            self._stream.close()
+            try:
+                self._stream.close()
+            except ValueError:  # the generator is running on another thread: the cut ends it
+                pass
 
     # --- answer now -----------------------------------------------------------------------
 
@@ -684,9 +695,12 @@ class RemoteChatRun:
         try:
             reply = response.json()
         except ValueError:
+            reply = None
+        if not isinstance(reply, dict):
             reply = {}
         if response.status_code >= 400 or not reply.get("success", False):
-            said = reply.get("message") or (reply.get("error") or {}).get("message") if isinstance(reply, dict) else ""
+            error = reply.get("error")
+            said = reply.get("message") or (error.get("message") if isinstance(error, dict) else "")
             raise RemoteError(f"{host} did not end the thinking" + (f": {said}" if said else f" ({response.status_code})")
                               + ".", kind="unsupported")
 

@@ -516,3 +516,29 @@ def test_without_a_remote_engine_no_network_request_is_made(scripted_model):
     assert result.returncode == 0, result.stderr[-2000:]
     assert "CONNECTIONS []" in result.stderr
     assert json.loads(result.stdout)["answer"] == ANSWER
+
+
+# --- presets and names ---------------------------------------------------------------------------
+
+
+def test_presets_cover_the_usual_engines_with_their_default_ports():
+    from app.core.remote import capabilities_for, guess_reasoning
+    from app.core.remote_presets import PRESETS, preset_named
+
+    by_name = {p.name: p for p in PRESETS}
+    assert set(by_name) == {"DeepSeek API", "vLLM", "SGLang", "llama-server", "Ollama", "LM Studio"}
+    assert by_name["DeepSeek API"].base_url == "https://api.deepseek.com/v1"
+    assert by_name["DeepSeek API"].model == "deepseek-reasoner" and by_name["DeepSeek API"].needs_key
+    ports = {name: p.base_url.rsplit(":", 1)[1] for name, p in by_name.items() if name != "DeepSeek API"}
+    assert ports == {"vLLM": "8000/v1", "SGLang": "30000/v1", "llama-server": "8080/v1",
+                     "Ollama": "11434/v1", "LM Studio": "1234/v1"}
+    for preset in PRESETS:
+        endpoint = preset.endpoint()
+        assert endpoint.normalised().base_url == preset.base_url
+        assert endpoint.server_kind == preset.server_kind
+    assert preset_named("llama-server").endpoint("m").server_kind == "llama-server"
+    assert capabilities_for("llama-server").answer_now and capabilities_for("llama-server").budget
+    assert guess_reasoning("deepseek-reasoner") and guess_reasoning("DeepSeek-R1-Distill-Qwen-7B-Q4_K_M.gguf")
+    assert guess_reasoning("deepseek-r1:14b") and guess_reasoning("QwQ-32B")
+    assert not guess_reasoning("deepseek-chat") and not guess_reasoning("llama3.1:8b")
+    assert not guess_reasoning("gpt-4o-mini") and not guess_reasoning("mistral-r128")
