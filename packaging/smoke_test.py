@@ -9,7 +9,9 @@ ponder-cli.exe; on Windows the window is Ponder.exe: pass it as --gui-exe). Run 
 with tests/fixtures/scripted_gguf.py); the binary itself runs on its own.
 
 1. `EXE ask --json` on a scripted GGUF (tests/fixtures): the thinking, the answer and the
-   model name must be exactly what the script makes llama.cpp generate.
+   model name must be exactly what the script makes llama.cpp generate. Then
+   `EXE --check-maths` (ponder_main.py): the app typesets and draws a formula with the fonts
+   it carries.
 2. --gui offscreen: start the window (QT_QPA_PLATFORM=offscreen) on a temporary data dir with
    the model, wait until it is loaded (settings.json names it), then end it.
    --gui xvfb (Linux): the same on a private Xvfb display; check the window's title, WM_CLASS and
@@ -87,6 +89,18 @@ def smoke_ask(exe: str, model: Path, env: dict[str, str], expect_backend: str | 
     print(f"     backend {backend}; note: {data['model'].get('gpu_note')}; stderr: {result.stderr.strip()[-300:]!r}")
     if expect_backend:
         check(backend == expect_backend, f"ask: ran on {expect_backend}", backend)
+    return data
+
+
+def smoke_maths(exe: str, env: dict[str, str]) -> dict:
+    """The frozen app typesets a formula (ziamath with its bundled fonts) and QtSvg draws it."""
+    result = subprocess.run([exe, "--check-maths"], capture_output=True, text=True, encoding="utf-8",
+                            env=env, timeout=120)
+    lines = result.stdout.strip().splitlines()
+    data = json.loads(lines[-1]) if lines and lines[-1].startswith("{") else {}
+    check(result.returncode == 0 and data.get("typeset") is True and data.get("inked_pixels", 0) > 100,
+          f"--check-maths typesets and draws a formula ({data.get('width')}x{data.get('height')} px)",
+          result.stdout[-1000:] + result.stderr[-2000:])
     return data
 
 
@@ -251,6 +265,7 @@ def main(argv: list[str] | None = None) -> int:
         model = write_model(tmp)
         env = isolated_env(tmp / "home", extra)
         smoke_ask(exe, model, env, args.expect_backend)
+        smoke_maths(exe, env)
         if args.gui:
             gui_exe = (shutil.which(args.gui_exe) or args.gui_exe) if args.gui_exe else exe
             smoke_gui(gui_exe, model, env, args.gui, tmp, args.screenshot)

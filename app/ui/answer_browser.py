@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from PySide6.QtCore import QByteArray, QMimeData, QSize, Qt, QTimer, QUrl, Slot
+from PySide6.QtCore import QByteArray, QEvent, QMimeData, QSize, Qt, QTimer, QUrl, Signal, Slot
 from PySide6.QtGui import (
     QDesktopServices,
     QGuiApplication,
@@ -30,7 +30,13 @@ OPENABLE_SCHEMES = ("http", "https", "mailto")
 class AnswerBrowser(QTextBrowser):
     """The rendered answer. `code_blocks[n]` is the raw text the `copy:<n>` link copies;
     whoever fills the document (answer_document.py) keeps it current, and gives
-    `formula_images` its style."""
+    `formula_images` its style.
+
+    Signals:
+      device_pixel_ratio_changed(): the widget moved to a screen of another pixel density.
+    """
+
+    device_pixel_ratio_changed = Signal()
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -64,6 +70,11 @@ class AnswerBrowser(QTextBrowser):
             blank.fill(0)
             return blank
         return QByteArray(b" ")
+
+    def changeEvent(self, event) -> None:  # noqa: N802 (Qt API)
+        super().changeEvent(event)
+        if event.type() == QEvent.Type.DevicePixelRatioChange:
+            self.device_pixel_ratio_changed.emit()
 
     def createMimeDataFromSelection(self) -> QMimeData:  # noqa: N802 (Qt API)
         """Selection + Ctrl+C: formulas copy as their LaTeX source, as plain text."""

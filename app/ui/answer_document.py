@@ -75,6 +75,8 @@ class StreamedAnswer(QObject):
         self._render_pending = False
         self.formulas = browser.formula_images
         self.formulas.formula_ready.connect(self._on_formula_ready)
+        self._colors: theme.Colors | None = None
+        browser.device_pixel_ratio_changed.connect(self._on_device_pixel_ratio_changed)
         self._restart_stream()
         _warm_up_renderer(self)
 
@@ -307,6 +309,7 @@ class StreamedAnswer(QObject):
     def set_colors(self, colors: theme.Colors) -> None:
         """Style the document for `colors` and show the answer again in them (rendered HTML
         keeps the colours it was inserted with)."""
+        self._colors = colors
         css = theme.document_css(colors)
         self.browser.document().setDefaultStyleSheet(css)
         self.formulas.set_style(FormulaStyle.for_text(
@@ -327,6 +330,13 @@ class StreamedAnswer(QObject):
             self._restart_stream()
             self.append(streamed)
 
+
+    @Slot()
+    def _on_device_pixel_ratio_changed(self) -> None:
+        """On a screen of another pixel density, formulas are typeset again to stay sharp."""
+        style = self.formulas.style
+        if self._colors is not None and style is not None and style.dpr != max(1.0, round(self.browser.devicePixelRatioF(), 2)):
+            self.set_colors(self._colors)
 
 _warm_up_started = False
 

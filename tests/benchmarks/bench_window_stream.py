@@ -1,10 +1,13 @@
 """Stream a very long scripted answer through the real window and measure the GUI thread (run by hand).
 
-    .venv/bin/python tests/benchmarks/bench_window_stream.py [--thinking 15000]
+    .venv/bin/python tests/benchmarks/bench_window_stream.py [--thinking 15000] [--answer plain|maths|both]
 
 A scripted GGUF under real llama.cpp writes ~15k tokens of thinking and a long
 markdown answer with code blocks and tables, unpaced (thousands of tokens/s, much
 faster than a real model: the worst case for the GUI). The window runs offscreen.
+`--answer maths` streams a maths-heavy answer instead (300+ distinct formulas: inline,
+display, boxed; each one typeset cold on the render lane); `both` (the default) runs the
+plain answer and then the maths one, each in a fresh process, and prints both.
 
 Prints:
 - event loop stalls while streaming: a 1 ms precise timer records the gaps between
@@ -22,6 +25,7 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -33,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 import app  # noqa: E402,F401  (llama_cpp before numpy)
 from PySide6.QtCore import Qt, QTimer  # noqa: E402
 
+from app.core.maths import find_maths  # noqa: E402
 from app.core.settings import Settings, save_settings  # noqa: E402
 from app.ui import message_view  # noqa: E402
 from app.ui.main import create_app, open_window  # noqa: E402
@@ -51,6 +56,20 @@ def long_answer(sections: int) -> str:
     return "".join(parts)
 
 
+def maths_answer(sections: int) -> str:
+    """An R1-shaped maths answer: every section has distinct inline, display and boxed maths."""
+    parts = []
+    for n in range(sections):
+        parts.append(
+            f"## Step {n}\n\nLet $f_{{{n}}}(x) = x^{{{n + 2}}} + \\frac{{{n}}}{{x}}$, so $f_{{{n}}}'(x) = "
+            f"{n + 2}x^{{{n + 1}}} - \\frac{{{n}}}{{x^2}}$ and the cost is $5 or $10 here.\n"
+            f"\\[\n\\sum_{{k=1}}^{{{n + 3}}} k^2 = \\frac{{{n + 3}({n + 4})(2 \\cdot {n + 3} + 1)}}{{6}}\n\\]\n\n"
+            f"- with \\(\\sqrt{{{n + 1}}} \\approx {(n + 1) ** 0.5:.3f}\\) and `$PATH{n}` untouched\n\n"
+            f"**Result {n}:** \\boxed{{{n * n + 1}}}\n\n"
+        )
+    return "".join(parts)
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -60,10 +79,21 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--thinking", type=int, default=13000, help="thinking tokens (the script holds 16383 pieces in all)")
     parser.add_argument("--sections", type=int, default=150, help="markdown sections in the answer")
+    parser.add_argument("--answer", choices=("plain", "maths", "both"), default="both")
+    parser.add_argument("--maths-sections", type=int, default=60, help="sections of the maths answer (5 formulas each)")
     args = parser.parse_args()
+    if args.answer == "both":
+        code = 0
+        for variant in ("plain", "maths"):
+            print(f"=== {variant} answer ===", flush=True)
+            command = [sys.executable, __file__, "--thinking", str(args.thinking),
+                       "--sections", str(args.sections), "--maths-sections", str(args.maths_sections),
+                       "--answer", variant]
+            code = code or subprocess.run(command).returncode
+        return code
 
     work = Path(tempfile.mkdtemp(prefix="ponder-bench-"))
-    answer = long_answer(args.sections)
+    answer = long_answer(args.sections) if args.answer == "plain" else maths_answer(args.maths_sections)
     pieces = words_script(args.thinking) + ["\n\n", "</think>"] + split_script("\n\n" + answer)
     model = write_scripted_gguf(work / "long.gguf", pieces, name="Bench-long-trace")
     n_tokens = len(pieces)
@@ -109,7 +139,20 @@ def main() -> int:
         state["stream_end"] = time.perf_counter()
         state["answer_start"] = state.get("answer_start", 0)
         state["stats"] = message.stats
-        QTimer.singleShot(200, lambda: (probe.stop(), window.close(), qapp.quit()))
+        QTimer.singleShot(200, wait_for_formulas)
+
+    def wait_for_formulas() -> None:
+        """The maths answer: keep measuring until every formula is typeset."""
+        view = window.transcript.assistant_views()[-1]
+        images = view.answer_view.formula_images
+        if images.pending_count and time.perf_counter() - state["stream_end"] < 120:
+            QTimer.singleShot(20, wait_for_formulas)
+            return
+        state["typeset_end"] = time.perf_counter()
+        state["formulas"] = len(find_maths(view.answer_text))
+        probe.stop()
+        window.close()
+        qapp.quit()
 
     window.client.loaded.connect(lambda _info: QTimer.singleShot(200, start))
     window.client.load_failed.connect(lambda m: (print(m), qapp.exit(1)))
@@ -141,6 +184,9 @@ def main() -> int:
     print("worst stalls (ms, starting s after send; the stream ended at "
           f"{t_end - t0:.2f} s):", ", ".join(f"{g:.1f} at {at:.2f}" for g, at in reversed(worst)))
     print(f"final render (finish): {finishes[-1] * 1000:.1f} ms")
+    print(f"formulas in the answer: {state['formulas']}; all typeset "
+          f"{(state['typeset_end'] - state['stream_end']) * 1000:.0f} ms after the stream ended "
+          "(including a 200 ms wait)")
     return 0
 
 

@@ -1,11 +1,13 @@
 """Screenshots of the real window (run by hand, under Xvfb): mid-thinking and after the answer.
 
-    xvfb-run -s "-screen 0 1280x800x24" .venv/bin/python tests/benchmarks/screenshot_window.py OUT_DIR [--theme dark]
+    xvfb-run -s "-screen 0 1280x800x24" .venv/bin/python tests/benchmarks/screenshot_window.py OUT_DIR [--theme dark] [--maths]
 
 A scripted GGUF (real llama.cpp) writes a realistic R1 answer; the stream is slowed
 to a plausible speed so the window can be caught while it thinks. Screenshots are
 taken of the whole X screen with ImageMagick's `import`, as a user would see it.
-Writes OUT_DIR/thinking.png and OUT_DIR/answer.png.
+Writes OUT_DIR/thinking.png and OUT_DIR/answer.png; with --maths, an R1 maths answer (inline,
+display and boxed formulas, the finished thought open with its maths typeset) as OUT_DIR/maths.png,
+taken once every formula is typeset.
 """
 
 from __future__ import annotations
@@ -69,6 +71,32 @@ def is_palindrome(text: str) -> bool:
 
 For text beyond ASCII, keep characters with `str.isalnum()` instead of the regular expression."""
 
+MATHS_PROMPT = "Find the derivative of y = x^x. Please reason step by step, and put your final answer within \\boxed{}."
+MATHS_THINKING = """The exponent depends on $x$, so neither the power rule nor the exponential rule applies directly. Taking logarithms turns it into a product: $\\ln y = x \\ln x$.
+
+Differentiating both sides, the left gives $\\frac{y'}{y}$ and the right, by the product rule, $\\ln x + 1$. So $y' = x^x(\\ln x + 1)$. At $x = 1$ that is $1$, which matches the graph's slope there.
+"""
+MATHS_ANSWER = """
+
+The exponent depends on $x$, so take the natural logarithm of both sides first:
+
+$$\\ln y = x \\ln x$$
+
+Differentiating implicitly with respect to $x$ (product rule on the right):
+\\[
+\\frac{y'}{y} = \\ln x + 1
+\\]
+
+Multiplying by $y = x^x$ gives $y' = x^x(\\ln x + 1)$. Check at $x = 1$: $y'(1) = 1 \\cdot (0 + 1) = 1$. As a bonus, integrating back:
+\\[
+\\int_1^e x^x(\\ln x + 1)\\,dx = \\Big[x^x\\Big]_1^e = e^e - 1 \\approx 14.15
+\\]
+
+**Final answer:**
+\\[
+\\boxed{\\frac{d}{dx}\\,x^x = x^x(\\ln x + 1)}
+\\]"""
+
 HISTORY = [  # earlier chats, for a realistic sidebar
     ("Explain the Monty Hall problem", "The host's choice gives information...", "Switching wins 2/3 of the time."),
     ("Prove that √2 is irrational", "Assume p/q in lowest terms...", "Suppose √2 = p/q with gcd(p, q) = 1 ..."),
@@ -98,16 +126,18 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("out", type=Path)
     parser.add_argument("--theme", default="light", choices=("light", "dark"))
+    parser.add_argument("--maths", action="store_true", help="a maths answer, written to maths.png")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
+    prompt, thinking, answer = (MATHS_PROMPT, MATHS_THINKING, MATHS_ANSWER) if args.maths else (PROMPT, THINKING, ANSWER)
 
     work = Path(tempfile.mkdtemp(prefix="ponder-shot-"))
     model = write_scripted_gguf(
-        work / "DeepSeek-R1-Distill-Qwen-7B.gguf", split_script(THINKING + "</think>" + ANSWER),
+        work / "DeepSeek-R1-Distill-Qwen-7B.gguf", split_script(thinking + "</think>" + answer),
         name="DeepSeek-R1-Distill-Qwen-7B (scripted)",
     )
     data = work / "data"
-    save_settings(data, Settings(n_ctx=4096, n_gpu_layers=0, theme=args.theme))
+    save_settings(data, Settings(n_ctx=4096, n_gpu_layers=0, theme=args.theme, thinking_expanded=args.maths))
     with ChatStore(store_path(data)) as store:
         for prompt, thinking, answer in HISTORY:
             conv = store.create_conversation()
@@ -127,10 +157,18 @@ def main() -> int:
             QTimer.singleShot(150, lambda: grab(args.out / "thinking.png"))
 
     def on_finished(_message) -> None:
-        QTimer.singleShot(600, lambda: (grab(args.out / "answer.png"), window.close()))
+        QTimer.singleShot(600, grab_when_typeset)
+
+    def grab_when_typeset() -> None:
+        view = window.transcript.assistant_views()[-1]
+        if view.answer_view.formula_images.pending_count or view.thinking_body.formula_images.pending_count:
+            QTimer.singleShot(100, grab_when_typeset)
+            return
+        window.transcript.scroll_to_bottom()
+        QTimer.singleShot(300, lambda: (grab(args.out / ("maths.png" if args.maths else "answer.png")), window.close()))
 
     def ask() -> None:
-        window.prompt_input.setPlainText(PROMPT)
+        window.prompt_input.setPlainText(prompt)
         window.send_prompt()
 
     window.session.stream_counts.connect(on_counts)

@@ -109,6 +109,21 @@ def test_installed_app_answers_shows_its_window_and_uninstalls_cleanly(deb, tmp_
     assert shot.stat().st_size > 10_000
 
 
+def test_the_bundle_typesets_maths_with_the_fonts_it_carries(bundle):
+    """ziamath's and ziafont's fonts and latex2mathml's table are in the bundle, and the frozen
+    app typesets and draws a formula with them (the installed app: install_check.py runs the
+    same check through smoke_test.py)."""
+    internal = next(p for p in (bundle / "_internal", bundle) if (p / "ziamath").exists())
+    assert (internal / "ziamath" / "fonts" / "STIXTwoMath-Regular.ttf").is_file()
+    assert (internal / "ziafont" / "fonts" / "DejaVuSans.ttf").is_file()
+    assert (internal / "latex2mathml" / "unimathsymbols.txt").is_file()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "QT_"))}
+    result = subprocess.run([str(bundle / "ponder"), "--check-maths"], capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    data = json.loads(result.stdout.strip().splitlines()[-1])
+    assert data["typeset"] is True and data["inked_pixels"] > 100
+
+
 def test_gpu_module_without_its_driver_library_leaves_the_cpu_running(bundle, scripted_model, tmp_path):
     """A machine without the Vulkan loader: the Vulkan module cannot load, the CPU module answers."""
     if not is_module_build(bundle):
