@@ -93,6 +93,11 @@ class Fake:
         if behaviour == "500":
             return JSONResponse({"error": {"message": "CUDA out of memory", "type": "server_error"}},
                                 status_code=503, headers={"Retry-After": "7"})
+        if behaviour == "unknown-model":  # vLLM's answer for a model it does not serve
+            return JSONResponse({"object": "error", "message": "The model `unknown-model` does not exist.",
+                                 "type": "NotFoundError", "param": None, "code": 404}, status_code=404)
+        if behaviour == "forbidden":
+            return JSONResponse({"error": {"message": "This key may not use this model."}}, status_code=403)
         if behaviour == "html":
             return Response("<html>Welcome to nginx!</html>", media_type="text/html")
         if behaviour == "slow_headers":  # a long prompt: no byte of the response for 30 s
@@ -326,3 +331,16 @@ def test_an_untrusted_certificate_is_a_tls_sentence(fake, self_signed):
     assert run.error.kind == "tls"
     assert "secure connection to 127.0.0.1" in str(run.error) and "certificate" in str(run.error)
     assert isinstance(ssl.SSLError("x"), OSError)  # what the mapping rests on
+
+
+def test_an_unknown_model_is_a_404_sentence_with_the_servers_words(fake):
+    run = fake(owned_by="vllm").engine("unknown-model").chat(QUESTION).run()
+    assert run.stats.finish_reason == "error" and run.error.kind == "not_found"
+    text = str(run.error)
+    assert "has no 'unknown-model' (404)" in text and "The model `unknown-model` does not exist" in text
+    assert "Choose a model the server lists" in text
+
+
+def test_a_forbidden_key_is_a_403_sentence(fake):
+    run = fake().engine("forbidden").chat(QUESTION).run()
+    assert run.error.kind == "forbidden" and "(403)" in str(run.error) and "may not use this model" in str(run.error)
