@@ -2,9 +2,9 @@
 word-level diff, both stats rows, and scrolling that stays together.
 
 The versions are data (app/core/storage.py: TurnVersion); the diff is plain Python
-(`compare_texts`, difflib on words) and runs off the GUI thread through
-`run_in_background`: two 20k-token traces take a few tenths of a second to diff, too long
-for the GUI thread (tests/benchmarks/bench_compare.py). The GUI thread only fills the two
+(`compare_texts`: difflib on sentences, then on the words of the sentences that differ)
+and runs off the GUI thread through `run_in_background`, so even two 20k-token traces never
+stall the window (tests/benchmarks/bench_compare.py). The GUI thread only fills the two
 documents with the result, as literal text (model output is never read as HTML).
 """
 
@@ -23,7 +23,8 @@ from PySide6.QtWidgets import (
     QGridLayout,
     QHBoxLayout,
     QLabel,
-    QTextBrowser,
+    QPlainTextDocumentLayout,
+    QPlainTextEdit,
     QVBoxLayout,
     QWidget,
 )
@@ -34,6 +35,9 @@ from app.ui.background import run_in_background
 
 FIELDS = (("prompt", "Prompt"), ("thinking", "Thinking"), ("answer", "Answer"))
 _WORD = re.compile(r"\s*\S+")  # a word with the whitespace before it: joined back, the text as it was
+# A sentence (or a line) with the whitespace after it; joined back, the text as it was.
+_SENTENCE = re.compile(r"[^.!?\n]*(?:[.!?]+|\n+|$)\s*")
+WORD_DIFF_LIMIT = 400  # words each side of a differing stretch, beyond which it is not diffed word by word
 
 SAME, REMOVED, ADDED = "same", "removed", "added"  # REMOVED: only on the left; ADDED: only on the right
 
@@ -44,24 +48,56 @@ SAME, REMOVED, ADDED = "same", "removed", "added"  # REMOVED: only on the left; 
 def word_diff(left: str, right: str) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
     """Each side as (kind, text) pieces: SAME, or REMOVED (left) / ADDED (right).
 
-    Words are compared without their whitespace. difflib's autojunk stays on: it ignores
-    words in more than 1% of a long text ("the", "so") as anchors, which keeps two unrelated
-    20k-token traces at ~0.5 s instead of ~6 s and stops common words matching as noise.
+    In two steps, as a word diff of two long traces must be: first whole sentences are
+    matched, then the words inside each pair of differing stretches of at most
+    WORD_DIFF_LIMIT words (longer ones are different text; a word match inside them would
+    be noise). Compared without their whitespace. Two 15,000-word traces take ~0.05 s
+    this way against ~1.6 s for one difflib pass over all the words
+    (tests/benchmarks/bench_compare.py), and a thread that holds the GIL for that long
+    stalls the GUI thread too.
     """
-    a, b = _WORD.findall(left), _WORD.findall(right)
-    matcher = difflib.SequenceMatcher(None, [w.strip() for w in a], [w.strip() for w in b])
+    a, b = [x for x in _SENTENCE.findall(left) if x], [x for x in _SENTENCE.findall(right) if x]
     out_a: list[tuple[str, str]] = []
     out_b: list[tuple[str, str]] = []
-    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+    for tag, i1, i2, j1, j2 in _opcodes(a, b):
+        text_a, text_b = "".join(a[i1:i2]), "".join(b[j1:j2])
         if tag == "equal":
-            out_a.append((SAME, "".join(a[i1:i2])))
-            out_b.append((SAME, "".join(b[j1:j2])))
+            out_a.append((SAME, text_a))
+            out_b.append((SAME, text_b))
             continue
-        if i2 > i1:
-            out_a.append((REMOVED, "".join(a[i1:i2])))
-        if j2 > j1:
-            out_b.append((ADDED, "".join(b[j1:j2])))
-    return out_a, out_b
+        words_a, words_b = _WORD.findall(text_a), _WORD.findall(text_b)
+        if tag == "replace" and max(len(words_a), len(words_b)) <= WORD_DIFF_LIMIT:
+            for wtag, k1, k2, l1, l2 in _opcodes(words_a, words_b):
+                if wtag == "equal":
+                    out_a.append((SAME, "".join(words_a[k1:k2])))
+                    out_b.append((SAME, "".join(words_b[l1:l2])))
+                    continue
+                if k2 > k1:
+                    out_a.append((REMOVED, "".join(words_a[k1:k2])))
+                if l2 > l1:
+                    out_b.append((ADDED, "".join(words_b[l1:l2])))
+            continue
+        if text_a:
+            out_a.append((REMOVED, text_a))
+        if text_b:
+            out_b.append((ADDED, text_b))
+    return _merged(out_a), _merged(out_b)
+
+
+def _opcodes(a: list[str], b: list[str]) -> list[tuple[str, int, int, int, int]]:
+    # autojunk off: sentences rarely repeat, and stretches of words are short by then.
+    return difflib.SequenceMatcher(None, [x.strip() for x in a], [x.strip() for x in b], autojunk=False).get_opcodes()
+
+
+def _merged(pieces: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Neighbouring pieces of one kind as one."""
+    out: list[tuple[str, str]] = []
+    for kind, text in pieces:
+        if out and out[-1][0] == kind:
+            out[-1] = (kind, out[-1][1] + text)
+        elif text:
+            out.append((kind, text))
+    return out
 
 
 @dataclass(frozen=True)
@@ -170,7 +206,8 @@ class CompareDialog(QDialog):
 
         self.pickers: list[QComboBox] = []
         self.stats_labels: list[QLabel] = []
-        self.browsers: list[QTextBrowser] = []
+        # QPlainTextEdit lays out only what is on screen: a 20k-token trace shows at once.
+        self.browsers: list[QPlainTextEdit] = []
         grid = QGridLayout()
         grid.setHorizontalSpacing(16)
         grid.setVerticalSpacing(6)
@@ -184,8 +221,8 @@ class CompareDialog(QDialog):
             stats.setTextFormat(Qt.TextFormat.PlainText)
             stats.setWordWrap(True)
             stats.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-            browser = QTextBrowser(self, objectName="compareText")
-            browser.setOpenLinks(False)
+            browser = QPlainTextEdit(self, objectName="compareText")
+            browser.setReadOnly(True)
             browser.verticalScrollBar().valueChanged.connect(self._on_scrolled)
             grid.addWidget(picker, 0, column)
             grid.addWidget(stats, 1, column)
@@ -274,6 +311,8 @@ class CompareDialog(QDialog):
                 if first:
                     text, first = text.lstrip(), False
                 cursor.insertText(text, marked.get(kind, plain))
+        # Laid out once, when filled (a layout set first would relayout on every insert: ~10x slower).
+        document.setDocumentLayout(QPlainTextDocumentLayout(document))
         return document
 
     # --- scrolling together -----------------------------------------------------------
