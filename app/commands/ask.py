@@ -55,6 +55,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         if engine.info.gpu_note:
             print(f"ponder: {engine.info.gpu_note}", file=sys.stderr)
+        if getattr(engine, "draft_note", None):  # a draft model that cannot draft for this one
+            print(f"ponder: {engine.draft_note}", file=sys.stderr)
         messages = [{"role": "user", "content": args.prompt}]
         if args.system:
             messages.insert(0, {"role": "system", "content": args.system})
@@ -99,6 +101,11 @@ def _stream(chat) -> None:
     s = chat.stats
     rate = f"{s.decode_tokens_per_s:.1f} tok/s" if s.decode_tokens_per_s else "-"
     flags = f" · {', '.join(chat.flags)}" if chat.flags else ""
+    drafting = ""
+    if getattr(s, "drafter", None):
+        from app.core.speculative import drafting_summary
+
+        drafting = f" · {drafting_summary(s.drafter, s.draft_tokens, s.draft_accepted, s.draft_speedup)}"
     sys.stderr.write(
-        f"\n[{s.thinking_tokens} thinking + {s.answer_tokens} answer tokens · {rate} · {s.finish_reason}{flags}]\n"
+        f"\n[{s.thinking_tokens} thinking + {s.answer_tokens} answer tokens · {rate}{drafting} · {s.finish_reason}{flags}]\n"
     )

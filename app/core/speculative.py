@@ -403,6 +403,18 @@ def _decode_error(rc: int):
     return PonderError(f"llama.cpp failed while generating (error {rc}).")
 
 
+def drafting_summary(drafter: str | None, drafted: int, accepted: int, speedup: float | None) -> str:
+    """'draft 1.5B · 78% accepted · 1.4× est.' for a message's stats ('' when drafting was off)."""
+    if not drafter:
+        return ""
+    if not drafted:
+        return f"{drafter} · nothing drafted"
+    text = f"{drafter} · {round(100 * accepted / drafted)}% accepted"
+    if speedup is not None:
+        text += f" · {speedup:.1f}× est."
+    return text
+
+
 def drafter_label(path: str | Path) -> str:
     """'draft 1.5B' for 'DeepSeek-R1-Distill-Qwen-1.5B-Q4_K_M.gguf', else 'draft <file stem>'."""
     import re
@@ -414,7 +426,7 @@ def drafter_label(path: str | Path) -> str:
 
 __all__ = [
     "AdaptiveK", "DraftCounts", "K_MAX", "ModelDrafter", "N_OUTPUTS_PER_SEQ", "NgramDrafter", "Speculation",
-    "drafter_label", "expected_tokens", "tokenizer_mismatch",
+    "drafter_label", "drafting_summary", "expected_tokens", "tokenizer_mismatch",
 ]
 
 
@@ -499,6 +511,9 @@ def _open_model_drafter(eng, path: Path, hw) -> ModelDrafter:
     cparams.n_ctx = eng.info.n_ctx
     cparams.n_batch = cparams.n_ubatch = min(512, eng.info.n_ctx)
     cparams.flash_attn_type = lc.LLAMA_FLASH_ATTN_TYPE_ENABLED
+    # The target's thread counts: more threads than cores spin against the target's own.
+    cparams.n_threads = lc.llama_n_threads(eng._ctx)
+    cparams.n_threads_batch = lc.llama_n_threads_batch(eng._ctx)
     if not on_gpu:
         cparams.op_offload = False
     ctx = lc.llama_init_from_model(model, cparams)

@@ -8,6 +8,8 @@ propose a decoy token. Drafting must never change what the target says, whatever
 
 from __future__ import annotations
 
+import json
+import re
 import threading
 from pathlib import Path
 
@@ -387,3 +389,48 @@ def test_adaptive_k_turns_drafting_off_when_nothing_is_accepted():
 def test_adaptive_k_stays_off_when_the_draft_costs_as_much_as_the_model():
     speedup, drafting_share = _simulate_policy(0.9, draft_ms=13.0)
     assert speedup >= 0.97 and drafting_share < 0.05
+
+
+# --- the command line ---------------------------------------------------------------------------
+
+
+def ponder(*args: str):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "app", *args], capture_output=True, text=True, timeout=120)
+
+
+def test_ask_with_a_draft_model_reports_drafting_in_json(models):
+    base = ["ask", "--model", str(models["target"]), "--ctx", "1024", "--seed", "2", "--json", "How many?"]
+    plain_out = json.loads(ponder(*base).stdout)
+    result = ponder(*base, "--draft-model", str(models["flawed"]))
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert (data["thinking"], data["answer"]) == (plain_out["thinking"], plain_out["answer"])
+    stats = data["stats"]
+    assert stats["drafter"] == "draft flawed"
+    assert stats["draft_tokens"] > 0 and 0 <= stats["draft_accepted"] <= stats["draft_tokens"]
+    assert plain_out["stats"]["drafter"] is None and plain_out["stats"]["draft_tokens"] == 0
+
+
+def test_ask_draft_ngram_and_the_summary_line(loop_model):
+    result = ponder("ask", "--model", str(loop_model), "--ctx", "1024", "--seed", "3", "--temperature", "1.0",
+                    "--max-tokens", "90", "--draft", "ngram", "Go")
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"· n-gram · \d+% accepted", result.stderr), result.stderr[-300:]
+
+
+def test_ask_with_a_foreign_draft_says_why_and_answers(models):
+    result = ponder("ask", "--model", str(models["target"]), "--ctx", "1024", "--draft-model",
+                    str(models["foreign"]), "--json", "How many?")
+    assert result.returncode == 0
+    assert "ponder: The draft model 'foreign.gguf' cannot be used: its tokenizer does not match" in result.stderr
+    assert json.loads(result.stdout)["stats"]["drafter"] is None
+
+
+def test_ask_refuses_two_drafters(models):
+    result = ponder("ask", "--model", str(models["target"]), "--draft", "ngram", "--draft-model",
+                    str(models["perfect"]), "Hi")
+    assert result.returncode == 2
+    assert "either --draft ngram or --draft-model" in result.stderr
