@@ -107,6 +107,9 @@ class CatalogModel:
     # The tokenizer family: models of one family can share a speculative draft (the draft's tokens
     # must be the target's). R1-0528-Qwen3-8B's is its own, so it drafts with none of the distills.
     tokenizer: str | None = None
+    # The catalog model that drafts for this one (speculative decoding, app/core/speculative.py):
+    # the smallest of its tokenizer family, offered with a download of the 14B, 32B or 70B.
+    draft: str | None = None
     # The model's own prompt guidance (app/core/prompt.py applies it, `prompt_rules`): the January R1
     # family wants no system prompt and a forced "<think>\n"; R1-0528 takes a system prompt and thinks
     # without being forced.
@@ -240,6 +243,12 @@ def parse_catalog(data, source: str = CATALOG_NAME, path: Path | None = None) ->
             raise CatalogError(f"{source}: model id {model.id!r} appears twice.")
         seen.add(model.id.lower())
         models.append(model)
+    by_id = {m.id.lower(): m for m in models}
+    for model in models:  # a draft must be in the catalog and share the model's tokenizer
+        draft = by_id.get((model.draft or "").lower())
+        if model.draft and (draft is None or not model.can_share_draft(draft)):
+            raise CatalogError(f"{source}: model {model.id!r}: 'draft' must name a catalog model with the same "
+                               f"tokenizer, not {model.draft!r}.")
     return Catalog(schema_version=version, models=tuple(models), path=path)
 
 
@@ -346,6 +355,7 @@ def _parse_model(data, index: int, source: str) -> CatalogModel:
         architecture=architecture,
         quants=tuple(sorted(quants, key=lambda q: q.bits)),
         tokenizer=e.text("tokenizer") if "tokenizer" in e.data else None,
+        draft=e.text("draft") if "draft" in e.data else None,
         system_prompt=e.boolean("system_prompt") if "system_prompt" in e.data else False,
         force_think=e.boolean("force_think") if "force_think" in e.data else reasoning,
         notes=e.text("notes") if "notes" in e.data else "",

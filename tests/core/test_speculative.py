@@ -434,3 +434,50 @@ def test_ask_refuses_two_drafters(models):
                     str(models["perfect"]), "Hi")
     assert result.returncode == 2
     assert "either --draft ngram or --draft-model" in result.stderr
+
+
+# --- pairing --------------------------------------------------------------------------------------
+
+
+def test_catalog_pairs_the_big_distills_with_a_small_one_of_their_tokenizer():
+    from app.core.catalog import load_catalog
+
+    catalog = load_catalog()
+    pairs = {m.id: m.draft for m in catalog if m.draft}
+    assert pairs == {"r1-distill-qwen-14b": "r1-distill-qwen-1.5b", "r1-distill-qwen-32b": "r1-distill-qwen-1.5b",
+                     "r1-distill-llama-70b": "r1-distill-llama-8b"}
+    for target, draft in pairs.items():
+        assert catalog.get(target).can_share_draft(catalog.get(draft))
+    assert catalog.get("r1-0528-qwen3-8b").draft is None  # its own tokenizer
+
+
+def test_catalog_refuses_a_draft_of_another_tokenizer():
+    from app.core.catalog import load_catalog, parse_catalog
+    from app.core.errors import CatalogError
+
+    data = json.loads(load_catalog().path.read_text())
+    for entry in data["models"]:
+        if entry["id"] == "r1-distill-qwen-32b":
+            entry["draft"] = "r1-distill-llama-8b"
+    with pytest.raises(CatalogError, match="'draft' must name a catalog model with the same tokenizer"):
+        parse_catalog(data)
+
+
+def test_auto_drafts_with_the_downloaded_pair_else_ngram(models, tmp_path):
+    import shutil
+
+    target = tmp_path / "DeepSeek-R1-Distill-Qwen-32B-Q4_K_M.gguf"  # the catalog knows it by name
+    shutil.copy(models["target"], target)
+    eng = Engine.load(target, LoadOptions(n_ctx=512, draft="auto"))
+    try:
+        assert eng.drafter_name == "n-gram"  # no 1.5B downloaded
+    finally:
+        eng.close()
+    shutil.copy(models["perfect"], tmp_path / "DeepSeek-R1-Distill-Qwen-1.5B-Q4_K_M.gguf")
+    eng = Engine.load(target, LoadOptions(n_ctx=512, draft="auto"))
+    try:
+        assert eng.drafter_name == "draft 1.5B" and eng.draft_note is None
+        run = eng.chat(ASK, Sampling(seed=2)).run()
+        assert run.stats.drafter == "draft 1.5B" and run.stats.draft_tokens > 0
+    finally:
+        eng.close()
