@@ -164,7 +164,13 @@ class PromptInspector(QDialog):
         selections = []
         text = self.message.prompt or ""
         spans = [(s, e, thinking) for s, e in thinking_spans]
-        spans += [(m.start(), m.end(), special) for m in _SPECIAL.finditer(text)]
+        tokens: list[list[int]] = []
+        for m in _SPECIAL.finditer(text):  # touching tokens as one range: Qt draws only the first of two that touch
+            if tokens and tokens[-1][1] == m.start():
+                tokens[-1][1] = m.end()
+            else:
+                tokens.append([m.start(), m.end()])
+        spans += [(start, end, special) for start, end in tokens]
         for start, end, fmt in spans:
             selection = QTextEdit.ExtraSelection()
             selection.cursor = QTextCursor(document)

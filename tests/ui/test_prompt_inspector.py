@@ -70,7 +70,8 @@ def test_the_stored_prompt_is_what_the_engine_tokenized_and_the_inspector_shows_
     assert rows["Seed"] == str(seed)
     # The template's tokens are tinted; no thinking is in this first prompt.
     tinted = [s.cursor.selectedText() for s in inspector.prompt_view.extraSelections()]
-    assert "<｜User｜>" in tinted and "<｜Assistant｜>" in tinted and "<think>" in tinted
+    assert tinted[-1] == "<｜Assistant｜><think>"  # touching tokens tinted as one range (Qt drops the second)
+    assert any(t.endswith("<｜User｜>") for t in tinted)
     assert inspector.thinking_spans == []
     qtbot.mouseClick(inspector.copy_button, Qt.MouseButton.LeftButton)
     assert QGuiApplication.clipboard().text() == answer.prompt
