@@ -944,6 +944,8 @@ def _weigh(model: CatalogModel, p: Plan, other: Alternative) -> str:
     if theirs >= 1.3 * mine:
         pace = f"{theirs / mine:.0f}× as fast" if theirs >= 2 * mine else "faster"
         trade = f"{pace} but weaker on hard problems"
+    elif theirs < 0.8 * mine:
+        trade = "slower and weaker on hard problems here, so the full model is the better use of this machine"
     else:
         trade = "about as fast and weaker on hard problems, so the full model is the better use of this machine"
     return (f"{model.short_name} is the strongest reasoner; or {other.name} {other.plan.quant} at "
