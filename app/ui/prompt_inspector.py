@@ -32,8 +32,8 @@ from app.ui.message_actions import action_button, refresh_icons, show_copied
 from app.ui.plain_text import plain_label
 
 NO_PROMPT = (
-    "Ponder did not keep the prompt of this answer: it was written before Ponder kept prompts, "
-    "or it failed before its prompt was built."
+    "Ponder has no prompt text for this answer: a server applied its own chat template, the answer "
+    "was written before Ponder kept prompts, or it failed before its prompt was built."
 )
 # Template markers: DeepSeek's <｜User｜>-style tokens, ChatML/Llama 3-style <|...|> tokens, think tags.
 _SPECIAL = re.compile(r"<｜[^｜\n]{1,40}｜>|<\|[^|\n>]{1,40}\|>|</?think>")

@@ -468,7 +468,8 @@ class ChatSession(QObject):
         stats = result["stats"]
         final = self._end_live().as_stored(_status_for(stats.get("finish_reason", "stop")),
                                            flags=tuple(result["flags"]), stats=stats,
-                                           prompt=result.get("prompt"))  # the exact text the model read
+                                           # the exact text the model read ("" from a server: not known)
+                                           prompt=result.get("prompt") or None)
         self._store_final(final)
 
     @Slot(int, str)
