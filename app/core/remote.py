@@ -295,11 +295,27 @@ def _shutdown(sock: socket.socket) -> None:
         pass
 
 
+_ssl_context = None
+_ssl_lock = threading.Lock()
+
+
+def _tls():
+    """One TLS context for every client: making one loads the CA bundle (~0.2 s), and each run
+    has a client of its own (its sockets are the run's)."""
+    global _ssl_context
+    with _ssl_lock:
+        if _ssl_context is None:
+            import httpx2
+
+            _ssl_context = httpx2.create_ssl_context()
+        return _ssl_context
+
+
 def _client(base_url: str, api_key: str | None, read_timeout: float, recorder: _SocketRecorder | None = None):
     import httpx2
     import openai
 
-    transport = httpx2.HTTPTransport()
+    transport = httpx2.HTTPTransport(verify=_tls())
     if recorder is not None:
         pool = getattr(transport, "_pool", None)
         if pool is not None and hasattr(pool, "_network_backend"):
@@ -774,8 +790,6 @@ class RemoteChatRun:
                 raise RemoteError(f"{info.host} did not answer with a stream ({ctype or 'no content type'}). Is the "
                                   "address an OpenAI-compatible API (…/v1)?", kind="garbage")
             for chunk in stream:
-                now = time.monotonic()
-                self._deadline = now + (engine.done_grace_s if self._finish_seen else engine.idle_timeout_s)
                 if self.completion_id is None and getattr(chunk, "id", None):
                     with self._lock:
                         self.completion_id = chunk.id
@@ -813,7 +827,12 @@ class RemoteChatRun:
                     if choice.finish_reason:
                         server_finish = choice.finish_reason
                         self._finish_seen = True
-                        self._deadline = time.monotonic() + engine.done_grace_s
+                # Until the first text (a role chunk may come at once) a long prompt may still be
+                # evaluated; after it, silence means the server is gone; after the finish, only
+                # usage and [DONE] are still to come.
+                wait = (engine.done_grace_s if self._finish_seen else
+                        engine.idle_timeout_s if received else engine.first_token_timeout_s)
+                self._deadline = time.monotonic() + wait
                 if self._stop.is_set():
                     self._halted = self._halted or "stop"
                     break

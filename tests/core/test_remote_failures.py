@@ -242,7 +242,7 @@ def test_stop_before_the_first_byte_closes_the_connection(fake):
     threading.Timer(0.3, stop.set).start()
     started = time.monotonic()
     run.run()
-    assert time.monotonic() - started < 2  # not the server's 30 s
+    assert time.monotonic() - started < 10  # not the server's 30 s (slack: the first run imports openai)
     assert run.stats.finish_reason == "cancelled" and run.error is None
     assert server.disconnected.wait(5)
 
