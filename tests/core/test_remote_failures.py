@@ -135,6 +135,8 @@ class Fake:
                         timings={"prompt_n": 12, "cache_n": 30, "predicted_n": 77, "predicted_per_second": 41.5})
             yield "data: [DONE]\n\n"
             return
+        if behaviour == "slow_first_token":  # the role chunk at once, then a long prompt
+            await asyncio.sleep(1.0)
         yield chunk({"content": "Partial"})
         yield chunk({"content": " answer"})
         if behaviour == "cut":  # the connection drops mid-answer
@@ -344,3 +346,10 @@ def test_an_unknown_model_is_a_404_sentence_with_the_servers_words(fake):
 def test_a_forbidden_key_is_a_403_sentence(fake):
     run = fake().engine("forbidden").chat(QUESTION).run()
     assert run.error.kind == "forbidden" and "(403)" in str(run.error) and "may not use this model" in str(run.error)
+
+
+def test_a_long_prompt_before_the_first_token_is_waited_for(fake):
+    """The silence allowed between tokens does not apply before the first one."""
+    run = fake().engine("slow_first_token", idle_timeout_s=0.3, first_token_timeout_s=20).chat(QUESTION).run()
+    assert run.error is None and run.answer == "Partial answer"
+    assert run.stats.time_to_first_token_s >= 1.0
