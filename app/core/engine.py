@@ -109,6 +109,8 @@ class ModelInfo:
     is_reasoning: bool
     template_note: str | None
     template_name: str | None = None  # llama.cpp's built-in template used for a file without one
+    drafter: str | None = None  # speculative decoding: "draft 1.5B", "n-gram"; None when off
+    draft_note: str | None = None  # why a draft model was refused (drafting is then off)
     experts_in_ram: bool = False  # loaded with the routed experts in system RAM (LoadOptions.experts_in_ram)
 
     def to_dict(self) -> dict:
@@ -268,7 +270,8 @@ class Engine:
             wanted = summary.n_layers + 1  # every layer on the GPU, less its routed experts
         _refuse_if_too_big(summary, options, wanted, hw, experts_in_ram)
         try:
-            self._open(summary.path, options, wanted, progress, experts_in_ram=experts_in_ram)
+            # (the keyword only when set: callers and tests that wrap _open keep its older signature)
+            self._open(summary.path, options, wanted, progress, **({"experts_in_ram": True} if experts_in_ram else {}))
         except ModelLoadError as exc:
             if wanted == 0:
                 raise
@@ -338,6 +341,7 @@ class Engine:
             from app.core.speculative import open_drafter
 
             self._drafter, self.draft_note = open_drafter(self, options.draft, hw)
+            self.info.drafter, self.info.draft_note = self.drafter_name, self.draft_note
         return self
 
     @property
@@ -834,6 +838,11 @@ class ChatRun:
             perf = lc.llama_perf_context(ctx)
             if perf.n_eval > 0 and perf.t_eval_ms > 0:
                 stats.decode_tokens_per_s = perf.n_eval / (perf.t_eval_ms / 1000.0)
+            if spec is not None and stats.time_to_first_token_s is not None:  # llama.cpp counts a
+                # verify batch as prompt work: the rate is the tokens this run gave, over its time
+                n_out = self.thinking_tokens + self.answer_tokens - stats.inserted_tokens
+                gen_s = time.perf_counter() - t0 - stats.time_to_first_token_s
+                stats.decode_tokens_per_s = n_out / gen_s if gen_s > 0 and n_out > 0 else None
             stats.thinking_tokens = self.thinking_tokens
             stats.answer_tokens = self.answer_tokens
             stats.total_s = time.perf_counter() - t0
