@@ -87,7 +87,8 @@ def measure(path: Path, experts_in_ram: bool, n_ctx: int, n_tokens: int) -> dict
     for line in handler.lines:
         if m := BUFFER.search(line):
             device, kind, mib = m.groups()
-            key = f"{'cpu' if device.upper().startswith('CPU') else 'gpu'}_{kind.lower()}"
+            on_host = device.upper().startswith("CPU") or "HOST" in device.upper()  # CUDA_Host: pinned RAM
+            key = f"{'cpu' if on_host else 'gpu'}_{kind.lower()}"
             buffers[key] = buffers.get(key, 0.0) + float(mib)
     overridden = sum("buffer type overridden" in line for line in handler.lines)
     hw = hardware.probe()
