@@ -10,6 +10,7 @@ documents with the result, as literal text (model output is never read as HTML).
 
 from __future__ import annotations
 
+import bisect
 import difflib
 import re
 from dataclasses import dataclass
@@ -34,7 +35,8 @@ from app.ui import message_wording, theme
 from app.ui.background import run_in_background
 
 FIELDS = (("prompt", "Prompt"), ("thinking", "Thinking"), ("answer", "Answer"))
-_WORD = re.compile(r"\s*\S+")  # a word with the whitespace before it: joined back, the text as it was
+# A word with the whitespace before it (and at the very end, after it): joined back, the text as it was.
+_WORD = re.compile(r"\s*\S+\s*$|\s*\S+|\s+$")
 # A sentence (or a line) with the whitespace after it; joined back, the text as it was.
 _SENTENCE = re.compile(r"[^.!?\n]*(?:[.!?]+|\n+|$)\s*")
 WORD_DIFF_LIMIT = 400  # words each side of a differing stretch, beyond which it is not diffed word by word
@@ -46,7 +48,9 @@ SAME, REMOVED, ADDED = "same", "removed", "added"  # REMOVED: only on the left; 
 
 
 def word_diff(left: str, right: str) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
-    """Each side as (kind, text) pieces: SAME, or REMOVED (left) / ADDED (right).
+    """Each side as (kind, text) pieces: SAME, or REMOVED (left) / ADDED (right). The two
+    lists are aligned: piece i of each side is the same stretch of the comparison (one
+    side's may be empty), which is how the two views scroll together.
 
     In two steps, as a word diff of two long traces must be: first whole sentences are
     matched, then the words inside each pair of differing stretches of at most
@@ -59,45 +63,25 @@ def word_diff(left: str, right: str) -> tuple[list[tuple[str, str]], list[tuple[
     a, b = [x for x in _SENTENCE.findall(left) if x], [x for x in _SENTENCE.findall(right) if x]
     out_a: list[tuple[str, str]] = []
     out_b: list[tuple[str, str]] = []
+
+    def pair(same: bool, text_a: str, text_b: str) -> None:
+        out_a.append((SAME if same else REMOVED, text_a))
+        out_b.append((SAME if same else ADDED, text_b))
+
     for tag, i1, i2, j1, j2 in _opcodes(a, b):
         text_a, text_b = "".join(a[i1:i2]), "".join(b[j1:j2])
-        if tag == "equal":
-            out_a.append((SAME, text_a))
-            out_b.append((SAME, text_b))
-            continue
         words_a, words_b = _WORD.findall(text_a), _WORD.findall(text_b)
         if tag == "replace" and max(len(words_a), len(words_b)) <= WORD_DIFF_LIMIT:
             for wtag, k1, k2, l1, l2 in _opcodes(words_a, words_b):
-                if wtag == "equal":
-                    out_a.append((SAME, "".join(words_a[k1:k2])))
-                    out_b.append((SAME, "".join(words_b[l1:l2])))
-                    continue
-                if k2 > k1:
-                    out_a.append((REMOVED, "".join(words_a[k1:k2])))
-                if l2 > l1:
-                    out_b.append((ADDED, "".join(words_b[l1:l2])))
-            continue
-        if text_a:
-            out_a.append((REMOVED, text_a))
-        if text_b:
-            out_b.append((ADDED, text_b))
-    return _merged(out_a), _merged(out_b)
+                pair(wtag == "equal", "".join(words_a[k1:k2]), "".join(words_b[l1:l2]))
+        else:
+            pair(tag == "equal", text_a, text_b)
+    return out_a, out_b
 
 
 def _opcodes(a: list[str], b: list[str]) -> list[tuple[str, int, int, int, int]]:
     # autojunk off: sentences rarely repeat, and stretches of words are short by then.
     return difflib.SequenceMatcher(None, [x.strip() for x in a], [x.strip() for x in b], autojunk=False).get_opcodes()
-
-
-def _merged(pieces: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    """Neighbouring pieces of one kind as one."""
-    out: list[tuple[str, str]] = []
-    for kind, text in pieces:
-        if out and out[-1][0] == kind:
-            out[-1] = (kind, out[-1][1] + text)
-        elif text:
-            out.append((kind, text))
-    return out
 
 
 @dataclass(frozen=True)
@@ -112,8 +96,8 @@ class Comparison:
 
     @property
     def identical(self) -> bool:
-        return all(kind == SAME for side in (self.left, self.right) for pieces in side.values()
-                   for kind, _ in pieces)
+        return all(kind == SAME or not text for side in (self.left, self.right) for pieces in side.values()
+                   for kind, text in pieces)
 
     def summary(self) -> str:
         if self.identical:
@@ -203,6 +187,7 @@ class CompareDialog(QDialog):
         self.comparison: Comparison | None = None
         self._request = 0  # the latest diff asked for; older results are dropped
         self._syncing = False
+        self._anchors: list[list[int]] = []  # per side, where each aligned piece starts (_document)
 
         self.pickers: list[QComboBox] = []
         self.stats_labels: list[QLabel] = []
@@ -277,16 +262,20 @@ class CompareDialog(QDialog):
         left, right = self.picked
         same_pick = " Pick two different versions to see what changed." if left == right else ""
         self.summary.setText(comparison.summary() + same_pick)
+        self._anchors = []
         for browser, side in zip(self.browsers, (comparison.left, comparison.right)):
-            browser.setDocument(self._document(side, browser))
+            document, anchors = self._document(side, browser)
+            browser.setDocument(document)
+            self._anchors.append(anchors)
         self.compared.emit()
 
     @Slot(str)
     def _on_failed(self, message: str) -> None:
         self.summary.setText(message)
 
-    def _document(self, side: dict[str, list[tuple[str, str]]], parent: QWidget) -> QTextDocument:
-        """The side's fields as literal text, the words only on this side highlighted."""
+    def _document(self, side: dict[str, list[tuple[str, str]]], parent: QWidget) -> tuple[QTextDocument, list[int]]:
+        """The side's fields as literal text, the words only on this side highlighted; and
+        where each aligned piece starts (its anchors: the same count on both sides)."""
         document = QTextDocument(parent)
         document.setDefaultFont(parent.font())
         cursor = QTextCursor(document)
@@ -296,41 +285,79 @@ class CompareDialog(QDialog):
         marked = {REMOVED: QTextCharFormat(), ADDED: QTextCharFormat()}
         marked[REMOVED].setBackground(QColor(self._removed_bg))
         marked[ADDED].setBackground(QColor(self._added_bg))
+        anchors: list[int] = []
         for i, (name, title) in enumerate(FIELDS):
             if i:
                 cursor.insertBlock()
                 cursor.insertBlock()
+            anchors.append(cursor.position())
             cursor.insertText(title, heading)
             cursor.insertBlock()
             pieces = side[name]
             if not any(text.strip() for _, text in pieces):
+                anchors.extend(cursor.position() for _ in pieces)
                 cursor.insertText(f"(no {name})", plain)
                 continue
             first = True
             for kind, text in pieces:
-                if first:
-                    text, first = text.lstrip(), False
+                anchors.append(cursor.position())
+                if first:  # the field starts at its first visible character
+                    text, first = text.lstrip(), not text.strip()
                 cursor.insertText(text, marked.get(kind, plain))
+        anchors.append(cursor.position())
         # Laid out once, when filled (a layout set first would relayout on every insert: ~10x slower).
         document.setDocumentLayout(QPlainTextDocumentLayout(document))
-        return document
+        return document, anchors
 
     # --- scrolling together -----------------------------------------------------------
 
     @Slot(int)
     def _on_scrolled(self, _value: int) -> None:
-        """Scrolling one side scrolls the other to the same place, in proportion to their lengths."""
-        if self._syncing:
+        """Scrolling one side scrolls the other to the same place in the comparison: the text at
+        the top of one is the text it is aligned with at the top of the other."""
+        if self._syncing or len(self._anchors) != 2:
             return
-        source = self.sender()
         bars = [b.verticalScrollBar() for b in self.browsers]
-        other = bars[1] if source is bars[0] else bars[0]
-        fraction = source.value() / source.maximum() if source.maximum() else 0.0
+        source = 0 if self.sender() is bars[0] else 1
+        other = 1 - source
         self._syncing = True
         try:
-            other.setValue(round(fraction * other.maximum()))
+            if bars[source].value() >= bars[source].maximum():  # the ends meet, whatever the lengths
+                bars[other].setValue(bars[other].maximum())
+                return
+            top = _position_of(self.browsers[source].document(), bars[source].value())
+            target = _map_position(top, self._anchors[source], self._anchors[other])
+            bars[other].setValue(_line_of(self.browsers[other].document(), target))
         finally:
             self._syncing = False
+
+
+def _map_position(position: int, source: list[int], target: list[int]) -> int:
+    """The position in the other side's text aligned with `position` (anchors: aligned starts)."""
+    i = max(0, min(bisect.bisect_right(source, position) - 1, len(source) - 2))
+    span = source[i + 1] - source[i]
+    share = (position - source[i]) / span if span > 0 else 0.0
+    return target[i] + round(min(share, 1.0) * (target[i + 1] - target[i]))
+
+
+def _position_of(document: QTextDocument, line: int) -> int:
+    """Where the text of a plain text view scrolled to `line` starts (the inverse of _line_of)."""
+    block = document.findBlockByLineNumber(line)
+    layout = block.layout()
+    within = line - block.firstLineNumber()
+    if layout is not None and 0 < within < layout.lineCount():
+        return block.position() + layout.lineAt(within).textStart()
+    return block.position()
+
+
+def _line_of(document: QTextDocument, position: int) -> int:
+    """The line a plain text view scrolls to so that `position` is at its top."""
+    block = document.findBlock(position)
+    line = block.firstLineNumber()
+    layout = block.layout()
+    if layout is not None and layout.lineCount():
+        line += layout.lineForTextPosition(position - block.position()).lineNumber()
+    return line
 
 
 def _diff_colors(dark: bool) -> tuple[str, str]:

@@ -6,7 +6,7 @@ The parts, each in its own module:
 - answer_browser.py: the answer's widget (links, Copy on code blocks, nothing remote loads);
 - answer_document.py: the answer's content, streamed block by block, finally a whole render;
 - message_footer.py: stats, status chip, error and actions (message_wording.py: what they say);
-- version_nav.py: ‹ 2/3 › beside the footer when the turn has several versions.
+- version_nav.py: ‹ 2/3 › above the footer when the turn has several versions.
 The user's prompt is user_message.py.
 
 Text arriving from the engine is buffered and applied by a `Throttle` (~30 Hz). The text
@@ -21,7 +21,7 @@ from typing import Any
 
 from PySide6.QtCore import QEvent, Qt, Signal, Slot
 from PySide6.QtGui import QGuiApplication
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QSizePolicy, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QLabel, QSizePolicy, QVBoxLayout, QWidget
 
 from app.core.reasoning import Segment, TraceText
 from app.ui import message_wording, theme
@@ -123,12 +123,9 @@ class AssistantMessageView(QWidget):
         self.version_nav.version_requested.connect(self._on_version_requested)
         self.version_nav.compare_requested.connect(self._on_compare_requested)
         self.version_nav.delete_requested.connect(self._on_delete_version_requested)
-        bottom = QHBoxLayout()
-        bottom.setContentsMargins(0, 0, 0, 0)
-        bottom.setSpacing(6)
-        bottom.addWidget(self.version_nav, 0, Qt.AlignmentFlag.AlignTop)
-        bottom.addWidget(self.footer, 1)
-        layout.addLayout(bottom)
+        # A row of its own: the footer's row is full of stats and actions already.
+        layout.addWidget(self.version_nav, 0, Qt.AlignmentFlag.AlignLeft)
+        layout.addWidget(self.footer)
 
         self._apply_colors()
         self.thinking_pane.set_expanded(self.expand_while_thinking)

@@ -4,9 +4,10 @@ store (a scripted model says the same thing each time, so its versions would not
 
 from __future__ import annotations
 
+import random
 import threading
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QPoint, Qt
 from PySide6.QtGui import QColor, QTextCursor
 
 from app.core.storage import ChatStore
@@ -69,6 +70,18 @@ def test_word_diff_marks_only_the_words_that_differ():
     assert left == [(SAME, "a  b\nc")] and right == [(SAME, "a b c")]
 
 
+def test_word_diff_keeps_every_character_of_both_sides():
+    rng = random.Random(7)
+    words = ["Wait,", "so", "17", "times", "23.", "Hmm!", "is", "391?", "\n\n", "  ", "\n", "x"]
+    for _ in range(300):
+        a = " ".join(rng.choice(words) for _ in range(rng.randint(0, 40)))
+        b = " ".join(rng.choice(words) for _ in range(rng.randint(0, 40)))
+        left, right = word_diff(a, b)
+        assert "".join(t for _, t in left) == a and "".join(t for _, t in right) == b
+        assert len(left) == len(right)  # aligned, piece by piece
+        assert all(k in (SAME, REMOVED) for k, _ in left) and all(k in (SAME, ADDED) for k, _ in right)
+
+
 def test_comparison_summary_counts_shared_words():
     same = {"prompt": "p", "thinking": "one two", "answer": "three"}
     assert compare_texts(same, dict(same)).identical
@@ -127,28 +140,39 @@ def test_model_output_is_shown_as_text_not_html(qtbot, data_dir, open_app):
     assert "<b>bold</b>" in left and "<img src=x>" in left and "&amp;" in right
 
 
-def test_scrolling_one_side_scrolls_the_other(qtbot, data_dir, open_app):
+def top_line(browser) -> str:
+    """The first line of text a user sees in the view."""
+    cursor = browser.cursorForPosition(QPoint(8, 12))
+    cursor.select(QTextCursor.SelectionType.LineUnderCursor)
+    return cursor.selectedText()
+
+
+def test_scrolling_one_side_shows_the_same_place_on_the_other(qtbot, data_dir, open_app):
     window = open_app(data_dir)
-    long_a = "".join(words_script(3000))
-    long_b = "".join(words_script(2000, start=500))  # shorter, and partly the same words
+    paragraphs = "".join(words_script(4000)).split("\n\n")
+    inserted = "Something else entirely, said at length. " * 60
+    long_a = "\n\n".join(paragraphs)
+    long_b = "\n\n".join([*paragraphs[:3], inserted, *paragraphs[3:30], *paragraphs[36:]])
     conv = versioned_chat(window.store, [(long_a, "A."), (long_b, "B.")])
     dialog = open_compare(qtbot, window, conv)
     qtbot.waitExposed(dialog)
     left, right = (b.verticalScrollBar() for b in dialog.browsers)
     qtbot.waitUntil(lambda: left.maximum() > 0 and right.maximum() > 0)
-    assert left.maximum() != right.maximum()
 
-    def fraction(bar) -> float:
-        return bar.value() / bar.maximum()
-
-    # The same place, in proportion (a plain text view refines its line count as it scrolls,
-    # so the two agree to within a few lines rather than exactly).
-    left.setValue(left.maximum() // 2)
-    assert 0.35 < fraction(right) < 0.65 and abs(fraction(right) - fraction(left)) < 0.1
+    # Paragraph 20 is in both, lower on the right (a long paragraph was inserted before it):
+    # scrolled to it on the left, the right shows it at the top too.
+    start = dialog.browsers[0].document().find(paragraphs[20][:40]).blockNumber()
+    left.setValue(dialog.browsers[0].document().findBlockByNumber(start).firstLineNumber())
+    assert top_line(dialog.browsers[0]).startswith(paragraphs[20][:30])
+    assert top_line(dialog.browsers[1]) == top_line(dialog.browsers[0])
+    assert right.value() > left.value()
+    # Scrolled on the right, the left follows; the ends meet.
+    right.setValue(right.value() + 7)
+    assert top_line(dialog.browsers[0]) == top_line(dialog.browsers[1])
     right.setValue(right.maximum())
-    assert fraction(left) > 0.9
+    assert left.value() == left.maximum()
     dialog.browsers[1].moveCursor(QTextCursor.MoveOperation.Start)  # the keyboard moves both too
-    assert fraction(right) < 0.05 and fraction(left) < 0.1
+    assert left.value() == right.value() == 0
 
 
 def test_the_diff_runs_off_the_gui_thread(qtbot, data_dir, open_app, monkeypatch):
