@@ -55,6 +55,12 @@ What it does, and why:
   403, 404, 429 and 5xx (with the server's Retry-After), a stream cut before its end, bytes
   that are not JSON, and a server that goes quiet (`idle_timeout_s`) or never sends `[DONE]`
   (after the last chunk it is waited for `done_grace_s`, then the answer counts as complete).
+
+Cost: reading a stream through a RemoteEngine took 0.88x and 1.04x the time of reading it with
+the bare openai client (two runs of 5 rounds × 5000 chunks, 2026-12-03, on the 2-core development
+machine under a load of ~10, where the openai client itself spent ~1 ms a chunk):
+`tests/benchmarks/bench_remote.py`. The splitting, counting and Stop watcher add no cost beyond
+that noise.
 """
 
 from __future__ import annotations
