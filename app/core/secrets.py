@@ -1,6 +1,7 @@
 """API keys of remote engines, in the OS keychain (through `keyring`), never in settings.
 
-One entry per server: service "Ponder", account = the server's normalised base URL. Where
+One entry per server: service "Ponder", account = the server's normalised base URL (or a
+plain name for a key that belongs to no URL, e.g. the window's own server's). Where
 this computer has no usable keychain (keyring's `fail` or `null` backend, e.g. Linux without a
 Secret Service, or a keychain that refuses to open), keys are kept in memory for this session
 only, and `KeyStore.note` says so in a sentence the window shows next to the key field.
@@ -26,13 +27,17 @@ NO_KEYCHAIN = ("No system keychain was found on this computer, so the API key is
 
 def account_for(base_url: str) -> str:
     """The keychain account of a server: its normalised base URL (so "host:8000" and
-    "http://host:8000/v1/" share one key)."""
+    "http://host:8000/v1/" share one key). A plain name with no ':', '/' or '.' (such as the
+    window's own server key, "ponder-window-server") is its own account."""
     from app.core.remote import normalise_base_url
 
+    text = base_url.strip()
+    if not any(c in text for c in ":/.") and text != "localhost":
+        return text
     try:
-        return normalise_base_url(base_url)
+        return normalise_base_url(text)
     except Exception:
-        return base_url.strip()
+        return text
 
 
 class KeyStore:

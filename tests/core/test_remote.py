@@ -463,6 +463,8 @@ def test_keys_go_to_the_keychain_per_server_and_never_to_settings(tmp_path):
     store.delete("gpu-box:8000")
     store.delete("gpu-box:8000")  # twice is fine
     assert store.get("gpu-box:8000") is None
+    assert store.set("ponder-window-server", "own-key") is True  # a plain name is its own account
+    assert ("Ponder", "ponder-window-server") in backend.items
     save_settings(tmp_path, Settings())
     assert "sk-abc" not in (tmp_path / "settings.json").read_text()
 
