@@ -79,6 +79,10 @@ def run(args: argparse.Namespace) -> int:
             }, ensure_ascii=False))
         else:
             _stream(chat)
+            if getattr(chat, "resplit", False):  # a remote model that thinks, not known until its first answer
+                print("ponder: the thinking above was printed as answer: the server's model thinks, which its name "
+                      "did not say. Pass --remote-reasoning yes (or use --json) to split it as it streams.",
+                      file=sys.stderr)
         if getattr(chat, "error", None):  # a remote engine keeps the part received and says what failed
             print(f"ponder: {chat.error}", file=sys.stderr)
             return 1
@@ -101,11 +105,11 @@ def _stream(chat) -> None:
     s = chat.stats
     rate = f"{s.decode_tokens_per_s:.1f} tok/s" if s.decode_tokens_per_s else "-"
     flags = f" · {', '.join(chat.flags)}" if chat.flags else ""
-    drafting = ""
-    if getattr(s, "drafter", None):
-        from app.core.speculative import drafting_summary
+    from app.core.speculative import drafting_summary
 
-        drafting = f" · {drafting_summary(s.drafter, s.draft_tokens, s.draft_accepted, s.draft_speedup)}"
+    drafting = drafting_summary(getattr(s, "drafter", None), getattr(s, "draft_tokens", 0),
+                                getattr(s, "draft_accepted", 0), getattr(s, "draft_speedup", None))
+    drafting = f" · {drafting}" if drafting else ""
     sys.stderr.write(
         f"\n[{s.thinking_tokens} thinking + {s.answer_tokens} answer tokens · {rate}{drafting} · {s.finish_reason}{flags}]\n"
     )
