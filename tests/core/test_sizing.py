@@ -15,10 +15,12 @@ from app.core.errors import PonderError
 from app.core.hardware import GiB, describe
 from app.core.modelfile import ModelSummary, inspect_gguf
 from app.core.sizing import (
+    FULL_MODEL_MIN_TOKENS_PER_S,
     GPU_RUNTIME_BYTES,
     MIN_N_CTX,
     MIN_TOKENS_PER_S,
     ModelShape,
+    format_speed,
     plan,
     recommend,
 )
@@ -303,3 +305,64 @@ def test_every_recommended_plan_fits_its_budget(hw):
 def test_every_plan_in_the_machine_table_fits_its_budget(machine):
     hw = MACHINES[machine][0]
     _assert_plan_fits(hw, recommend(hw, CATALOG))
+
+
+# --- big machines (issue 11): the pick, the other option, the words --------------------------
+
+BIG_MACHINES = {
+    # 144 GB for the GPU: the January R1 plans a 78 GB KV cache (no MLA), R1-0528's smallest is 185 GB.
+    "Mac M2 Ultra 192 GB": (describe(unified=True, ram_gb=192, gpu_name="Apple M2 Ultra", cpu_cores=24),
+                            ("r1-distill-llama-70b", "Q4_K_M", "gpu"), None),
+    "Mac M3 Ultra 512 GB": (describe(unified=True, ram_gb=512, gpu_name="Apple M3 Ultra", cpu_cores=32),
+                            ("r1-0528", "UD-IQ2_XXS", "gpu"), "r1-distill-llama-70b"),
+    "RTX 4090 + 256 GB DDR5": (describe(gpu_name="RTX 4090", ram_gb=256, cpu_cores=16, cpu_bandwidth_gbps=80),
+                               ("r1-distill-qwen-32b", "Q4_K_M", "gpu"), "r1-0528"),
+    "2x H100 + 512 GB": (describe(gpu_name="H100", n_gpus=2, ram_gb=512, cpu_cores=64, cpu_bandwidth_gbps=300),
+                         ("r1-0528", "UD-Q3_K_XL", "experts_in_ram"), "r1-distill-llama-70b"),
+    "8x H200": (describe(gpu_name="H200", n_gpus=8, ram_gb=2048, cpu_cores=96, cpu_bandwidth_gbps=400),
+                ("r1-0528", "UD-Q4_K_XL", "gpu"), "r1-distill-llama-70b"),
+}
+
+
+@pytest.mark.parametrize("machine", BIG_MACHINES)
+def test_big_machines_get_the_full_r1_or_the_distill_with_the_other_beside_it(machine):
+    hw, pick, other = BIG_MACHINES[machine]
+    rec = recommend(hw, CATALOG)
+    assert (rec.model_id, rec.plan.quant, rec.plan.placement) == pick, rec.reason
+    assert (rec.runner_up.model_id if rec.runner_up else None) == other, rec.reason
+    _assert_plan_fits(hw, rec)
+    if other:  # both options with their speeds, in words a person can weigh
+        assert f"~{format_speed(rec.runner_up.plan.expected_tokens_per_s)} tokens/s" in rec.reason
+        assert "strongest reasoner" in rec.reason
+    if rec.model.architecture.arch == "deepseek2":  # R1 vs V3, one sentence each
+        assert "R1 thinks before it answers" in rec.reason and "V3-0324-671B is the same size without" in rec.reason
+    data = rec.to_dict()
+    assert (data["runner_up"] or {}).get("model_id") == other
+
+
+def test_the_mac_with_192_gb_is_told_the_full_r1_would_fit_with_mla_metadata():
+    rec = recommend(BIG_MACHINES["Mac M2 Ultra 192 GB"][0], CATALOG)
+    assert "R1-671B UD-IQ1_S (140 GB) would fit too if its files carry MLA metadata" in rec.reason
+    r1 = next(a for a in rec.alternatives if a.model_id == "r1-671b")
+    assert r1.plan.fit == "too_big"
+
+
+def test_the_full_model_is_offered_beside_the_distill_when_it_is_slow_here():
+    rec = recommend(describe(gpu_name="H100", ram_gb=256, cpu_cores=32), CATALOG)
+    assert rec.model_id == "r1-distill-llama-70b" and rec.runner_up.model_id == "r1-0528"
+    assert rec.runner_up.plan.placement == "experts_in_ram"
+    assert rec.runner_up.plan.expected_tokens_per_s < FULL_MODEL_MIN_TOKENS_PER_S
+    assert "Or the full R1-0528-671B UD-IQ1_S with its experts in RAM at ~" in rec.reason
+
+
+def test_multi_gpu_placements_for_the_671b():
+    """--gpus N: the layers split across the GPUs; 4 H100s hold R1-0528's 251 GB UD-Q2_K_XL whole."""
+    from app.core.sizing import plan as make_plan
+
+    r1 = CATALOG.get("r1-0528")
+    p = make_plan(r1, quant="UD-Q2_K_XL", n_gpu_layers=-1, hw=describe(gpu_name="H100", n_gpus=4, ram_gb=512))
+    gpus = [d for d in p.devices if d.kind == "gpu"]
+    assert p.fit == "fits" and len(gpus) == 4 and sum(d.layers for d in gpus) == 61
+    assert max(d.layers for d in gpus) - min(d.layers for d in gpus) <= 2  # in proportion to memory, like llama.cpp
+    two = make_plan(r1, quant="UD-Q2_K_XL", n_gpu_layers=-1, hw=describe(gpu_name="H100", n_gpus=2, ram_gb=512))
+    assert two.fit == "too_big"
