@@ -152,9 +152,11 @@ class Steering:
         return False
 
     def take_note(self) -> str | None:
+        if not self._notes:  # the usual case, once a token: no exception raised and caught
+            return None
         try:
             return self._notes.popleft()
-        except IndexError:
+        except IndexError:  # taken meanwhile (only the run takes notes, but be safe)
             return None
 
     def settle(self) -> None:

@@ -56,6 +56,7 @@ class AssistantMessageView(QWidget):
     """
 
     regenerate_requested = Signal(int)
+    thinking_edit_requested = Signal(int)  # position: edit this answer's thought and continue from it
     prompt_requested = Signal(int)
     version_requested = Signal(int, int)
     compare_requested = Signal(int)
@@ -106,6 +107,7 @@ class AssistantMessageView(QWidget):
         self.footer.copy_answer_requested.connect(self.copy_answer)
         self.footer.copy_thinking_requested.connect(self.copy_thinking)
         self.footer.regenerate_requested.connect(self._on_regenerate_clicked)
+        self.thinking_pane.edit_button.clicked.connect(self._on_edit_thinking_clicked)
         self.footer.prompt_requested.connect(self._on_prompt_clicked)
         # The parts' widgets, where the window and tests look for them.
         self.thinking_header, self.thinking_body = self.thinking_pane.header, self.thinking_pane.body
@@ -141,20 +143,22 @@ class AssistantMessageView(QWidget):
                    typeset_thinking_maths=typeset_thinking_maths, parent=parent)
         status = message.status if message.status != "streaming" else "stopped"
         error = (message.stats or {}).get("error") if status == "error" else None
-        view.finish(message.thinking, message.content, list(message.flags), message.stats, status, error=error)
+        view.finish(message.thinking, message.content, list(message.flags), message.stats, status, error=error,
+                    spans=getattr(message, "spans", ()))
         return view
 
     # --- streaming ------------------------------------------------------------------
 
-    def append(self, kind: str, text: str, block: int | None = None) -> None:
+    def append(self, kind: str, text: str, block: int | None = None, inserted: str | None = None) -> None:
         """Streamed text of `kind` "think" or "answer" (an app.core.reasoning.Segment's;
-        `block` numbers think blocks, found from the order of kinds when not given)."""
+        `block` numbers think blocks, found from the order of kinds when not given;
+        `inserted` marks text the model did not write, app/core/steering.py)."""
         if self._phase == "done" or not text:
             return
         if self._feeds_trace:
-            self._trace.add(Segment(kind, text, self._block_of(kind) if block is None else block))
+            self._trace.add(Segment(kind, text, self._block_of(kind) if block is None else block, inserted))
         if kind == "think":
-            self._show_thinking(text)
+            self._show_thinking(text, inserted)
         else:
             self._show_answer(text)
 
@@ -175,7 +179,7 @@ class AssistantMessageView(QWidget):
         self._last_kind = kind
         return self._think_blocks - 1 if kind == "think" else 0
 
-    def _show_thinking(self, text: str) -> None:
+    def _show_thinking(self, text: str, inserted: str | None = None) -> None:
         if not self._thinking_seen:
             text = text.lstrip()  # the pane starts at the first visible character
             if not text:
@@ -188,6 +192,12 @@ class AssistantMessageView(QWidget):
                 self.thinking_pane.set_expanded(self.expand_while_thinking)
             else:  # thinking after answer text (a flagged trace): no live clock, start folded
                 self.thinking_pane.set_expanded(False)
+        if inserted is not None:  # rare: shown at once in its own style, after what is buffered
+            if self._pending_thinking:
+                self.thinking_body.append_text("".join(self._pending_thinking))
+                self._pending_thinking.clear()
+            self.thinking_body.append_text(text, inserted)
+            return
         self._pending_thinking.append(text)
         self._throttle.request()
 
@@ -229,9 +239,10 @@ class AssistantMessageView(QWidget):
         status: str = "complete",
         *,
         error: str | None = None,
+        spans=(),
     ) -> None:
         """Show the final message: the answer as a render of its whole text, stats, flags,
-        actions. Call once."""
+        actions. Call once. `spans`: the inserted stretches of the thinking (Message.spans)."""
         self._throttle.flush()  # what is still buffered goes in first, so the texts compare equal
         pane = self.thinking_pane
         pane.stop_clock()
@@ -246,7 +257,8 @@ class AssistantMessageView(QWidget):
 
         thinking, answer = thinking.strip(), answer.strip()
         self._final = (thinking, answer)
-        pane.show_final_text(thinking, typeset_maths=self.typeset_thinking_maths)
+        pane.show_final_text(thinking, typeset_maths=self.typeset_thinking_maths, spans=spans)
+        pane.edit_button.setVisible(bool(thinking))
         pane.setVisible(bool(thinking))
         self.answer.finish(answer)
         self.answer_view.setVisible(bool(answer) or not thinking)
@@ -317,6 +329,10 @@ class AssistantMessageView(QWidget):
     @Slot()
     def _on_regenerate_clicked(self) -> None:
         self.regenerate_requested.emit(self.position)
+
+    @Slot()
+    def _on_edit_thinking_clicked(self) -> None:
+        self.thinking_edit_requested.emit(self.position)
 
     @Slot()
     def _on_prompt_clicked(self) -> None:

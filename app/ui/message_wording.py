@@ -6,6 +6,8 @@ Plain strings, no widgets: thinking_pane.py and message_footer.py show them.
 
 from __future__ import annotations
 
+from app.core.speculative import drafting_summary
+
 # Trace anomalies from app.core.reasoning (and storage's "interrupted"): badge text, tooltip.
 FLAG_INFO = {
     "skipped_thinking": (
@@ -28,6 +30,22 @@ FLAG_INFO = {
     "text_before_think": (
         "text before",
         "The model wrote answer text before it started thinking; that text is shown in the answer.",
+    ),
+    # Steering (app/core/steering.py): not anomalies, but the trace is not the model's alone.
+    "budget_reached": (
+        "budget",
+        "The thinking budget ran out: Ponder ended the thought with a short wrap-up and </think> "
+        "(shown in the thinking), and the model answered from there.",
+    ),
+    "answer_now": (
+        "answered now",
+        "You pressed Answer now: Ponder ended the thought with a short wrap-up and </think>, and the model "
+        "answered from there.",
+    ),
+    "nudged": ("nudged", "You added a note to the thought while the model thought; it is marked in the thinking."),
+    "continued": (
+        "continued",
+        "The model continued a thought you edited or cut; the part you wrote is marked in the thinking.",
     ),
     "interrupted": (
         "interrupted",
@@ -69,18 +87,40 @@ def live_footer(phase: str, answer_tokens: int) -> str:
     return ""
 
 
+def _phase_stats(name: str, n: int, seconds: float | None, rate: float | None) -> str:
+    """ "thinking: 812 tokens, 9.1 s, 89.2 tokens/s" (what is known of it)."""
+    parts = [tokens(n)]
+    if seconds is not None:
+        parts.append(format_seconds(seconds))
+    if rate:
+        parts.append(f"{rate:.1f} tokens/s")
+    return f"{name}: " + ", ".join(parts)
+
+
 def stats_line(stats: dict | None, thinking_tokens: int, answer_tokens: int) -> str:
-    """The finished message's one-line summary: speed, tokens, how it ended."""
+    """The finished message's one-line summary: time to first token, then thinking and answer
+    each with tokens, seconds and tokens/s (stats of older messages: one speed), how it ended."""
     s = stats or {}
     parts = []
     if s.get("time_to_first_token_s") is not None:
         parts.append(f"{format_seconds(s['time_to_first_token_s'])} to first token")
-    if s.get("decode_tokens_per_s"):
+    if "answer_s" in s:  # the engine times thinking and answer apart (issue 9)
+        if thinking_tokens:
+            parts.append(_phase_stats("thinking", thinking_tokens, s.get("thinking_s"), s.get("thinking_tokens_per_s")))
+        if answer_tokens or not thinking_tokens:
+            parts.append(_phase_stats("answer", answer_tokens, s.get("answer_s"), s.get("answer_tokens_per_s")))
+    elif s.get("decode_tokens_per_s"):
         parts.append(f"{s['decode_tokens_per_s']:.1f} tokens/s")
-    if thinking_tokens:
+    if "answer_s" in s:
+        pass
+    elif thinking_tokens:
         parts.append(f"{thinking_tokens:,} thinking + {answer_tokens:,} answer tokens")
     elif answer_tokens:
         parts.append(tokens(answer_tokens))
+    drafting = drafting_summary(s.get("drafter"), s.get("draft_tokens", 0), s.get("draft_accepted", 0),
+                                s.get("draft_speedup"))
+    if drafting:  # speculative decoding: "draft 1.5B · 78% accepted · 1.4× est."
+        parts.append(drafting)
     if s.get("finish_reason"):
         parts.append(FINISH_WORDS.get(s["finish_reason"], s["finish_reason"]))
     return " · ".join(parts)
@@ -95,12 +135,20 @@ def stats_details(stats: dict | None) -> str:
         ("Prompt tokens", s.get("prompt_tokens")),
         ("Thinking tokens", s.get("thinking_tokens")),
         ("Answer tokens", s.get("answer_tokens")),
+        ("Inserted into the thinking", s.get("inserted_tokens") and tokens(s["inserted_tokens"])),
         ("Time to first token", s.get("time_to_first_token_s") and format_seconds(s["time_to_first_token_s"])),
         ("Thinking time", s.get("thinking_s") and format_seconds(s["thinking_s"])),
-        ("Speed", s.get("decode_tokens_per_s") and f"{s['decode_tokens_per_s']:.1f} tokens/s"),
+        ("Thinking speed", s.get("thinking_tokens_per_s") and f"{s['thinking_tokens_per_s']:.1f} tokens/s"),
+        ("Answer time", s.get("answer_s") and format_seconds(s["answer_s"])),
+        ("Answer speed", s.get("answer_tokens_per_s") and f"{s['answer_tokens_per_s']:.1f} tokens/s"),
+        ("Decode speed", s.get("decode_tokens_per_s") and f"{s['decode_tokens_per_s']:.1f} tokens/s"),
         ("Total time", s.get("total_s") and format_seconds(s["total_s"])),
         ("Finish reason", s.get("finish_reason")),
         ("Context used", s.get("context_used") and tokens(s["context_used"])),
+        ("Drafting", s.get("drafter") and f"{s['drafter']}: {s.get('draft_accepted', 0):,} of "
+                                          f"{s.get('draft_tokens', 0):,} drafted tokens kept"),
+        ("Speed-up from drafting", s.get("draft_speedup") and
+         f"{s['draft_speedup']:.2f}× (estimated against this answer's own one-token steps)"),
     ]
     return "\n".join(f"{name}: {value}" for name, value in rows if value not in (None, ""))
 

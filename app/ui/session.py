@@ -17,9 +17,10 @@ import time
 from PySide6.QtCore import QObject, QTimer, Signal, Slot
 
 from app.core.engine import LLAMA_SEED_LIMIT, Sampling
-from app.core.errors import StorageError
+from app.core.errors import PonderError, StorageError
 from app.core.reasoning import Segment, TraceText
 from app.core.settings import Settings
+from app.core.steering import SteeringError, check_budget, check_note, continued_prefix, nudge_text
 from app.core.storage import ChatStore, Conversation, Message, SearchHit, TurnVersion
 from app.core.traces import model_record
 from app.ui.worker import NO_MODEL_MESSAGE, EngineClient
@@ -40,11 +41,12 @@ class LiveAnswer:
     dirty: bool = False  # text arrived since the last checkpoint
     prompt_tokens: int = 0  # of context, before the first generated token
     generated_tokens: int = 0  # thinking + answer so far
+    thinking: bool = False  # the latest text was thinking (Answer now and nudges apply)
 
     def as_stored(self, status: str, **fields) -> Message:
         """The message with the text so far, as it is saved when the answer ends this way."""
         return dataclasses.replace(self.message, content=self.trace.answer, thinking=self.trace.thinking,
-                                   status=status, **fields)
+                                   status=status, spans=tuple(self.trace.spans), **fields)
 
 
 def _status_for(finish_reason: str) -> str:
@@ -63,6 +65,9 @@ class ChatSession(QObject):
       stream_started(int prompt_tokens): the live answer's prompt fills this much context.
       stream_segment(str kind, str text): "think" or "answer" text of the live answer.
       stream_counts(int thinking_tokens, int answer_tokens)
+      stream_inserted(str kind, str text, str inserted): text the model did not write (a
+        wrap-up, a nudge, an edited thought's start; app/core/steering.py), in stream order.
+      thinking_changed(bool): the live answer started or stopped thinking (`live_thinking`).
       (The stream_* signals come only for the live answer of the conversation on screen.)
       answer_finished(Message): the live answer as finally stored.
       versions_changed(): the open conversation's versions changed (see version_of); comes
@@ -77,6 +82,8 @@ class ChatSession(QObject):
     stream_started = Signal(int)
     stream_segment = Signal(str, str)
     stream_counts = Signal(int, int)
+    stream_inserted = Signal(str, str, str)
+    thinking_changed = Signal(bool)
     answer_finished = Signal(object)
     versions_changed = Signal()
     conversations_changed = Signal()
@@ -94,6 +101,9 @@ class ChatSession(QObject):
         self.keep_thinking = False  # the open conversation sends earlier thinking back (set_keep_thinking)
         self.versions: list[TurnVersion] = []  # its stored versions (storage.py: versions of a turn)
         self._live: LiveAnswer | None = None
+        # Thinking tokens before Ponder ends the thought, for the next answers (None: off); the
+        # prompt box's control sets it, starting from the settings' default.
+        self.thinking_budget: int | None = getattr(settings, "thinking_budget", None)
         self._checkpoint = QTimer(self)
         self._checkpoint.setInterval(checkpoint_ms)
         self._checkpoint.timeout.connect(self._on_checkpoint)
@@ -254,8 +264,8 @@ class ChatSession(QObject):
         self.transcript_reset.emit(list(self.messages))
         return True
 
-    def _generate_version(self) -> bool:
-        started = self._generate()
+    def _generate_version(self, prefix: list[Segment] | None = None) -> bool:
+        started = self._generate(prefix)
         self.versions_changed.emit()  # after the new answer's view is there
         return started
 
@@ -326,6 +336,96 @@ class ChatSession(QObject):
         self.keep_thinking = keep  # a chat not saved yet takes it when its first prompt saves it
         return True
 
+    # --- steering the thought (app/core/steering.py) -------------------------------------
+
+    @property
+    def live_thinking(self) -> bool:
+        """The live answer on screen is thinking now: Answer now and nudges apply."""
+        return self._live is not None and self._live.thinking and self._live_is_shown()
+
+    def set_thinking_budget(self, budget: int | None) -> None:
+        """Thinking tokens for the next answers (None: off); the settings keep it as the default."""
+        try:
+            self.thinking_budget = check_budget(budget)
+        except SteeringError as exc:
+            self.error_occurred.emit(str(exc))
+            return
+        if hasattr(self.settings, "thinking_budget"):
+            self.settings.thinking_budget = self.thinking_budget
+
+    def answer_now(self) -> bool:
+        """End the live answer's thought now; the model answers from what it has."""
+        if not self.live_thinking:
+            return False
+        try:
+            self.client.answer_now()
+        except PonderError as exc:  # a server without the control says why (app.core.remote)
+            self.error_occurred.emit(str(exc))
+            return False
+        return True
+
+    def stopped_thought(self) -> Message | None:
+        """The last answer, if it was stopped while it thought (a nudge can continue it)."""
+        last = self.messages[-1] if self.messages else None
+        if last is not None and last.role == "assistant" and last.status == "stopped" \
+                and last.thinking and not last.content:
+            return last
+        return None
+
+    def nudge(self, note: str) -> bool:
+        """Put a note into the thought: the live answer's while it thinks; with no answer
+        running, the stopped thought of the last answer goes on with it, as a new version of
+        that turn. False (and a sentence) if it cannot."""
+        info = self.client.info
+        if info is not None and not info.is_reasoning:
+            self.error_occurred.emit(f"{info.name} is not a reasoning model: it does not think, so a note "
+                                     "has no thought to go into. Send it as a prompt instead.")
+            return False
+        try:
+            note = check_note(note)
+        except SteeringError as exc:
+            self.error_occurred.emit(str(exc))
+            return False
+        if self._live is not None:
+            if not self.live_thinking:
+                self.error_occurred.emit("The model has finished thinking, so a note cannot go into its thought. "
+                                         "Send it as a prompt, or edit the thinking once the answer is done.")
+                return False
+            self.client.nudge(note)
+            return True
+        stopped = self.stopped_thought()
+        if stopped is None:
+            self.error_occurred.emit("There is no thought to add a note to: send a note while the model thinks, "
+                                     "or after you stop it while it thinks.")
+            return False
+        prefix = continued_prefix(stopped.thinking, stopped.spans, stopped.thinking)
+        return self._continue_thought(stopped, prefix + [Segment("think", nudge_text(note), 0, "nudge")])
+
+    def continue_thinking(self, message_id: int, edited: str) -> bool:
+        """Continue an answer's thought from `edited` (its thinking, changed or cut) as a new
+        version of its turn; the earlier version is kept."""
+        index = self._index_of(message_id, "assistant")
+        if index is None:
+            return False
+        message = self.messages[index]
+        info = self.client.info
+        if info is not None and not info.is_reasoning:
+            self.error_occurred.emit(f"{info.name} is not a reasoning model: it writes no thinking to continue.")
+            return False
+        try:
+            prefix = continued_prefix(message.thinking, message.spans, edited.rstrip())
+        except SteeringError as exc:
+            self.error_occurred.emit(str(exc))
+            return False
+        return self._continue_thought(message, prefix)
+
+    def _continue_thought(self, message: Message, prefix: list[Segment]) -> bool:
+        if not self._can_generate():
+            return False
+        if not self.start_version(self._view().turn_start(message.position)):
+            return False
+        return self._generate_version(prefix)
+
     def stop(self) -> None:
         """End the live answer after its current token; what it said is kept."""
         self.client.stop()
@@ -338,7 +438,7 @@ class ChatSession(QObject):
         stopped = self._end_live().as_stored("stopped")
         try:
             self.store.update_message(stopped.id, content=stopped.content, thinking=stopped.thinking,
-                                      status=stopped.status)
+                                      status=stopped.status, spans=stopped.spans)
         except StorageError as exc:
             log.warning("could not save the live answer at exit: %s", exc)
 
@@ -388,9 +488,10 @@ class ChatSession(QObject):
         s = self.settings
         # The seed is drawn here, so the placeholder saved before the answer starts already has it.
         return Sampling(temperature=s.temperature, top_p=s.top_p, max_tokens=s.max_tokens,
-                        seed=random.randrange(LLAMA_SEED_LIMIT))
+                        seed=random.randrange(LLAMA_SEED_LIMIT), thinking_budget=self.thinking_budget)
 
-    def _generate(self) -> bool:
+    def _generate(self, prefix: list[Segment] | None = None) -> bool:
+        """Start the next answer; with `prefix`, one whose thought starts with those segments."""
         # Earlier reasoning goes back only if the conversation keeps it (the prompt builder decides).
         history = [{"role": m.role, "content": m.content, "thinking": m.thinking} for m in self.messages]
         sampling = self._sampling()
@@ -401,7 +502,8 @@ class ChatSession(QObject):
         )
         if placeholder is None:
             return False
-        req_id = self.client.chat(history, sampling, keep_thinking=self.keep_thinking)
+        req_id = self.client.chat(history, sampling, keep_thinking=self.keep_thinking,
+                                  **({"prefix": prefix} if prefix is not None else {}))  # a continued thought
         self._live = LiveAnswer(req_id, placeholder)
         self._checkpoint.start()
         self.busy_changed.emit(True)
@@ -415,6 +517,8 @@ class ChatSession(QObject):
     def _end_live(self) -> LiveAnswer:
         live, self._live = self._live, None
         self._checkpoint.stop()
+        if live.thinking:
+            self.thinking_changed.emit(False)
         self.busy_changed.emit(False)
         return live
 
@@ -438,10 +542,18 @@ class ChatSession(QObject):
     def _on_segment(self, req_id: int, segment: Segment) -> None:
         if not self._is_live(req_id):
             return
-        self._live.trace.add(segment)
-        self._live.dirty = True
-        if self._live_is_shown():
-            self.stream_segment.emit(segment.kind, segment.text)
+        live = self._live
+        live.trace.add(segment)
+        live.dirty = True
+        shown = self._live_is_shown()
+        if shown:
+            if segment.inserted is None:
+                self.stream_segment.emit(segment.kind, segment.text)
+            else:
+                self.stream_inserted.emit(segment.kind, segment.text, segment.inserted)
+        if (segment.kind == "think") != live.thinking:
+            live.thinking = segment.kind == "think"
+            self.thinking_changed.emit(live.thinking)
 
     @Slot(int, int, int)
     def _on_counts(self, req_id: int, thinking: int, answer: int) -> None:
@@ -457,7 +569,8 @@ class ChatSession(QObject):
             return
         live.dirty = False
         try:  # TraceText keeps its text joined, so each checkpoint joins only what came since
-            self.store.update_message(live.message.id, content=live.trace.answer, thinking=live.trace.thinking)
+            self.store.update_message(live.message.id, content=live.trace.answer, thinking=live.trace.thinking,
+                                      spans=live.trace.spans or None)
         except StorageError as exc:  # the chat was deleted meanwhile, or the disk failed
             log.warning("checkpoint of message %d failed: %s", live.message.id, exc)
 
@@ -471,6 +584,11 @@ class ChatSession(QObject):
                                            # the exact text the model read ("" from a server: not known)
                                            prompt=result.get("prompt") or None)
         self._store_final(final)
+        unused = result.get("unused_nudges") or []
+        if unused and final.conversation_id == self.conversation_id:
+            self.error_occurred.emit(
+                "The model had finished thinking before your note could go in, so it was not added: "
+                + " / ".join(f"“{note}”" for note in unused))
 
     @Slot(int, str)
     def _on_failed(self, req_id: int, message: str) -> None:
@@ -483,7 +601,7 @@ class ChatSession(QObject):
         try:
             self.store.update_message(
                 final.id, content=final.content, thinking=final.thinking, status=final.status,
-                flags=final.flags, stats=final.stats, prompt=final.prompt,
+                flags=final.flags, stats=final.stats, prompt=final.prompt, spans=final.spans,
             )
         except StorageError as exc:
             if final.conversation_id == self.conversation_id:  # else: the chat was deleted

@@ -7,8 +7,8 @@ from __future__ import annotations
 import math
 import time
 
-from PySide6.QtCore import QEvent, QMimeData, QSize, Qt, QTimer, Slot
-from PySide6.QtGui import QResizeEvent, QTextCursor
+from PySide6.QtCore import QSize, Qt, QTimer, Slot
+from PySide6.QtGui import QResizeEvent, QTextCharFormat, QTextCursor
 from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
@@ -19,10 +19,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.core.maths import find_maths, resource_name
 from app.ui import message_wording, theme
 from app.ui.flag_badges import BadgeRow
-from app.ui.formula_images import FormulaImages, FormulaStyle, image_format, mime_with_sources
+from app.ui.message_actions import action_button, refresh_icons
+from app.ui.steering_spans import CLOSE_MARK, display_pieces, span_format
+from app.ui.thought_maths import TypesetThought
 
 THINKING_MAX_HEIGHT = 320  # a long trace scrolls inside its pane instead of pushing the answer away
 CLOCK_TICK_MS = 1000
@@ -61,11 +62,17 @@ class ThinkingPane(QFrame):
         header_row.addWidget(self.header, 0, Qt.AlignmentFlag.AlignVCenter)
         header_row.addLayout(self.badges)
         header_row.addStretch(1)
+        # Shown once the answer is done (message_view.py): edit the thought, continue from it.
+        self.edit_button = action_button("Edit thinking", "edit", self, "Edit or cut the model's reasoning and let "
+                                         "it continue from there, as a new version of this answer")
+        self.edit_button.hide()
+        header_row.addWidget(self.edit_button, 0, Qt.AlignmentFlag.AlignVCenter)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(6, 4, 6, 4)
         layout.setSpacing(2)
         layout.addLayout(header_row)
         layout.addWidget(self.body)
+        self.typeset: TypesetThought | None = None  # the finished thought with its maths typeset
 
         self._clock = QTimer(self)  # ticks the header's seconds
         self._clock.setInterval(CLOCK_TICK_MS)
@@ -108,10 +115,10 @@ class ThinkingPane(QFrame):
 
     @property
     def expanded(self) -> bool:
-        return not self.body.isHidden()
+        return not self._text_view().isHidden()
 
     def set_expanded(self, expanded: bool) -> None:
-        self.body.setVisible(expanded)
+        self._text_view().setVisible(expanded)
         self.header.setProperty("expanded", expanded)
         self.refresh_icon()
 
@@ -123,18 +130,38 @@ class ThinkingPane(QFrame):
     def refresh_icon(self) -> None:
         name = "chevron-down" if self.expanded else "chevron-right"
         self.header.setIcon(theme.icon(name, theme.colors_for(self).text_dim))
+        refresh_icons(self)  # the Edit thinking action
 
     # --- text -----------------------------------------------------------------------
 
-    def show_final_text(self, text: str, *, typeset_maths: bool = False) -> None:
+    def show_final_text(self, text: str, *, typeset_maths: bool = False, spans=()) -> None:
         """The finished trace: what streamed in stays if it is the same text; with
-        `typeset_maths` its formulas are then typeset."""
-        if self.body.toPlainText().rstrip() == text:
+        `typeset_maths` its formulas are then typeset. `spans`: its inserted stretches
+        (steering_spans.py shows them)."""
+        shown = "".join(piece for piece, _ in display_pieces(text, spans)) if spans else text
+        if self.body.toPlainText().rstrip() == shown:
             self.body.trim_end()
         else:
-            self.body.set_text(text)
-        if typeset_maths:
-            self.body.typeset_maths()
+            self.body.set_text(text, spans)
+        self._show_typeset_maths(typeset_maths)
+
+    def _text_view(self) -> QWidget:
+        """The widget that shows the thought: the plain body, or its typeset copy."""
+        return self.typeset if self.typeset is not None and self.typeset.active else self.body
+
+    def _show_typeset_maths(self, wanted: bool) -> None:
+        """The finished thought's maths typeset (thought_maths.py: QPlainTextEdit cannot show
+        images), in place of the plain text, if it has maths; else the plain text."""
+        expanded = self.expanded
+        if wanted and self.typeset is None:
+            self.typeset = TypesetThought(THINKING_MAX_HEIGHT, self)
+            self.typeset.hide()
+            self.layout().addWidget(self.typeset)
+        active = wanted and self.typeset.show_thought(self.body.document())
+        if self.typeset is not None:
+            self.typeset.active = active
+            self.typeset.setVisible(active and expanded)
+        self.body.setVisible(not active and expanded)
 
 
 class ThinkingBody(QPlainTextEdit):
@@ -148,64 +175,40 @@ class ThinkingBody(QPlainTextEdit):
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
         self.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.document().setDocumentMargin(6)
-        self.formula_images = FormulaImages(self.document(), self)
-        self._maths_text: str | None = None  # the plain text, while its maths is typeset
+        self._styled = False  # holds inserted text in its own style (steering_spans.py)
         self._at_max = False
         self._wrap_width = -1
         self.setFixedHeight(0)
 
-    def append_text(self, text: str) -> None:
+    def append_text(self, text: str, inserted: str | None = None) -> None:
+        """Append streamed text; `inserted` (a steering kind) styles text the model did not write."""
         bar = self.verticalScrollBar()
         follow = bar.value() >= bar.maximum() - 2  # keep following the end unless the user scrolled up
         cursor = QTextCursor(self.document())
         cursor.movePosition(QTextCursor.MoveOperation.End)
-        cursor.insertText(text)
+        if inserted is not None:
+            colors = theme.colors_for(self)
+            cursor.insertText(text, span_format(inserted, colors))
+            if inserted == "wrap_up":  # Ponder's </think> ends the thought: shown, as inserted
+                cursor.insertText(("" if text.endswith("\n") else "\n") + CLOSE_MARK, span_format("close", colors))
+            self._styled = True
+        elif self._styled:  # the model's text again: not in the style of the inserted text before it
+            cursor.insertText(text, QTextCharFormat())
+        else:
+            cursor.insertText(text)
         self.fit_height()
         if follow:
             bar.setValue(bar.maximum())
 
-    def set_text(self, text: str) -> None:
-        self._maths_text = None
-        self.setPlainText(text)
+    def set_text(self, text: str, spans=()) -> None:
+        self.setPlainText(text if not spans else "")
+        if spans:  # inserted stretches in their own style (steering_spans.py)
+            colors, cursor = theme.colors_for(self), QTextCursor(self.document())
+            for piece, kind in display_pieces(text, spans):
+                cursor.insertText(piece, span_format(kind, colors) if kind else QTextCharFormat())
+        self._styled = bool(spans)
         self._at_max = False
         self.fit_height()
-
-    def typeset_maths(self) -> None:
-        """Formulas of the (finished) text become typeset images, in place; the text itself is
-        kept (`_maths_text`) for a theme change, which typesets them again in its colours."""
-        text = self.toPlainText()
-        found = find_maths(text)
-        if not found:
-            return
-        colors = theme.colors_for(self)
-        self.formula_images.set_style(FormulaStyle.for_text(
-            self.document().defaultFont(), colors.text_dim, colors.text_dim, self.devicePixelRatioF(),
-            theme.mono_family()))
-        self.formula_images.reset()  # (setPlainText dropped the document's images)
-        cursor = QTextCursor(self.document())
-        cursor.beginEditBlock()
-        for formula in reversed(found):  # from the end: earlier positions stay as they are
-            name = resource_name(formula)
-            self.formula_images.ensure_resource(name)
-            cursor.setPosition(formula.start)
-            cursor.setPosition(formula.end, QTextCursor.MoveMode.KeepAnchor)
-            cursor.insertImage(image_format(name))
-        cursor.endEditBlock()
-        self.formula_images.attach(0, self.document().blockCount() - 1)
-        self._maths_text = text
-        self._at_max = False
-        self.fit_height()
-
-    def createMimeDataFromSelection(self) -> QMimeData:  # noqa: N802 (Qt API)
-        """Formulas copy as their LaTeX source."""
-        return mime_with_sources(self.textCursor()) or super().createMimeDataFromSelection()
-
-    def changeEvent(self, event) -> None:  # noqa: N802 (Qt API)
-        super().changeEvent(event)
-        if event.type() == QEvent.Type.PaletteChange and self._maths_text is not None:
-            text = self._maths_text
-            self.set_text(text)
-            self.typeset_maths()
 
     def trim_end(self) -> None:
         """Drop trailing whitespace (the text before </think> ends in blank lines)."""

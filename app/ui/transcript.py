@@ -32,6 +32,7 @@ class Transcript(QScrollArea):
     """
 
     regenerate_requested = Signal(int)
+    thinking_edit_requested = Signal(int)  # position of an answer whose thought the user wants to edit
     prompt_requested = Signal(int)
     edit_requested = Signal(int)
 
@@ -114,6 +115,7 @@ class Transcript(QScrollArea):
                                                      typeset_thinking_maths=self.thinking_maths)
         if isinstance(view, AssistantMessageView):
             view.regenerate_requested.connect(self.regenerate_requested)
+            view.thinking_edit_requested.connect(self.thinking_edit_requested)
             view.prompt_requested.connect(self.prompt_requested)
         self._layout.insertWidget(self._layout.count() - 1, view)  # before the stretch
         self._views.append(view)
@@ -128,6 +130,11 @@ class Transcript(QScrollArea):
         if self.live_view is not None:
             self.live_view.append(kind, text)
 
+    def live_inserted(self, kind: str, text: str, inserted: str) -> None:
+        """Text the model did not write (app/core/steering.py), in the live answer."""
+        if self.live_view is not None:
+            self.live_view.append(kind, text, inserted=inserted)
+
     def live_counts(self, thinking: int, answer: int) -> None:
         if self.live_view is not None:
             self.live_view.set_live_counts(thinking, answer)
@@ -139,7 +146,7 @@ class Transcript(QScrollArea):
         self.live_view = None
         error = (message.stats or {}).get("error") if message.status == "error" else None
         view.finish(message.thinking, message.content, list(message.flags), message.stats, message.status,
-                    error=error)
+                    error=error, spans=message.spans)
 
     # --- scrolling ------------------------------------------------------------------
 

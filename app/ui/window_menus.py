@@ -6,6 +6,8 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QMainWindow
 
+from app.ui.steering_bar import ANSWER_NOW_SHORTCUT
+
 
 class WindowMenus:
     """Builds the menus of `window` (File, Edit, Model, Chat); each action calls one window slot.
@@ -21,6 +23,9 @@ class WindowMenus:
                                        "Check a GGUF model you already have and add it to Ponder's models")
         self.models = action("&Models…", window.open_model_manager, "Ctrl+Shift+M",
                                    "Downloaded models and models to download")
+        self.connect_server = action("Co&nnect to a server…", window.models.open_connect_dialog, None,
+                                     "Chat through a model on vLLM, SGLang, llama-server, Ollama, LM Studio or "
+                                     "DeepSeek's API")
         self.new_chat = action("&New chat", window.new_chat, QKeySequence.StandardKey.New)
         # Traces as data: JSON Lines, one record per answer version (app/ui/trace_export.py).
         self.export_traces = action("&Export all traces (JSONL)…", window.trace_export.export_all, None,
@@ -35,6 +40,19 @@ class WindowMenus:
         self.next_match = action("&Next match", window.chats.next_match, "F3")
         self.previous_match = action("&Previous match", window.chats.previous_match, "Shift+F3")
         self.stop = action("S&top answer", window.on_escape, Qt.Key.Key_Escape)
+        self.answer_now = action("&Answer now", window.steering.answer_now, ANSWER_NOW_SHORTCUT,
+                                 "End the thinking here and let the model answer (while it thinks)")
+        self.answer_now.setEnabled(False)  # steering_bar.py enables it while the model thinks
+        # Versions of a turn (app/ui/version_nav.py); the steering's "Answer now" joins `chat_menu`.
+        versions = window.versions
+        self.regenerate = action("&Regenerate", versions.regenerate_last, "Ctrl+R",
+                                 "A new answer to the latest prompt; the earlier one is kept as a version")
+        self.compare = action("Co&mpare versions…", versions.compare_last, "Ctrl+D",
+                              "Two versions of the latest answer side by side, with their differences")
+        self.previous_version = action("Pre&vious version", versions.previous_version, "Ctrl+[",
+                                       "Show the previous version of the latest answer")
+        self.next_version = action("Ne&xt version", versions.next_version, "Ctrl+]",
+                                   "Show the next version of the latest answer")
 
         menu = window.menuBar()
         file_menu = menu.addMenu("&File")
@@ -53,8 +71,14 @@ class WindowMenus:
         self.model_menu = menu.addMenu("&Model")
         self.model_menu.addAction(self.models)
         self.model_menu.addAction(self.open_model)
-        chat_menu = menu.addMenu("&Chat")
+        self.model_menu.addAction(self.connect_server)
+        chat_menu = self.chat_menu = menu.addMenu("&Chat")
         chat_menu.addAction(self.stop)
+        chat_menu.addAction(self.answer_now)
+        chat_menu.addAction(self.regenerate)
+        chat_menu.addSeparator()
+        for act in (self.compare, self.previous_version, self.next_version):
+            chat_menu.addAction(act)
         chat_menu.addSeparator()
         # Per conversation (chat_navigation.py keeps it in step with the chat on screen).
         self.keep_thinking = action("Send earlier &thinking back", window.chats.set_keep_thinking, None,

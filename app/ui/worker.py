@@ -21,6 +21,7 @@ from app.core.engine import Engine, LoadOptions, Sampling
 from app.core.errors import PonderError
 from app.core.paths import same_file
 from app.core.reasoning import Segment
+from app.core.steering import Steering, SteeringError
 from app.core.server.service import Job, serve_job
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,8 @@ log = logging.getLogger(__name__)
 FLUSH_INTERVAL_S = 0.02
 
 NO_MODEL_MESSAGE = "No model is loaded. Choose a GGUF file first."
+CONTINUE_NEEDS_LOCAL = ("This model runs on a server, which cannot continue a thought from a given text. "
+                        "Load a local model to continue an edited or stopped thought.")
 NO_MODEL_TO_SERVE = "No model is loaded in Ponder's window. Load one there, then try again."
 
 
@@ -93,33 +96,45 @@ class EngineWorker(QObject):
         else:
             self.loaded.emit(load_id, self._engine.info)
 
-    @Slot(int, object, object, object, bool)
+    @Slot(int, object, object, object, bool, object, object)
     def chat(self, req_id: int, messages: list, sampling: Sampling, stop: threading.Event,
-             keep_thinking: bool = False) -> None:
+             keep_thinking: bool = False, steering: Steering | None = None, prefix: list | None = None) -> None:
+        """An answer; with `prefix` (segments), one that continues that thought (Engine.continue_from)."""
         if self._engine is None:
             self.failed.emit(req_id, NO_MODEL_MESSAGE)
             return
         try:
-            run = self._engine.chat(messages, sampling, stop, keep_thinking=keep_thinking)
+            if prefix is None:
+                run = self._engine.chat(messages, sampling, stop, keep_thinking=keep_thinking, steering=steering)
+            elif hasattr(self._engine, "continue_from"):
+                run = self._engine.continue_from(messages, prefix, sampling, stop, keep_thinking=keep_thinking,
+                                                 steering=steering)
+            else:  # a server's model (app.core.remote): no API puts words into its thought
+                raise PonderError(CONTINUE_NEEDS_LOCAL)
             self.started.emit(req_id, run.stats.prompt_tokens)
-            where, pieces, last_flush = ("answer", 0), [], 0.0  # text of one (kind, block), batched
+            # Text of one (kind, block, inserted) is batched: inserted text stays a segment of its own.
+            where, pieces, last_flush = ("answer", 0, None), [], 0.0
             for seg in run:
-                if (seg.kind, seg.block) != where and pieces:
-                    self.segment.emit(req_id, Segment(where[0], "".join(pieces), where[1]))
+                if (seg.kind, seg.block, seg.inserted) != where and pieces:
+                    self.segment.emit(req_id, Segment(where[0], "".join(pieces), where[1], where[2]))
                     pieces = []
-                where = (seg.kind, seg.block)
+                where = (seg.kind, seg.block, seg.inserted)
                 pieces.append(seg.text)
                 now = time.monotonic()
                 if now - last_flush >= FLUSH_INTERVAL_S:
-                    self.segment.emit(req_id, Segment(where[0], "".join(pieces), where[1]))
+                    self.segment.emit(req_id, Segment(where[0], "".join(pieces), where[1], where[2]))
                     self.counts.emit(req_id, run.thinking_tokens, run.answer_tokens)
                     pieces, last_flush = [], now
             if pieces:
-                self.segment.emit(req_id, Segment(where[0], "".join(pieces), where[1]))
+                self.segment.emit(req_id, Segment(where[0], "".join(pieces), where[1], where[2]))
             self.counts.emit(req_id, run.thinking_tokens, run.answer_tokens)
+            if getattr(run, "error", None) is not None:  # a remote run ends with its failure: the text so far stays
+                raise run.error
             # prompt: the exact text tokenized; sampling: as used, with the seed drawn if none was given.
             result = {"flags": list(run.flags), "stats": run.stats.to_dict(), "prompt": run.prompt_text,
-                      "sampling": dataclasses.asdict(run.sampling)}
+                      "sampling": dataclasses.asdict(run.sampling),
+                      # steering (app/core/steering.py): notes that came after the thought ended
+                      "unused_nudges": list(getattr(getattr(run, "steering", None), "unused", []))}
         except PonderError as exc:
             self.failed.emit(req_id, str(exc))
         except Exception as exc:
@@ -127,6 +142,35 @@ class EngineWorker(QObject):
             self.failed.emit(req_id, f"Generation stopped because of an internal error: {exc}")
         else:
             self.finished.emit(req_id, result)
+
+    @Slot(int, object, object)
+    def connect_remote(self, load_id: int, endpoint, cancel: threading.Event) -> None:
+        """Use a model on an OpenAI-compatible server (app.core.remote.Endpoint) instead of a
+        GGUF: the RemoteEngine takes the Engine's place on this thread, so chats, Stop and the
+        server switch drive it alike. Listing the server's models (its check) runs here too."""
+        from app.core.remote import RemoteEngine  # the openai client loads only when used
+
+        self._close_engine()
+        if cancel.is_set():
+            self.load_failed.emit(load_id, "Connecting to the server was cancelled.")
+            return
+        try:
+            engine = RemoteEngine.connect(endpoint)
+        except PonderError as exc:
+            self.load_failed.emit(load_id, str(exc))
+            return
+        except Exception as exc:
+            log.exception("connecting to a remote engine crashed")
+            self.load_failed.emit(load_id, f"Could not connect because of an internal error: {exc}")
+            return
+        if cancel.is_set():
+            engine.close()
+            self.load_failed.emit(load_id, "Connecting to the server was cancelled.")
+            return
+        self._engine = engine
+        if engine.notices:  # e.g. the model is not in the server's list: shown with the model's notes
+            engine.info.gpu_note = " ".join(engine.notices)
+        self.loaded.emit(load_id, engine.info)
 
     @Slot(object)
     def serve(self, job: Job) -> None:
@@ -152,6 +196,17 @@ class EngineWorker(QObject):
                 engine.close()
             except Exception:
                 log.exception("closing the engine failed")
+
+
+def remote_label(endpoint) -> str:
+    """"remote: host · model" for an Endpoint not connected yet (RemoteModelInfo.label once it is)."""
+    from app.core.remote import host_of, normalise_base_url
+
+    try:
+        host = host_of(normalise_base_url(endpoint.base_url))
+    except PonderError:
+        host = endpoint.base_url
+    return f"remote: {host} · {endpoint.model}" if endpoint.model else f"remote: {host}"
 
 
 class EngineClient(QObject):
@@ -186,10 +241,11 @@ class EngineClient(QObject):
 
     # Requests; queued across to the worker because it lives on another thread.
     _load_requested = Signal(int, str, object, object)
-    _chat_requested = Signal(int, object, object, object, bool)
+    _chat_requested = Signal(int, object, object, object, bool, object, object)
     _unload_requested = Signal()
     _close_requested = Signal()
     _job_requested = Signal(object)
+    _remote_requested = Signal(int, object, object)
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -198,6 +254,7 @@ class EngineClient(QObject):
         self._next_id = 1  # chat requests and loads share one counter: an id names one request
         self._current_id: int | None = None
         self._stop: threading.Event | None = None
+        self._steering: Steering | None = None  # the running answer's: answer now, nudges
         self._current_load: int | None = None
         self._load_cancel: threading.Event | None = None
         self._opening: dict[int, Path] = {}  # every load the engine thread has not answered yet
@@ -212,6 +269,7 @@ class EngineClient(QObject):
         self._close_requested.connect(self._worker.close)
         # Emitted from the HTTP server's thread: queued explicitly, into the same FIFO as chats.
         self._job_requested.connect(self._worker.serve, Qt.ConnectionType.QueuedConnection)
+        self._remote_requested.connect(self._worker.connect_remote)
         self._worker.load_progress.connect(self._on_load_progress)
         self._worker.loaded.connect(self._on_loaded)
         self._worker.load_failed.connect(self._on_load_failed)
@@ -258,15 +316,48 @@ class EngineClient(QObject):
         self._load_requested.emit(load_id, str(path), options, self._load_cancel)
         return load_id
 
-    def chat(self, messages: list[dict], sampling: Sampling, *, keep_thinking: bool = False) -> int:
+    def connect_remote(self, endpoint) -> int:
+        """Chat through a server (an app.core.remote.Endpoint) instead of a GGUF, like `load`:
+        the current model is closed first; `loaded` brings a RemoteModelInfo (`is_remote`)."""
+        self.releasing.emit("load")
+        self.stop()
+        self._cancel_load()
+        load_id = self._new_id()
+        self._current_load, self._load_cancel = load_id, threading.Event()
+        self.info = None
+        self.load_started.emit(remote_label(endpoint))
+        self._remote_requested.emit(load_id, endpoint, self._load_cancel)
+        return load_id
+
+    @property
+    def is_remote(self) -> bool:
+        """The loaded model is on a server (app.core.remote), not a file here."""
+        return self.info is not None and getattr(self.info, "backend", "") == "remote"
+
+    def chat(self, messages: list[dict], sampling: Sampling, *, keep_thinking: bool = False,
+             prefix: list[Segment] | None = None) -> int:
         """Start an answer; returns its request id. Any earlier request becomes stale.
-        `keep_thinking`: earlier reasoning goes back into the prompt (Engine.chat)."""
+        `keep_thinking`: earlier reasoning goes back into the prompt (Engine.chat). `prefix`:
+        the thought starts with these segments (Engine.continue_from)."""
         self.stop()
         req_id = self._new_id()
         self._current_id = req_id
         self._stop = threading.Event()
-        self._chat_requested.emit(req_id, list(messages), sampling, self._stop, keep_thinking)
+        self._steering = Steering()
+        self._chat_requested.emit(req_id, list(messages), sampling, self._stop, keep_thinking, self._steering,
+                                  list(prefix) if prefix is not None else None)
         return req_id
+
+    def answer_now(self) -> None:
+        """End the running answer's thought at its next token; it answers from there (steering.py)."""
+        if self._steering is not None:
+            self._steering.answer_now()
+
+    def nudge(self, note: str) -> None:
+        """Put `note` into the running answer's thought (SteeringError with a sentence if it cannot be)."""
+        if self._steering is None:
+            raise SteeringError("No answer is being written, so there is no thought to add a note to.")
+        self._steering.nudge(note)
 
     def unload(self) -> None:
         """Close the model (after the running answer stops), e.g. to delete its file; `unloaded` follows."""
@@ -361,12 +452,12 @@ class EngineClient(QObject):
     @Slot(int, object)
     def _on_finished(self, req_id: int, result: dict) -> None:
         if self._is_current(req_id):
-            self._current_id, self._stop = None, None
+            self._current_id, self._stop, self._steering = None, None, None
             self.finished.emit(req_id, result)
 
     @Slot(int, str)
     def _on_failed(self, req_id: int, message: str) -> None:
         if self._is_current(req_id):
-            self._current_id, self._stop = None, None
+            self._current_id, self._stop, self._steering = None, None, None
             self.failed.emit(req_id, message)
 
