@@ -159,8 +159,10 @@ def summarize_header(data: bytes, name: str, total_size: int) -> ModelSummary:
     Raises HeaderIncomplete (fetch more) or ModelFileError (not a usable GGUF)."""
     path = Path(name)
     _check_magic_and_version(path.name, data[:HEADER_SIZE], max(len(data), total_size))
+    cursor = _Cursor(data, len(data))
+    cursor.claim_limit = max(len(data), total_size)
     try:
-        header = _parse(path, _Cursor(data, len(data)), check_data=False)
+        header = _parse(path, cursor, check_data=False)
     except _Truncated:
         raise HeaderIncomplete(max(2 * len(data), HEADER_SIZE)) from None
     except _Damaged as problem:
@@ -308,6 +310,9 @@ class _Cursor:
     def __init__(self, data: mmap.mmap, size: int) -> None:
         self.data = data
         self.size = size
+        # Counts above this are damage, not a cut-off file: the file's size, or for the first bytes of
+        # a remote file (summarize_header) the whole file's.
+        self.claim_limit = size
         self.pos = 0
 
     def take(self, fmt: struct.Struct):
@@ -345,7 +350,7 @@ class _Cursor:
         scalar = _SCALARS.get(item_type)
         if scalar is not None:
             if count * scalar.size > self.size - self.pos:
-                if count > self.size:
+                if count > self.claim_limit:
                     raise _Damaged(f"metadata array '{key}' claims {count} entries")
                 raise _Truncated
             values = None
@@ -355,7 +360,7 @@ class _Cursor:
             return _Array(count, item_type, values)
         if item_type == GGUFValueType.STRING:
             if count * 8 > self.size - self.pos:
-                if count > self.size:
+                if count > self.claim_limit:
                     raise _Damaged(f"metadata array '{key}' claims {count} entries")
                 raise _Truncated
             start = self.pos
@@ -463,7 +468,7 @@ def _parse(path: Path, cur: _Cursor, check_data: bool = True) -> _Header:
     cur.pos = 8  # magic and version are checked already
     n_tensors = cur.take(_U64)
     n_kv = cur.take(_U64)
-    remaining = cur.size - cur.pos
+    remaining = cur.claim_limit - cur.pos
     if n_tensors > max(remaining, 1 << 20) // 24:
         raise _Damaged(f"its header claims {n_tensors} tensors")
     if n_kv > max(remaining, 1 << 20) // 13:
