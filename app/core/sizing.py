@@ -25,28 +25,40 @@ Memory, per device, for llama.cpp with flash attention (how Ponder loads models)
   RAM has no margin of its own: its budget already leaves 25% (at least 3 GB) to the OS.
 
 Speed: decoding one token reads every weight once (the active share for a mixture of experts:
-from a GGUF, its layers' non-expert tensors plus n_expert_used / n_expert of the routed experts'
-ffn_*_exps tensors; from the catalog, active / total parameters) plus the KV cache so far, each
-from the memory of the device that holds it:
+its layers' non-expert weights plus n_expert_used / n_expert of the routed experts' ffn_*_exps
+tensors, from a GGUF's tensor table or, before a file exists, from the catalog's architecture with
+the non-expert weights at ≥ 4.5 bits) plus the KV cache so far, each from the memory of the device
+that holds it:
   seconds/token = Σ devices bytes / (bandwidth × efficiency) + layers × per-layer overhead.
 GPU: efficiency 0.54 and 48 µs per layer, fit to the H100 decode rates of the 1.5B/7B/14B Q4_K_M
-distills in docs/sizing.md (525/264/147 tok/s; this model says 512/260/139). CPU: efficiency 0.6 of
-min(RAM bandwidth, 25 GB/s per physical core) and 15 µs per layer. The number is llama.cpp's own
-decode rate early in a reply (1024 tokens of context); Python-side sampling can deliver less.
+distills in docs/sizing.md (525/264/147 tok/s; this model says 512/260/139); routed experts on a GPU
+at EXPERT_READ_EFFICIENCY of that (a guess, see below). CPU: efficiency 0.6 of min(RAM bandwidth,
+25 GB/s per physical core) and 15 µs per layer. The number is llama.cpp's own decode rate early in a
+reply (1024 tokens of context); Python-side sampling can deliver less.
+
+Experts in RAM (`plan(..., experts_in_ram=True)`): a mixture of experts' routed experts in system RAM
+and every layer's other weights, the output layer and the KV cache on the GPU (llama.cpp's --cpu-moe);
+the CPU reads the used experts' share per token. `best_placement` chooses it for a MoE that does not
+fit the GPU whole when it fits and beats splitting layers.
 
 Recommendation (`recommend`), designed so that more memory never yields a smaller model:
-1. F: the highest-tier model that fits entirely in GPU memory at Q4 or better with a 16k context
-   and decodes at ≥ 5 tokens/s. Its quantisation is the highest that still fits entirely and
-   keeps ≥ 15 tokens/s (comfortable for long reasoning traces), else the smallest ≥ Q4 that fits.
-   An f16 KV cache is preferred; an 8-bit one is used when that is what makes it fit.
+1. F: the highest-tier model that fits entirely in GPU memory at Q4 or better (or an Unsloth dynamic
+   "UD-" quant, whose attention and shared weights stay at 4-6 bits) with a 16k context and decodes
+   at ≥ 5 tokens/s; for a mixture of experts that does not fit whole, with its experts in RAM. Its
+   quantisation is the highest that still fits and keeps ≥ 15 tokens/s (comfortable for long
+   reasoning traces), else the smallest that fits. An f16 KV cache is preferred; an 8-bit one is used
+   when that is what makes it fit. The full 671B (deepseek2) counts only at ≥ 8 tokens/s.
 2. C: the highest-tier model that runs at Q4_K_M on the CPU alone, within the RAM budget, at
    ≥ 5 tokens/s. A GPU never makes the pick worse than ignoring it: if C outranks F, C's model
    is used with as many layers on the GPU as fit (partial offload).
 3. If neither exists, the lightest model that fits at all: Q4_K_M, else Q3_K_M, else Q2_K
    (never below 2 bits), 16k context, else 8k (never less).
-Between models of the same tier the higher quantisation, then the smaller footprint wins. The
-full 671B R1 exists only as ≤ 2.5-bit quants, so it is never the pick (rule: not below Q4 while
-anything else fits); it appears among the alternatives, with its fit badge, where memory allows.
+Between models of the same tier the higher quantisation, then the smaller footprint wins. Where the
+pick is the full 671B, the best distill is named beside it (`Recommendation.runner_up`) with its speed;
+where the full model runs here usably but below 8 tokens/s, it is the one named beside the distill.
+R1 vs its non-reasoning sibling V3 gets one sentence each. A full model that is too big only because
+its catalog entry plans the uncompressed (non-MLA) cache is mentioned: the header read before a
+download decides (app/core/downloads.py plan_download).
 """
 
 from __future__ import annotations
