@@ -17,7 +17,7 @@ from app.core.settings import Settings
 from app.core.storage import INTERRUPTED_FLAG, ChatStore, store_path
 from app.ui.session import ChatSession
 from app.ui.worker import NO_MODEL_MESSAGE, EngineClient
-from tests.fixtures.scripted_gguf import LONG_TRACE, LONG_TRACE_THINKING_TOKENS, STANDARD_ANSWER
+from tests.fixtures.scripted_gguf import LONG_TRACE, LONG_TRACE_THINKING_TOKENS, STANDARD_ANSWER, STANDARD_THINKING
 from tests.ui.conftest import ANSWER_TIMEOUT_MS, LOAD_TIMEOUT_MS
 
 REPO = Path(__file__).resolve().parents[2]
@@ -30,9 +30,9 @@ class RecordingClient(EngineClient):
         super().__init__()
         self.sent: list[list[dict]] = []
 
-    def chat(self, messages, sampling):
+    def chat(self, messages, sampling, **options):
         self.sent.append([dict(m) for m in messages])
-        return super().chat(messages, sampling)
+        return super().chat(messages, sampling, **options)
 
 
 class CountingStore(ChatStore):
@@ -89,11 +89,12 @@ def test_each_prompt_is_sent_with_the_conversation_so_far(qtbot, make_session, s
     ask(qtbot, session, "second")
 
     first, second = session.client.sent
-    assert first == [{"role": "user", "content": "first"}]
+    assert first == [{"role": "user", "content": "first", "thinking": ""}]
     assert second == [
-        {"role": "user", "content": "first"},
-        {"role": "assistant", "content": STANDARD_ANSWER.strip()},  # the engine drops old reasoning anyway
-        {"role": "user", "content": "second"},
+        {"role": "user", "content": "first", "thinking": ""},
+        # The thinking goes along; the prompt builder leaves it out unless the chat keeps it.
+        {"role": "assistant", "content": STANDARD_ANSWER.strip(), "thinking": STANDARD_THINKING.strip()},
+        {"role": "user", "content": "second", "thinking": ""},
     ]
     stored = session.store.get_conversation(session.conversation_id)
     assert [m.role for m in stored.messages] == ["user", "assistant", "user", "assistant"]
