@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 SETTINGS_FILENAME = "settings.json"
 THEMES = ("system", "light", "dark")
 SERVER_REASONING_FORMATS = ("separate", "raw")  # reasoning_content, or <think>…</think> in content
+DRAFT_MODES = ("auto", "off")  # speculative decoding (app/core/speculative.py)
 
 
 @dataclass
@@ -38,6 +39,9 @@ class Settings:
     thinking_expanded: bool = False  # whether finished thinking panes start expanded
     thinking_budget: int | None = None  # default thinking budget beside the prompt box (tokens; None: off)
     thinking_maths: bool = True  # typeset the maths of a finished thought (it streams as plain text)
+    # Speculative decoding: "auto" drafts with the catalog's paired small model when it is
+    # downloaded, else by n-gram lookup, and stops drafting where it does not pay; "off".
+    draft: str = "auto"
     theme: str = "system"  # one of THEMES
     last_model_path: str | None = None
     window_geometry: str | None = None  # base64 of QWidget.saveGeometry()
@@ -74,6 +78,7 @@ _VALID = {
     "thinking_expanded": lambda v: isinstance(v, bool),
     "thinking_budget": lambda v: v is None or (_is_int(v) and v >= 1),
     "thinking_maths": lambda v: isinstance(v, bool),
+    "draft": lambda v: v in DRAFT_MODES,
     "theme": lambda v: v in THEMES,
     "last_model_path": lambda v: v is None or (isinstance(v, str) and v != ""),
     "window_geometry": lambda v: v is None or isinstance(v, str),

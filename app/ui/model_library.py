@@ -64,7 +64,7 @@ class ModelLibrary(QObject):
     @property
     def active_path(self) -> Path | None:
         info = self.client.info
-        return Path(info.path) if info is not None else None
+        return Path(info.path) if info is not None and info.path is not None else None  # None: a remote engine
 
     def is_active(self, path: Path) -> bool:
         return same_file(self.active_path, path)

@@ -9,6 +9,7 @@ conversation logic.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from PySide6.QtCore import QObject, Slot
@@ -18,12 +19,14 @@ from app.core.engine import LoadOptions, ModelInfo
 from app.core.paths import same_file
 from app.core.settings import Settings
 from app.ui.model_manager import ModelManagerDialog
+from app.ui.remote_dialog import ConnectDialog, remember_connection
 
 
 def load_options(settings: Settings) -> LoadOptions:
     # "auto" and -1 ("all") both mean: let the engine offload every layer it can.
     layers = settings.n_gpu_layers
-    return LoadOptions(n_ctx=settings.n_ctx, n_gpu_layers=None if layers in ("auto", -1) else int(layers))
+    return LoadOptions(n_ctx=settings.n_ctx, n_gpu_layers=None if layers in ("auto", -1) else int(layers),
+                       draft=settings.draft)
 
 
 class ModelSwitching(QObject):
@@ -36,6 +39,7 @@ class ModelSwitching(QObject):
         self.settings: Settings = window.settings
         self.manager: ModelManagerDialog | None = None
         self._new_chat_on_load: str | None = None  # a downloaded/imported model: open a new chat when loaded
+        self._connecting = None  # the Endpoint being connected to (connect_remote), until it answers
 
         c = self.client
         c.load_started.connect(self._on_load_started)
@@ -64,6 +68,7 @@ class ModelSwitching(QObject):
     @Slot(str)
     def load(self, path: str | Path) -> None:
         """Load a GGUF on the engine thread; the window shows progress meanwhile."""
+        self._connecting = None
         self.client.load(path, load_options(self.settings))
 
     @Slot(str)
@@ -71,6 +76,22 @@ class ModelSwitching(QObject):
         """Load `path` and open a new chat with it once it is loaded."""
         self._new_chat_on_load = path
         self.load(path)
+
+    @Slot()
+    def open_connect_dialog(self) -> None:
+        """"Connect to a server…": chat through a model on an OpenAI-compatible server."""
+        self.ask_to_connect()
+
+    def ask_to_connect(self, problem: str | None = None) -> None:
+        """The connect dialog (showing `problem`, the last attempt's failure); connects on OK."""
+        dialog = ConnectDialog(self.settings, self.window, problem=problem)
+        if dialog.exec() == ConnectDialog.DialogCode.Accepted:
+            self.connect_remote(dialog.endpoint())
+
+    def connect_remote(self, endpoint) -> None:
+        """Use a model on a server (an app.core.remote.Endpoint) in place of the loaded GGUF."""
+        self._connecting = endpoint
+        self.client.connect_remote(endpoint)
 
     @Slot()
     def choose_file(self) -> None:
@@ -149,6 +170,9 @@ class ModelSwitching(QObject):
     def _on_load_started(self, path: str) -> None:
         self.window.welcome.show_loading(path)
         self.window.status.show_loading(path)
+        if self.client.loading_path is None:  # not a file: "remote: host · model" (connect_remote)
+            for label in (self.window.welcome.message, self.window.status.model_label):
+                label.setText(f"Connecting to {path.removeprefix('remote: ')}…")
         self.window.update_controls()
 
     @Slot(float)
@@ -159,15 +183,21 @@ class ModelSwitching(QObject):
     @Slot(object)
     def _on_loaded(self, info: ModelInfo) -> None:
         w = self.window
-        w.welcome.show_ready(info.name)
+        remote = info.path is None  # a model on a server (RemoteModelInfo), not a file
+        w.welcome.show_ready(info.label if remote else info.name)
         w.status.show_model(info)
         w.status.show_last_answer(w.last_stats())
-        self.settings.last_model_path = str(info.path)
-        w.save_settings()
+        if not remote:  # a server is not reconnected at start: no request leaves unasked
+            self.settings.last_model_path = str(info.path)
+            w.save_settings()
+        elif self._connecting is not None:  # remembered for the dialog, without its key
+            remember_connection(self.settings, dataclasses.replace(self._connecting, model=info.name))
+            w.save_settings()
+        self._connecting = None
         if same_file(self._new_chat_on_load, info.path):
             self._new_chat_on_load = None
             w.new_chat()
-        notes = [n for n in (info.gpu_note, info.template_note) if n]
+        notes = [n for n in (info.gpu_note, info.template_note, getattr(info, "draft_note", None)) if n]
         if notes:
             w.notice.show_notice(" ".join(notes))
         elif w.notice.property("kind") == "error":
@@ -180,7 +210,11 @@ class ModelSwitching(QObject):
         w = self.window
         w.welcome.show_failed(message)
         w.status.show_model(None)
-        if w.pages.currentWidget() is not w.welcome:  # else the welcome page says it already
+        connecting, self._connecting = self._connecting, None
+        if connecting is not None:  # a server: the way on is the connect dialog, not a file
+            w.notice.show_notice(message, error=True,
+                                 action=("Connect to a server…", lambda: self.ask_to_connect(message)))
+        elif w.pages.currentWidget() is not w.welcome:  # else the welcome page says it already
             w.notice.show_notice(message, error=True, action=("Choose a GGUF file…", self.choose_file))
         w.update_controls()
 

@@ -93,14 +93,18 @@ class WindowJobs:
         """Jobs running or waiting."""
         return len(self._jobs)
 
-    def set_model(self, path: Path | None) -> None:
+    def set_model(self, info) -> None:
+        """The loaded model's ModelInfo (its id is the file's name, as `ponder serve` gives it),
+        a remote engine's RemoteModelInfo (its id is the server's model name), or None."""
         model = None
-        if path is not None:
+        if info is not None and info.path is not None:
             try:
-                created = int(Path(path).stat().st_mtime)
+                created = int(Path(info.path).stat().st_mtime)
             except OSError:
                 created = 0
-            model = (Path(path).stem, created)
+            model = (Path(info.path).stem, created)
+        elif info is not None:
+            model = (info.name, 0)
         with self._lock:
             self._model = model
             self._why_none = NO_MODEL_TO_SERVE
@@ -273,7 +277,7 @@ class ServerSwitch(QObject):
         self.config: ServerConfig | None = None  # while serving
         self._server = None
         self._thread: threading.Thread | None = None
-        self._model_path: Path | None = window.client.info.path if window.client.info is not None else None
+        self._model = window.client.info  # ModelInfo (or RemoteModelInfo) while one is loaded
 
         self.client.loaded.connect(self._on_loaded)
         self.client.unloaded.connect(self._on_unloaded)
@@ -334,7 +338,7 @@ class ServerSwitch(QObject):
             self.problem.emit(message)
             return False
         self.jobs = WindowJobs(self.client, self.max_waiting)
-        self.jobs.set_model(self._model_path)
+        self.jobs.set_model(self._model)
         app = build_app(self.jobs, api_key=config.api_key, reasoning_format="raw" if config.raw_think else "separate")
         self._server = make_server(app, config.host, config.port, log_level="warning")
         self._thread = threading.Thread(target=self._serve, args=(self._server, sock), name="ponder-window-server",
@@ -443,7 +447,7 @@ class ServerSwitch(QObject):
 
     @Slot(str)
     def _on_releasing(self, why: str) -> None:
-        self._model_path = None
+        self._model = None
         if why == "shutdown":
             self.stop("shutdown")  # the engine thread ends next: nothing may wait for it
         elif self.jobs is not None:
@@ -452,14 +456,14 @@ class ServerSwitch(QObject):
 
     @Slot(object)
     def _on_loaded(self, info) -> None:
-        self._model_path = Path(info.path)
+        self._model = info
         if self.jobs is not None:
-            self.jobs.set_model(self._model_path)
+            self.jobs.set_model(info)
             self._show_state()
 
     @Slot()
     def _on_unloaded(self, *_args) -> None:
-        self._model_path = None
+        self._model = None
         if self.jobs is not None:
             self.jobs.set_model(None)
             self._show_state()

@@ -24,9 +24,10 @@ def device_summary(info: ModelInfo) -> str:
     """Where the model runs, for the status bar: "CUDA · 29/29 layers on GPU · KV q8_0"."""
     kv = f"KV {info.kv_type}"
     if info.backend == "CPU" or info.n_gpu_layers <= 0:
-        return f"CPU · {kv}"
+        return f"CPU · {kv}" + (f" · drafting ({info.drafter})" if getattr(info, "drafter", None) else "")
     total = info.n_layers + 1  # the output layer counts as one more
-    return f"{info.backend} · {info.n_gpu_layers}/{total} layers on GPU · {kv}"
+    drafting = f" · drafting ({info.drafter})" if getattr(info, "drafter", None) else ""
+    return f"{info.backend} · {info.n_gpu_layers}/{total} layers on GPU · {kv}{drafting}"
 
 
 def device_details(info: ModelInfo) -> str:
@@ -44,6 +45,11 @@ def device_details(info: ModelInfo) -> str:
                  f"{info.n_ctx:,} tokens.")
     if info.gpu_note:
         lines.append(info.gpu_note)
+    if getattr(info, "drafter", None):
+        lines.append(f"Drafting ahead ({info.drafter}): proposed tokens are checked several at a time; "
+                     "the answers are the same, only faster. Settings turns it off.")
+    if getattr(info, "draft_note", None):
+        lines.append(info.draft_note)
     return "\n".join(lines)
 
 
@@ -94,11 +100,16 @@ class ModelStatusBar(QStatusBar):
         self._live_redraw.cancel()
         if info is None:
             self._n_ctx = 0
+            self._set_remote(False)
             self.model_label.setText("No model loaded")
             for label in (self.model_label, self.device_label, self.context_label):
                 label.setToolTip("")
             for label in (self.device_label, self.context_label, self.speed_label):
                 label.setText("")
+            return
+        self._set_remote(getattr(info, "backend", "") == "remote")
+        if self.model_label.property("remote"):
+            self._show_remote(info)
             return
         self._n_ctx = info.n_ctx
         self.model_label.setText(f"{info.name} · {info.quantization}")
@@ -109,6 +120,27 @@ class ModelStatusBar(QStatusBar):
         # As wide as it can get, so the labels beside it do not shift while the count grows.
         widest = self.context_label.fontMetrics().horizontalAdvance(f"Context {info.n_ctx:,} / {info.n_ctx:,}")
         self.context_label.setMinimumWidth(widest + 16)  # + the stylesheet's padding
+
+    def _set_remote(self, remote: bool) -> None:
+        """A remote engine's label is styled apart (theme.py: #statusModel[remote="true"])."""
+        if bool(self.model_label.property("remote")) != remote:
+            self.model_label.setProperty("remote", remote)
+            self.model_label.style().unpolish(self.model_label)
+            self.model_label.style().polish(self.model_label)
+
+    def _show_remote(self, info) -> None:
+        """A model on a server (app.core.remote.RemoteModelInfo): "remote: host · model", always."""
+        self._n_ctx = info.n_ctx
+        self.model_label.setText(info.label)
+        self.model_label.setToolTip(as_plain_text(
+            f"Answers come from {info.server_kind} at {info.base_url} (model {info.name}). "
+            "Your prompts are sent there; nothing runs on this computer."))
+        self.device_label.setText(info.server_kind)
+        self.device_label.setToolTip(as_plain_text(
+            "A reasoning model: its thinking is shown apart." if info.is_reasoning else
+            "Not a reasoning model: everything is answer."))
+        self.context_label.setToolTip(CONTEXT_TIP if info.n_ctx else "")
+        self.context_label.setText(f"Context 0 / {info.n_ctx:,}" if info.n_ctx else "")
 
     def show_serving(self, address: str | None, tip: str = "") -> None:
         """The server switch: on at `address`, or off (None)."""

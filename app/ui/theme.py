@@ -231,6 +231,8 @@ QStatusBar QLabel {{ color: {c.text_dim}; padding: 0px 8px; }}
 QToolButton#serverIndicator {{ color: {c.accent}; font-weight: 600; border: none; padding: 0px 8px; }}
 QToolButton#serverIndicator:hover {{ background-color: {c.hover}; border-radius: 6px; }}
 QToolButton#serverIndicator::menu-indicator {{ image: none; width: 0px; }}
+QStatusBar QLabel#statusModel[remote="true"] {{ color: {c.warn_text}; background-color: {c.warn_bg};
+                                              border-radius: 6px; font-weight: 600; }}
 """
 
 

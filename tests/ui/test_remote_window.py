@@ -1,0 +1,271 @@
+"""The window on a remote engine: the real window talks to Ponder's own `ponder serve` on loopback
+(a scripted model behind it), through the RemoteEngine on the window's engine thread."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import openai
+import pytest
+from PySide6.QtCore import Qt, QTimer
+from PySide6.QtWidgets import QApplication
+
+from app.core.engine import LoadOptions
+from app.core.remote import Endpoint
+from app.core.secrets import NO_KEYCHAIN, key_store
+from app.core.server.api import bind_socket, build_app, make_server
+from app.core.server.service import EngineService
+from app.core.settings import settings_path
+from app.ui.remote_dialog import ConnectDialog
+from tests.fixtures.scripted_gguf import STANDARD_ANSWER, STANDARD_THINKING
+from tests.ui.conftest import ANSWER_TIMEOUT_MS, LOAD_TIMEOUT_MS
+
+PROMPT = "What is 17 times 23?"
+
+
+class PonderServer:
+    """`ponder serve`'s service and API in a thread of this process, on a free loopback port."""
+
+    def __init__(self, model, **app_options) -> None:
+        self.service = EngineService(model, LoadOptions(n_ctx=4096)).start()
+        self.server = make_server(build_app(self.service, **app_options), log_level="warning")
+        sock = bind_socket()
+        self.port = sock.getsockname()[1]
+        self.base_url = f"http://127.0.0.1:{self.port}/v1"
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [sock]}, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            assert time.monotonic() < deadline, "the server did not start"
+            time.sleep(0.01)
+
+    def close(self) -> None:
+        self.service.close()
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
+@pytest.fixture
+def ponder_server(scripted_model):
+    started: list[PonderServer] = []
+
+    def start(script: str = "standard_r1", **options) -> PonderServer:
+        started.append(PonderServer(scripted_model(script), **options))
+        return started[-1]
+
+    yield start
+    for server in started:
+        server.close()
+
+
+def connect(qtbot, window, endpoint: Endpoint) -> None:
+    with qtbot.waitSignal(window.client.loaded, timeout=LOAD_TIMEOUT_MS):
+        window.models.connect_remote(endpoint)
+
+
+def send(qtbot, window, text: str = PROMPT):
+    qtbot.keyClicks(window.prompt_input, text)
+    with qtbot.waitSignal(window.session.answer_finished, timeout=ANSWER_TIMEOUT_MS) as blocker:
+        qtbot.keyClick(window.prompt_input, Qt.Key.Key_Return)
+    return blocker.args[0]
+
+
+def test_the_dialog_lists_the_servers_models_and_the_window_chats_through_it(qtbot, open_app, data_dir,
+                                                                            ponder_server, scripted_model):
+    server = ponder_server("standard_r1")
+    model_id = scripted_model("standard_r1").stem
+    window = open_app(data_dir)
+    steps: list[str] = []
+    errors: list[BaseException] = []
+
+    def guarded(step):  # a failed check inside the modal dialog closes it instead of leaving it open
+        def run(*args):
+            try:
+                step(*args)
+            except BaseException as exc:  # noqa: BLE001  (re-raised by the test below)
+                errors.append(exc)
+                QApplication.activeModalWidget().reject()
+        return run
+
+    @guarded
+    def fill():  # inside the dialog's own event loop, as a user would
+        dialog = QApplication.activeModalWidget()
+        if not isinstance(dialog, ConnectDialog):
+            QTimer.singleShot(20, fill)
+            return
+        dialog.preset.setCurrentIndex(dialog.preset.findText("SGLang"))
+        assert dialog.base_url.text() == "http://localhost:30000/v1"  # the preset's default
+        assert "--reasoning-parser" in dialog.preset_note.text()
+        dialog.preset.setCurrentIndex(dialog.preset.findText("Other server"))  # Ponder names itself
+        dialog.base_url.setText(server.base_url)
+        qtbot.mouseClick(dialog.list_button, Qt.MouseButton.LeftButton)
+        steps.append("listing")
+        wait_for_list(dialog)
+
+    @guarded
+    def wait_for_list(dialog):
+        if dialog.model.count() == 0 or dialog.model.itemText(0) != model_id:
+            QTimer.singleShot(20, lambda: wait_for_list(dialog))
+            return
+        steps.append(dialog.message.text())
+        dialog.model.setCurrentIndex(0)
+        assert dialog.reasoning.isChecked()  # guessed: "…standard_r1" names an R1
+        qtbot.mouseClick(dialog.connect_button, Qt.MouseButton.LeftButton)
+
+    QTimer.singleShot(0, fill)
+    with qtbot.waitSignal(window.client.loaded, timeout=LOAD_TIMEOUT_MS, raising=False):
+        window.menus.connect_server.trigger()
+    if errors:
+        raise errors[0]
+    assert steps == ["listing", "1 model on this server."]
+
+    label = f"remote: 127.0.0.1:{server.port} · {model_id}"
+    assert window.client.is_remote and window.client.info.label == label
+    assert window.status.model_label.text() == label
+    assert window.status.model_label.property("remote") is True
+    assert "Your prompts are sent there" in window.status.model_label.toolTip()
+
+    message = send(qtbot, window)
+    assert (message.thinking, message.content, message.status) == (STANDARD_THINKING.strip(),
+                                                                   STANDARD_ANSWER.strip(), "complete")
+    assert message.model_info["source"] == label  # where the message came from
+    assert message.stats["source"] == label and message.stats["counts_from"] == "server usage"
+    assert message.stats["thinking_tokens"] > 0 and message.stats["answer_tokens"] > 0
+    view = window.transcript.assistant_views()[-1]  # the same thinking pane and answer as a local model's
+    assert view.thinking_text == STANDARD_THINKING.strip() and not view.thinking_expanded
+    assert "17 × 23 = 391" in view.answer_view.toPlainText()
+    stored = window.store.get_conversation(message.conversation_id).messages[-1]
+    assert stored.model_info["source"] == label and stored.thinking == message.thinking
+    assert window.status.model_label.text() == label  # visibly remote throughout
+
+    # Remembered for next time, without a key; a server is not reconnected at start.
+    saved = json.loads(settings_path(data_dir).read_text())
+    assert saved["remote_connections"][0] == {"base_url": server.base_url, "model": model_id, "reasoning": None,
+                                              "server_kind": None}
+    assert saved["last_model_path"] is None
+
+
+def test_stop_closes_the_stream_and_keeps_the_partial_answer(qtbot, open_app, data_dir, ponder_server):
+    server = ponder_server("long_trace")
+    window = open_app(data_dir)
+    connect(qtbot, window, Endpoint(server.base_url, reasoning=True))
+    qtbot.keyClicks(window.prompt_input, PROMPT)
+    qtbot.keyClick(window.prompt_input, Qt.Key.Key_Return)
+    qtbot.waitUntil(lambda: len(window.session.live_trace.thinking) > 200, timeout=ANSWER_TIMEOUT_MS)
+    with qtbot.waitSignal(window.session.answer_finished, timeout=ANSWER_TIMEOUT_MS) as finished:
+        qtbot.mouseClick(window.stop_button, Qt.MouseButton.LeftButton)
+    message = finished.args[0]
+    assert message.status == "stopped" and len(message.thinking) > 200
+    # The server saw the connection close and stopped generating.
+    deadline = time.monotonic() + 10
+    while not server.service.recent and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert server.service.recent[-1].finish_reason == "cancelled"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_a_server_killed_mid_stream_keeps_the_partial_answer_and_says_so(qtbot, open_app, data_dir,
+                                                                        scripted_model):
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "app", "serve", "--model", str(scripted_model("long_trace")),
+                             "--port", str(port), "--ctx", "4096"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env={k: v for k, v in os.environ.items() if k != "PONDER_API_KEY"})
+    try:
+        base_url = f"http://127.0.0.1:{port}/v1"
+        probe = openai.OpenAI(base_url=base_url, api_key="x", max_retries=0, timeout=10)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                probe.models.list()
+                break
+            except openai.APIConnectionError:
+                assert proc.poll() is None and time.monotonic() < deadline, "ponder serve did not start"
+                time.sleep(0.1)
+        window = open_app(data_dir)
+        connect(qtbot, window, Endpoint(base_url, reasoning=True))
+        qtbot.keyClicks(window.prompt_input, PROMPT)
+        qtbot.keyClick(window.prompt_input, Qt.Key.Key_Return)
+        qtbot.waitUntil(lambda: len(window.session.live_trace.thinking) > 200, timeout=ANSWER_TIMEOUT_MS)
+        with qtbot.waitSignal(window.session.answer_finished, timeout=ANSWER_TIMEOUT_MS) as finished:
+            proc.send_signal(signal.SIGKILL)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(30)
+    message = finished.args[0]
+    assert message.status == "error" and len(message.thinking) > 200  # what came is kept
+    stored = window.store.get_conversation(message.conversation_id).messages[-1]
+    assert stored.thinking == message.thinking and stored.status == "error"
+    assert window.notice.isVisible()
+    assert f"The connection to 127.0.0.1:{port} broke in the middle of the answer" in window.notice.label.text()
+    assert "The part already received is kept" in window.notice.label.text()
+    assert window.client.is_remote  # still connected: the next prompt can try again
+
+
+def test_an_unreachable_server_is_a_notice_that_reopens_the_dialog(qtbot, open_app, data_dir, scripted_model):
+    window = open_app(data_dir, scripted_model("standard_r1"))  # a chat open: the notice bar shows it
+    window.session.send(PROMPT)
+    qtbot.waitUntil(lambda: not window.session.busy, timeout=ANSWER_TIMEOUT_MS)
+    port = free_port()  # nothing listens there
+    with qtbot.waitSignal(window.client.load_failed, timeout=LOAD_TIMEOUT_MS) as failed:
+        window.models.connect_remote(Endpoint(f"http://127.0.0.1:{port}/v1", "m"))
+    assert f"127.0.0.1:{port}" in failed.args[0]
+    assert window.client.info is None and window.status.model_label.text() == "No model loaded"
+    assert window.notice.isVisible() and window.notice.label.text() == failed.args[0]
+    assert window.notice.action_button.text() == "Connect to a server…"
+    seen: list[str] = []
+
+    def look():
+        dialog = QApplication.activeModalWidget()
+        if not isinstance(dialog, ConnectDialog):
+            QTimer.singleShot(20, look)
+            return
+        seen.append(dialog.message.text())
+        dialog.reject()
+
+    QTimer.singleShot(0, look)
+    window.notice.action_button.click()
+    assert seen == [failed.args[0]]  # the dialog opens again, saying what went wrong
+
+
+def test_the_key_goes_to_the_key_store_never_to_the_settings(qtbot, open_app, data_dir):
+    window = open_app(data_dir)
+    dialog = ConnectDialog(window.settings, window)
+    qtbot.addWidget(dialog)
+    dialog.preset.setCurrentIndex(dialog.preset.findText("DeepSeek API"))
+    assert dialog.model.currentText() == "deepseek-reasoner" and dialog.reasoning.isChecked()
+    assert dialog.key_note.text() == (key_store().note or dialog.key_note.text())
+    if not key_store().persistent:  # this machine has no keychain: the dialog says so
+        assert dialog.key_note.text() == NO_KEYCHAIN
+    dialog.api_key.setText("sk-test-123")
+    dialog.connect_button.click()
+    assert dialog.result() == ConnectDialog.DialogCode.Accepted
+    endpoint = dialog.endpoint()
+    try:
+        assert endpoint.base_url == "https://api.deepseek.com/v1" and endpoint.api_key == "sk-test-123"
+        assert key_store().get("https://api.deepseek.com/v1") == "sk-test-123"
+        from app.ui.remote_dialog import remember_connection
+
+        remember_connection(window.settings, endpoint)
+        window.save_settings()
+        assert "sk-test-123" not in settings_path(data_dir).read_text()
+        # The recent connection comes back first, with its key from the store.
+        again = ConnectDialog(window.settings, window)
+        qtbot.addWidget(again)
+        assert again.preset.currentText() == "Recent: api.deepseek.com · deepseek-reasoner"
+        assert again.api_key.text() == "sk-test-123"
+    finally:
+        key_store().delete("https://api.deepseek.com/v1")
