@@ -167,6 +167,6 @@ class SteeringControls(QObject):
         if self.session.busy:
             self.session.error_occurred.emit("Let the answer finish, or stop it, before editing a thought.")
             return
-        editor = ThinkingEditor(message.thinking, self.window)
+        editor = ThinkingEditor(message.thinking, self.window, message.spans)
         if editor.exec() == ThinkingEditor.DialogCode.Accepted:
             self.session.continue_thinking(message.id, editor.text())

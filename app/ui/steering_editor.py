@@ -7,7 +7,7 @@ Engine.continue_from). The part the user changed is marked as theirs in the new 
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, Slot
-from PySide6.QtGui import QTextCursor
+from PySide6.QtGui import QTextCharFormat, QTextCursor
 from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
@@ -19,13 +19,16 @@ from PySide6.QtWidgets import (
 )
 
 from app.core.steering import SteeringError, check_thought
+from app.ui import theme
+from app.ui.steering_spans import display_pieces, span_format
 
 EDITOR_HINT = ("Change or cut the model's thinking. The model continues from the end of this text, as a new "
                "version of the answer; the current one is kept. What you change is marked as yours.")
 
 
 class ThinkingEditor(QDialog):
-    def __init__(self, thinking: str, parent: QWidget | None = None) -> None:
+    def __init__(self, thinking: str, parent: QWidget | None = None, spans=()) -> None:
+        """`spans`: the thought's inserted stretches, shown in their style while editing."""
         super().__init__(parent)
         self.setObjectName("thinkingEditor")
         self.setWindowTitle("Edit the thinking")
@@ -33,7 +36,13 @@ class ThinkingEditor(QDialog):
         hint = QLabel(EDITOR_HINT, self)
         hint.setWordWrap(True)
         self.editor = QPlainTextEdit(self, objectName="thinkingEditorText")
-        self.editor.setPlainText(thinking)
+        if spans:
+            colors, cursor = theme.colors_for(parent), QTextCursor(self.editor.document())
+            for piece, kind in display_pieces(thinking, spans):
+                if kind != "close":  # a display mark, not text of the thought
+                    cursor.insertText(piece, span_format(kind, colors) if kind else QTextCharFormat())
+        else:
+            self.editor.setPlainText(thinking)
         self.editor.moveCursor(QTextCursor.MoveOperation.End)
         self.error_label = QLabel(self, objectName="thinkingEditorError")
         self.error_label.setTextFormat(Qt.TextFormat.PlainText)

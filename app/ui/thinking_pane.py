@@ -187,7 +187,7 @@ class ThinkingBody(QPlainTextEdit):
         cursor = QTextCursor(self.document())
         cursor.movePosition(QTextCursor.MoveOperation.End)
         if inserted is not None:
-            colors = theme.colors_for(self)
+            colors = theme.colors_for(self.window())  # (the text box's own palette reads dark)
             cursor.insertText(text, span_format(inserted, colors))
             if inserted == "wrap_up":  # Ponder's </think> ends the thought: shown, as inserted
                 cursor.insertText(("" if text.endswith("\n") else "\n") + CLOSE_MARK, span_format("close", colors))
@@ -203,7 +203,7 @@ class ThinkingBody(QPlainTextEdit):
     def set_text(self, text: str, spans=()) -> None:
         self.setPlainText(text if not spans else "")
         if spans:  # inserted stretches in their own style (steering_spans.py)
-            colors, cursor = theme.colors_for(self), QTextCursor(self.document())
+            colors, cursor = theme.colors_for(self.window()), QTextCursor(self.document())
             for piece, kind in display_pieces(text, spans):
                 cursor.insertText(piece, span_format(kind, colors) if kind else QTextCharFormat())
         self._styled = bool(spans)
