@@ -9,6 +9,7 @@ test knows the exact text that follows an insertion.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import threading
@@ -321,3 +322,28 @@ def test_ask_refuses_a_bad_thinking_budget_with_a_sentence(scripted_model, value
     result = ponder("ask", "--model", str(scripted_model("standard_r1")), "--thinking-budget", value, "Hi")
     assert result.returncode == 2
     assert words in result.stderr and "Traceback" not in result.stderr
+
+
+# --- with speculative decoding ----------------------------------------------------------
+
+
+def test_a_budget_cuts_inside_a_run_of_accepted_drafts(scripted_model, long_trace, tmp_path):
+    """A copy of the model as its draft drafts perfectly: a step brings up to k+1 tokens, and the
+    budget falls inside such a run. The drafts after the cut leave the KV cache."""
+    path = scripted_model("long_trace")
+    draft = tmp_path / "draft.gguf"
+    shutil.copyfile(path, draft)
+    eng = Engine.load(path, LoadOptions(n_ctx=4096, draft=str(draft)))
+    try:
+        eng.draft_fixed_k = 8
+        run = eng.chat(ASK, Sampling(seed=1, thinking_budget=13)).run()
+        plain = long_trace.chat(ASK, Sampling(seed=1, thinking_budget=13)).run()
+        assert run.stats.draft_accepted > 13  # the budget did fall inside accepted runs
+        assert (run.thinking, run.answer, run.flags, run.spans) == (plain.thinking, plain.answer, plain.flags, plain.spans)
+        s = run.stats
+        assert s.thinking_tokens - s.inserted_tokens == 13
+        lc = eng._lc
+        kv = lc.llama_memory_seq_pos_max(lc.llama_get_memory(eng._ctx), 0) + 1
+        assert kv == s.context_used == s.prompt_tokens + s.thinking_tokens + s.answer_tokens
+    finally:
+        eng.close()
