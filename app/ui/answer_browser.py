@@ -20,7 +20,7 @@ from PySide6.QtWidgets import QFrame, QSizePolicy, QTextBrowser, QToolTip, QWidg
 
 from app.core.maths import RESOURCE_SCHEME
 from app.core.render import COPY_SCHEME
-from app.ui.formula_images import FormulaImages, mime_with_sources
+from app.ui.formula_images import FormulaImages, with_sources
 from app.ui.plain_text import as_plain_text
 
 COPIED_FEEDBACK_MS = 1500
@@ -78,7 +78,7 @@ class AnswerBrowser(QTextBrowser):
 
     def createMimeDataFromSelection(self) -> QMimeData:  # noqa: N802 (Qt API)
         """Selection + Ctrl+C: formulas copy as their LaTeX source, as plain text."""
-        return mime_with_sources(self.textCursor()) or super().createMimeDataFromSelection()
+        return with_sources(super().createMimeDataFromSelection(), self.textCursor())
 
     @Slot(QUrl)
     def _on_anchor_clicked(self, url: QUrl) -> None:

@@ -40,6 +40,7 @@ from PySide6.QtGui import (
     QTextImageFormat,
 )
 from PySide6.QtSvg import QSvgRenderer
+from PySide6.QtWidgets import QPlainTextEdit
 
 from app.core.formula import FormulaError, FormulaImage, render_formula
 from app.core.maths import RESOURCE_SCHEME, parse_resource_name, written
@@ -343,13 +344,19 @@ def selected_text(cursor: QTextCursor) -> str | None:
     return "".join(out)
 
 
-def mime_with_sources(cursor: QTextCursor) -> QMimeData | None:
-    """Clipboard data for a selection holding formulas: plain text with their LaTeX (nobody
-    wants to paste an image); None when there is no formula in it."""
+def with_sources(mime: QMimeData, cursor: QTextCursor) -> QMimeData:
+    """Clipboard data for the selection (`mime`: Qt's own): plain text with each formula's LaTeX
+    if the selection holds formulas (nobody wants to paste an image), else `mime` as it is.
+
+    The data is made by Qt (a plain text edit's), not constructed in Python: the clipboard
+    keeps it, and deletes it at exit, after Python is gone, which a Python-made object does not
+    survive (a segfault in Shiboken at exit)."""
     text = selected_text(cursor)
     if text is None:
-        return None
-    mime = QMimeData()
-    mime.setText(text)
-    return mime
-
+        return mime
+    helper = QPlainTextEdit()
+    helper.setPlainText(text)
+    helper.selectAll()
+    plain = helper.createMimeDataFromSelection()
+    helper.deleteLater()
+    return plain

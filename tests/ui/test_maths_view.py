@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 from PySide6.QtCore import Qt, QUrl
-from PySide6.QtGui import QColor, QGuiApplication, QImage, QTextCursor, QTextDocument
+from PySide6.QtGui import QColor, QGuiApplication, QImage, QTextDocument
 from PySide6.QtWidgets import QApplication
 
 from app.commands.export import message_to_markdown
@@ -17,7 +17,7 @@ from app.ui.formula_images import IMAGE_RESOURCE, FormulaStyle, rasterise, types
 from app.ui.message_view import AssistantMessageView
 from app.ui.settings_dialog import SettingsDialog
 from tests.fixtures.scripted_gguf import Script, split_script
-from tests.ui.test_message_view import StoredMessage, settle, streaming_view, transcript  # noqa: F401
+from tests.ui.test_message_view import StoredMessage, settle, streaming_view, transcript  # noqa: F401 (a fixture)
 from tests.ui.test_window import last_assistant_view, send
 
 TYPESET_TIMEOUT_MS = 20_000
@@ -114,24 +114,31 @@ def test_copying_an_answer_with_formulas_gives_its_latex(qtbot, maths_window):
     assert "\\[\\frac{dy}{dx} = x^x(\\ln x + 1)\\]" in copied
     assert "$$\\sum_{k=1}^{n} k = \\frac{n(n+1)}{2}$$" in copied
     assert "\\boxed{x^x(\\ln x + 1)}" in copied and "\ufffc" not in copied
-    assert not clipboard.mimeData().hasImage() and not clipboard.mimeData().hasHtml()
+    data = clipboard.mimeData()
+    assert not data.hasImage() and "<img" not in data.html() and "formula:" not in data.html()
     assert ANSWER in message_to_markdown(message)  # the export keeps the source too
 
 
 def test_the_finished_thought_has_its_maths_typeset(qtbot, maths_window):
     window, message = maths_window
-    body = last_assistant_view(window).thinking_body
-    wait_typeset(qtbot, body)
-    assert [name for name, _ in formula_images(body.document())] == [resource_name(f) for f in find_maths(THINKING)]
-    assert "\\ln" not in body.toPlainText() and body.toPlainText().startswith("We need ")
-    body.selectAll()
-    assert body.createMimeDataFromSelection().text() == THINKING
+    pane = last_assistant_view(window).thinking_pane
+    typeset = pane.typeset
+    wait_typeset(qtbot, typeset)
+    assert [name for name, _ in formula_images(typeset.document())] == [resource_name(f) for f in find_maths(THINKING)]
+    assert "\\ln" not in typeset.toPlainText() and typeset.toPlainText().startswith("We need ")
+    assert pane.body.toPlainText() == THINKING  # the streamed plain text, now in its place
+    pane.set_expanded(True)
+    assert typeset.isVisible() and not pane.body.isVisible()
+    pane.set_expanded(False)
+    assert not typeset.isVisible() and not pane.expanded
+    typeset.selectAll()
+    assert typeset.createMimeDataFromSelection().text() == THINKING
 
 
 # --- the view on its own ------------------------------------------------------------------
 
 
-def test_a_formula_is_typeset_once_its_closing_delimiter_arrives(qtbot, transcript):
+def test_a_formula_is_typeset_once_its_closing_delimiter_arrives(qtbot, transcript):  # noqa: F811 (the transcript fixture)
     view = streaming_view(transcript)
     view.append_answer("We get $\\frac{a}{b")
     settle(qtbot, view)
@@ -150,7 +157,7 @@ def test_a_formula_is_typeset_once_its_closing_delimiter_arrives(qtbot, transcri
     assert len(formula_images(browser.document())) == 2
 
 
-def test_the_thinking_pane_stays_plain_text_while_it_streams(qtbot, transcript):
+def test_the_thinking_pane_stays_plain_text_while_it_streams(qtbot, transcript):  # noqa: F811 (the transcript fixture)
     view = streaming_view(transcript)
     view.append_thinking("Consider $x^2 + 1$ and more")
     settle(qtbot, view)
@@ -159,14 +166,14 @@ def test_the_thinking_pane_stays_plain_text_while_it_streams(qtbot, transcript):
     assert not formula_images(view.thinking_body.document())
 
 
-def test_with_the_setting_off_a_finished_thought_stays_plain_text(qtbot, transcript):
+def test_with_the_setting_off_a_finished_thought_stays_plain_text(qtbot, transcript):  # noqa: F811 (the transcript fixture)
     view = transcript(AssistantMessageView.from_message(
         StoredMessage("Answer $a$.", thinking="Think $x^2$."), typeset_thinking_maths=False))
     assert view.thinking_body.toPlainText() == "Think $x^2$."
-    assert not formula_images(view.thinking_body.document())
+    assert view.thinking_pane.typeset is None and not formula_images(view.thinking_body.document())
 
 
-def test_a_formula_that_does_not_parse_shows_its_source_in_monospace(qtbot, transcript):
+def test_a_formula_that_does_not_parse_shows_its_source_in_monospace(qtbot, transcript):  # noqa: F811 (the transcript fixture)
     answer = "Before $\\notacommand{x}$ middle $x^2$ after.\n\n\\[\n\\frac{1}{\n\\]\n\nEnd."
     view = transcript(AssistantMessageView.from_message(StoredMessage(answer)))
     browser = view.answer_view
@@ -180,14 +187,14 @@ def test_a_formula_that_does_not_parse_shows_its_source_in_monospace(qtbot, tran
     assert "$\\notacommand{x}$ middle $x^2$ after." in browser.createMimeDataFromSelection().text()
 
 
-def test_dollar_amounts_and_shell_variables_stay_text(qtbot, transcript):
+def test_dollar_amounts_and_shell_variables_stay_text(qtbot, transcript):  # noqa: F811 (the transcript fixture)
     answer = "It costs $5 and $10. Run `echo $HOME` or $HOME/$USER.\n\n```sh\nexport A=$B$C\n```"
     view = transcript(AssistantMessageView.from_message(StoredMessage(answer)))
     assert not formula_images(view.answer_view.document())
     assert "It costs $5 and $10. Run echo $HOME or $HOME/$USER." in view.answer_view.toPlainText()
 
 
-def test_a_theme_change_typesets_the_formulas_in_the_new_colours(qtbot, transcript):
+def test_a_theme_change_typesets_the_formulas_in_the_new_colours(qtbot, transcript):  # noqa: F811 (the transcript fixture)
     view = transcript(AssistantMessageView.from_message(StoredMessage("So $\\sqrt{2}$ is irrational.")))
     wait_typeset(qtbot, view.answer_view)
     view.answer.set_colors(theme.DARK)
