@@ -67,7 +67,8 @@ def format_recommendation(rec: Recommendation) -> str:
         files = rec.files[0] if len(rec.files) == 1 else f"{rec.files[0]} and {len(rec.files) - 1} more parts"
         layers = f"{p.n_gpu_layers} of {p.n_layers + 1} on the GPU"
         if p.experts_in_ram:
-            layers = f"all {p.n_layers + 1} on the GPU, their routed experts in RAM"
+            which = "all" if p.n_cpu_moe >= p.n_layers else f"the first {p.n_cpu_moe}"
+            layers = f"all {p.n_layers + 1} on the GPU; the routed experts of {which} in RAM"
         lines += [
             f"Recommended: {m.name} {p.quant}  ({m.repo})",
             f"  file     {files}  ({_gb(p.file_size)})",

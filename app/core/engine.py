@@ -253,11 +253,13 @@ class Engine:
         hw = hardware.probe()  # never raises; what it cannot read it leaves out
         wanted = options.n_gpu_layers
         kv_type = "f16" if options.kv_type == "auto" else options.kv_type
-        experts_in_ram = bool(options.experts_in_ram) and summary.n_expert > 0
+        # Experts in RAM: the routed experts of the first n_cpu_moe layers (all, when forced) in system RAM.
+        n_cpu_moe = summary.n_layers if options.experts_in_ram and summary.n_expert > 0 else 0
         if wanted is None:
-            wanted, kv_type, experts_in_ram = _auto_placement(summary, options, hw) if gpu else (0, kv_type, False)
+            wanted, kv_type, n_cpu_moe = _auto_placement(summary, options, hw) if gpu else (0, kv_type, 0)
         elif wanted < 0:
             wanted = summary.n_layers + 1  # +1: the output layer
+        experts_in_ram = n_cpu_moe > 0
         # Beyond the trained context a model's answers fall apart; R1 distills train on 128k.
         n_ctx = min(options.n_ctx, summary.n_ctx_train) if summary.n_ctx_train > 0 else options.n_ctx
         options = dataclasses.replace(options, kv_type=kv_type, n_ctx=n_ctx)
@@ -271,7 +273,8 @@ class Engine:
         _refuse_if_too_big(summary, options, wanted, hw, experts_in_ram)
         try:
             # (the keyword only when set: callers and tests that wrap _open keep its older signature)
-            self._open(summary.path, options, wanted, progress, **({"experts_in_ram": True} if experts_in_ram else {}))
+            self._open(summary.path, options, wanted, progress,
+                       **({"experts_in_ram": True, "cpu_moe_layers": n_cpu_moe} if experts_in_ram else {}))
         except ModelLoadError as exc:
             if wanted == 0:
                 raise
@@ -350,12 +353,12 @@ class Engine:
         return self._drafter.name if self._drafter is not None else None
 
     def _open(self, path: Path, options: LoadOptions, n_gpu_layers: int, progress, *,
-              experts_in_ram: bool = False) -> None:
+              experts_in_ram: bool = False, cpu_moe_layers: int | None = None) -> None:
         lc = self._lc
         mparams = lc.llama_model_default_params()
         mparams.n_gpu_layers = n_gpu_layers
         # llama.cpp reads the overrides while it loads; the array must outlive the call (kept on self).
-        self._buft_overrides = _experts_on_cpu_overrides() if experts_in_ram else None
+        self._buft_overrides = _experts_on_cpu_overrides(cpu_moe_layers) if experts_in_ram else None
         if self._buft_overrides is not None:
             mparams.tensor_buft_overrides = ctypes.cast(self._buft_overrides, ctypes.c_void_p)
         self._progress_cb = None
@@ -912,19 +915,20 @@ def _refuse_if_too_big(summary: ModelSummary, options: LoadOptions, n_gpu_layers
         )
 
 
-def _auto_placement(summary: ModelSummary, options: LoadOptions, hw: HardwareInfo) -> tuple[int, str, bool]:
-    """(GPU layers, KV type, routed experts in RAM) that fit this machine, from the memory planner."""
+def _auto_placement(summary: ModelSummary, options: LoadOptions, hw: HardwareInfo) -> tuple[int, str, int]:
+    """(GPU layers, KV type, leading layers whose routed experts stay in RAM) that fit this machine,
+    from the memory planner."""
     from app.core import sizing
 
     kv_default = "f16" if options.kv_type == "auto" else options.kv_type
-    experts_default = bool(options.experts_in_ram) and summary.n_expert > 0
+    experts_default = summary.n_layers if options.experts_in_ram and summary.n_expert > 0 else 0
     try:
         if not hw.usable_gpus:  # e.g. a GPU ggml sees but the probe cannot size (Intel via Vulkan)
             return summary.n_layers + 1, kv_default, experts_default  # a failed load falls back to the CPU
         kv_types = ("f16", "q8_0") if options.kv_type == "auto" else (options.kv_type,)
         chosen = sizing.best_placement(summary, hw=hw, n_ctx=options.n_ctx, kv_types=kv_types,
                                        experts_in_ram=options.experts_in_ram)
-        return chosen.n_gpu_layers, chosen.kv_type, chosen.experts_in_ram
+        return chosen.n_gpu_layers, chosen.kv_type, chosen.n_cpu_moe if chosen.experts_in_ram else 0
     except Exception:  # the planner is advice; llama.cpp's own failure falls back to the CPU
         log.exception("memory planning failed; offloading every layer")
         return summary.n_layers + 1, kv_default, experts_default
@@ -941,10 +945,12 @@ class _TensorBuftOverride(ctypes.Structure):
     _fields_ = [("pattern", ctypes.c_char_p), ("buft", ctypes.c_void_p)]
 
 
-def _experts_on_cpu_overrides() -> ctypes.Array:
-    """The NULL-terminated override list that keeps the routed experts in CPU memory. The buffer type
-    must be ggml_backend_cpu_buffer_type() itself: llama.cpp compares the pointer to pick the CPU's
-    (repacking) buffer types for them. llama-cpp-python 0.3.36 declares the field but never fills it."""
+def _experts_on_cpu_overrides(n_layers: int | None = None) -> ctypes.Array:
+    """The NULL-terminated override list that keeps the routed experts in CPU memory: every layer's,
+    or those of the first `n_layers` layers (llama.cpp's --n-cpu-moe: one "blk.N" pattern a layer).
+    The buffer type must be ggml_backend_cpu_buffer_type() itself: llama.cpp compares the pointer to
+    pick the CPU's (repacking) buffer types for them. llama-cpp-python 0.3.36 declares the field but
+    never fills it."""
     from llama_cpp import _ggml
     from llama_cpp._ctypes_extensions import load_shared_library
 
@@ -959,10 +965,12 @@ def _experts_on_cpu_overrides() -> ctypes.Array:
         raise ModelLoadError("This llama.cpp build does not expose its CPU buffer type, so the experts cannot be "
                              "kept in RAM; load the model without that option.")
     fn.restype, fn.argtypes = ctypes.c_void_p, []
-    overrides = (_TensorBuftOverride * 2)()
-    overrides[0].pattern = EXPERTS_PATTERN
-    overrides[0].buft = fn()
-    return overrides  # overrides[1] stays zero: the terminator
+    patterns = [EXPERTS_PATTERN] if n_layers is None else [rb"blk\.%d" % i + EXPERTS_PATTERN for i in range(n_layers)]
+    overrides = (_TensorBuftOverride * (len(patterns) + 1))()
+    cpu = fn()
+    for entry, pattern in zip(overrides, patterns):
+        entry.pattern, entry.buft = pattern, cpu  # ctypes keeps the bytes alive with the array
+    return overrides  # the last entry stays zero: the terminator
 
 
 def _physical_cores() -> int:

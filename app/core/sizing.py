@@ -293,6 +293,7 @@ class DeviceUse:
     runtime_bytes: int = 0
     margin_bytes: int = 0
     budget_bytes: int | None = None
+    expert_layers_in_ram: int = 0  # a GPU's layers whose routed experts are in system RAM instead
 
     @property
     def total_bytes(self) -> int:
@@ -308,6 +309,7 @@ class DeviceUse:
             "weights_bytes": self.weights_bytes, "kv_bytes": self.kv_bytes, "compute_bytes": self.compute_bytes,
             "runtime_bytes": self.runtime_bytes, "margin_bytes": self.margin_bytes,
             "total_bytes": self.total_bytes, "budget_bytes": self.budget_bytes, "fits": self.fits,
+            "expert_layers_in_ram": self.expert_layers_in_ram,
         }
 
 
@@ -330,8 +332,20 @@ class Plan:
     # weights, the output layer and the KV cache on the GPU (llama.cpp's tensor buffer-type override,
     # `-ot "\.ffn_.*_exps\.=CPU"`); n_gpu_layers is then all of them.
     experts_in_ram: bool = False
-    expert_bytes: int = 0  # the routed experts' bytes (in RAM when experts_in_ram)
+    expert_bytes: int = 0  # the routed experts' bytes, all layers
     expert_read_bytes: int = 0  # of those, what one token reads (the experts the router picks)
+    # With experts_in_ram: the first n_cpu_moe layers have their experts in RAM (llama.cpp's
+    # --n-cpu-moe N); the least that lets the rest fit the GPUs. n_layers: all of them (--cpu-moe).
+    n_cpu_moe: int = 0
+
+    @property
+    def expert_bytes_in_ram(self) -> int:
+        return int(self.expert_bytes * self.n_cpu_moe / self.n_layers) if self.experts_in_ram else 0
+
+    @property
+    def expert_read_bytes_in_ram(self) -> int:
+        """Expert bytes one token reads from system RAM."""
+        return int(self.expert_read_bytes * self.n_cpu_moe / self.n_layers) if self.experts_in_ram else 0
 
     @property
     def full_offload(self) -> bool:
@@ -379,8 +393,8 @@ class Plan:
             "file_size": self.file_size, "n_ctx": self.n_ctx, "kv_type": self.kv_type,
             "n_gpu_layers": self.n_gpu_layers, "n_layers": self.n_layers, "placement": self.placement,
             "flash_attn": self.flash_attn, "n_ubatch": self.n_ubatch, "fit": self.fit,
-            "experts_in_ram": self.experts_in_ram, "expert_bytes": self.expert_bytes,
-            "expert_read_bytes": self.expert_read_bytes,
+            "experts_in_ram": self.experts_in_ram, "n_cpu_moe": self.n_cpu_moe, "expert_bytes": self.expert_bytes,
+            "expert_bytes_in_ram": self.expert_bytes_in_ram, "expert_read_bytes": self.expert_read_bytes,
             "estimated_vram_bytes": self.gpu_bytes, "estimated_ram_bytes": self.ram_bytes,
             "expected_tokens_per_s": round(self.expected_tokens_per_s, 1),
             "devices": [d.to_dict() for d in self.devices],
@@ -388,7 +402,7 @@ class Plan:
 
     def breakdown(self) -> str:
         """A table in MiB, for scripts that compare the plan with a measurement."""
-        experts = ", routed experts in RAM" if self.experts_in_ram else ""
+        experts = f", routed experts of {self.n_cpu_moe} layers in RAM" if self.experts_in_ram else ""
         head = (f"{self.model_name} {self.quant}: n_ctx {self.n_ctx} ({self.kv_type} KV), "
                 f"{self.n_gpu_layers}/{self.n_layers + 1} layers on GPU{experts}, "
                 f"~{self.expected_tokens_per_s:.0f} tok/s, {self.fit}")
@@ -431,14 +445,16 @@ def model_shape(model, quant: str | Quant | None = None) -> ModelShape:
 
 def plan(model, *, quant: str | Quant | None = None, n_ctx: int = TARGET_N_CTX, kv_type: str = "f16",
          n_gpu_layers: int | None = None, hw: HardwareInfo | None = None,
-         n_ubatch: int = DEFAULT_N_UBATCH, flash_attn: bool = True, experts_in_ram: bool = False) -> Plan:
+         n_ubatch: int = DEFAULT_N_UBATCH, flash_attn: bool = True, experts_in_ram: bool = False,
+         n_cpu_moe: int | None = None) -> Plan:
     """Where a model's bytes go and how fast it decodes.
 
     `model`: a catalog model (with `quant`, default Q4_K_M), a `ModelSummary` or a `ModelShape`.
     `n_gpu_layers`: None = as many as fit on `hw`'s GPUs; -1 = all; otherwise llama.cpp's count.
     `hw`: None plans for one CUDA GPU with no memory limit (for measurement scripts).
     `experts_in_ram`: a mixture of experts with its routed experts in system RAM and all the rest on
-    the GPU (n_gpu_layers is then all layers); ignored for a dense model or without a GPU."""
+    the GPU (n_gpu_layers is then all layers); ignored for a dense model or without a GPU. Those of the
+    first `n_cpu_moe` layers; None: as few as let the GPUs hold the rest (all, if nothing fits)."""
     shape = model_shape(model, quant)
     if kv_type not in KV_BYTES_PER_ELEMENT:
         raise PonderError(f"Unknown KV cache type {kv_type!r}; use one of {', '.join(KV_BYTES_PER_ELEMENT)}.")
@@ -450,20 +466,39 @@ def plan(model, *, quant: str | Quant | None = None, n_ctx: int = TARGET_N_CTX, 
     full = shape.n_layers + 1
     # (Unified memory has one pool: RAM and "GPU memory" are the same bytes, nothing to gain.)
     experts_in_ram = bool(experts_in_ram and shape.is_moe and gpus and not (hw and hw.unified_memory))
+    moe_off = 0
     if experts_in_ram:
         n = full
+        moe_off = (min(max(n_cpu_moe, 1), shape.n_layers) if n_cpu_moe is not None
+                   else _min_cpu_moe(shape, gpus, hw, n_ctx, kv_type, n_ubatch, flash_attn))
     elif n_gpu_layers is None:
         n = _max_gpu_layers(shape, gpus, hw, n_ctx, kv_type, n_ubatch, flash_attn)
     else:
         n = full if n_gpu_layers < 0 else min(n_gpu_layers, full)
         n = n if gpus else 0
-    devices = _place(shape, n, gpus, hw, n_ctx, kv_type, n_ubatch, flash_attn, experts_in_ram)
-    speed = _tokens_per_s(shape, devices, gpus, hw, kv_type, experts_in_ram)
+    devices = _place(shape, n, gpus, hw, n_ctx, kv_type, n_ubatch, flash_attn, moe_off)
+    speed = _tokens_per_s(shape, devices, gpus, hw, kv_type)
     return Plan(model_name=shape.name, model_id=shape.model_id, quant=shape.quant, file_size=shape.file_size,
                 n_ctx=n_ctx, kv_type=kv_type, n_gpu_layers=n, n_layers=shape.n_layers, flash_attn=flash_attn,
                 n_ubatch=n_ubatch, devices=devices, expected_tokens_per_s=speed, has_gpu=bool(gpus),
                 experts_in_ram=experts_in_ram, expert_bytes=shape.expert_bytes,
-                expert_read_bytes=int(shape.expert_read_bytes))
+                expert_read_bytes=int(shape.expert_read_bytes), n_cpu_moe=moe_off)
+
+
+def _min_cpu_moe(shape, gpus, hw, n_ctx, kv_type, n_ubatch, flash_attn) -> int:
+    """The fewest leading layers whose experts must move to RAM for the GPUs to hold the rest (fit is
+    monotone in it: a binary search); all layers when even that does not fit."""
+    def fits(k: int) -> bool:
+        devices = _place(shape, shape.n_layers + 1, gpus, hw, n_ctx, kv_type, n_ubatch, flash_attn, k)
+        return all(d.fits for d in devices if d.kind == "gpu")
+
+    low, high = 1, shape.n_layers
+    if not fits(high):
+        return high
+    while low < high:
+        mid = (low + high) // 2
+        low, high = (low, mid) if fits(mid) else (mid + 1, high)
+    return low
 
 
 def _max_gpu_layers(shape, gpus, hw, n_ctx, kv_type, n_ubatch, flash_attn) -> int:
@@ -477,7 +512,8 @@ def _max_gpu_layers(shape, gpus, hw, n_ctx, kv_type, n_ubatch, flash_attn) -> in
 
 
 def _place(shape: ModelShape, n: int, gpus: list[_Gpu], hw, n_ctx, kv_type, n_ubatch, flash_attn,
-           experts_in_ram: bool = False) -> list[DeviceUse]:
+           n_cpu_moe: int = 0) -> list[DeviceUse]:
+    """Bytes per device; `n_cpu_moe`: the first layers whose routed experts go to RAM (experts in RAM)."""
     full = shape.n_layers + 1
     n_ctx_pad = math.ceil(n_ctx / N_CTX_PAD) * N_CTX_PAD
     gpu_devs = [DeviceUse(name=g.name, kind="gpu") for g in gpus] if n > 0 else []
@@ -496,6 +532,10 @@ def _place(shape: ModelShape, n: int, gpus: list[_Gpu], hw, n_ctx, kv_type, n_ub
             dev.has_output = True
         else:
             dev.layers += 1
+            if il < n_cpu_moe and dev is not cpu:
+                dev.expert_layers_in_ram += 1
+    expert_layer = shape.expert_bytes / shape.n_layers  # (averaged: dense leading layers have none)
+    experts_off = sum(d.expert_layers_in_ram for d in gpu_devs) * expert_layer
     kv_layer = shape.kv_bytes_per_token_layer(kv_type) * n_ctx_pad
     logits = n_ubatch * shape.vocab_size * 4 + shape.n_embd * n_ubatch * 4
     # f32 activations of one layer's attention that are alive together: the queries and attention output
@@ -509,20 +549,20 @@ def _place(shape: ModelShape, n: int, gpus: list[_Gpu], hw, n_ctx, kv_type, n_ub
     attention = (n_ctx_pad * n_ubatch * 2 if flash_attn else shape.n_head * n_ctx_pad * n_ubatch * 4) + activations
     ffn = 3 * shape.n_ff * n_ubatch * 4
     layer_work = max(attention, ffn)
-    cpu_weights_present = cpu.layers > 0 or cpu.has_output or experts_in_ram
+    cpu_weights_present = cpu.layers > 0 or cpu.has_output or experts_off > 0
     # The biggest CPU weight llama.cpp copies to the GPU to run a prompt batch there (op offload): the
     # output layer, a layer's largest matrix, or one layer's largest expert tensor (gate, up or down).
     offload_copy = 0
     if gpu_devs and cpu_weights_present:
         if cpu.has_output:
             offload_copy = shape.output_bytes
-        elif experts_in_ram:
-            offload_copy = int(shape.expert_bytes / shape.n_layers * LARGEST_EXPERT_TENSOR_SHARE)
+        elif experts_off:
+            offload_copy = int(expert_layer * LARGEST_EXPERT_TENSOR_SHARE)
         else:
             offload_copy = int(shape.layer_bytes * LARGEST_LAYER_TENSOR_SHARE)
-    gpu_layer_bytes = shape.non_expert_layer_bytes if experts_in_ram else shape.layer_bytes
     for dev, g in zip(gpu_devs, gpus):
-        dev.weights_bytes = int(dev.layers * gpu_layer_bytes + (shape.output_bytes if dev.has_output else 0))
+        dev.weights_bytes = int(dev.layers * shape.layer_bytes - dev.expert_layers_in_ram * expert_layer
+                                + (shape.output_bytes if dev.has_output else 0))
         dev.kv_bytes = int(dev.layers * kv_layer)
         dev.compute_bytes = max(logits if dev.has_output else 0, layer_work if dev.layers else 0)
         if kv_type != "f16" and g.vendor == "nvidia" and dev.layers:
@@ -535,11 +575,11 @@ def _place(shape: ModelShape, n: int, gpus: list[_Gpu], hw, n_ctx, kv_type, n_ub
         gpu_devs[0].compute_bytes += offload_copy
     cpu.weights_bytes = int(shape.token_embd_bytes + cpu.layers * shape.layer_bytes
                             + (shape.output_bytes if cpu.has_output else 0)
-                            + (shape.expert_bytes if experts_in_ram else 0))
+                            + experts_off)
     cpu.kv_bytes = int(cpu.layers * kv_layer)
     if cpu_weights_present:
         cpu.compute_bytes = max(logits if cpu.has_output else 0, layer_work if cpu.layers else 0)
-        if experts_in_ram:  # the used experts' FFN activations of a batch, computed on the CPU
+        if experts_off:  # the used experts' FFN activations of a batch, computed on the CPU
             cpu.compute_bytes = max(cpu.compute_bytes, 3 * shape.n_ff * n_ubatch * 4)
     else:  # inputs staged on the host: embeddings of the batch and the attention mask
         cpu.compute_bytes = 2 * shape.n_embd * n_ubatch * 4 + n_ctx_pad * n_ubatch * 2
@@ -558,10 +598,9 @@ def cpu_effective_gbps(hw: HardwareInfo | None) -> float:
     return min(hw.cpu_bandwidth_gbps, cores * CPU_GBPS_PER_CORE) * CPU_EFFICIENCY
 
 
-def _tokens_per_s(shape: ModelShape, devices: list[DeviceUse], gpus: list[_Gpu], hw, kv_type: str,
-                  experts_in_ram: bool = False) -> float:
+def _tokens_per_s(shape: ModelShape, devices: list[DeviceUse], gpus: list[_Gpu], hw, kv_type: str) -> float:
     """One token's reads, each device's at its own bandwidth. A MoE's routed experts are read at
-    EXPERT_READ_EFFICIENCY of the device's rate; with the experts in RAM the CPU reads them all."""
+    EXPERT_READ_EFFICIENCY of a GPU's rate; those in RAM (experts in RAM) by the CPU."""
     kv_token = shape.kv_bytes_per_token_layer(kv_type) * SPEED_CONTEXT_FILL
     expert_per_layer = shape.expert_read_bytes / shape.n_layers
     dense_per_layer = shape.layer_bytes * shape.active_ratio - expert_per_layer
@@ -575,9 +614,9 @@ def _tokens_per_s(shape: ModelShape, devices: list[DeviceUse], gpus: list[_Gpu],
             rate = cpu_effective_gbps(hw) * 1e9
             overhead = dev.layers * CPU_LAYER_OVERHEAD_S
         dense = dev.layers * (dense_per_layer + kv_token) + (shape.output_bytes if dev.has_output else 0)
-        experts = dev.layers * expert_per_layer if not experts_in_ram else 0.0
-        if experts_in_ram and dev.kind == "cpu":
-            experts = shape.expert_read_bytes
+        experts = (dev.layers - dev.expert_layers_in_ram) * expert_per_layer
+        if dev.kind == "cpu":
+            experts += sum(d.expert_layers_in_ram for d in devices) * expert_per_layer
         expert_rate = rate * (EXPERT_READ_EFFICIENCY if dev.kind == "gpu" else 1.0)
         seconds += dense / rate + experts / expert_rate + overhead
     return 1.0 / seconds if seconds > 0 else 0.0
@@ -932,7 +971,8 @@ def _reason(hw: HardwareInfo, model: CatalogModel, p: Plan, fallback: bool) -> s
         where = (f"runs with {p.n_gpu_layers} of {p.n_layers + 1} layers in {_gpu_phrase(hw)} and the rest on "
                  f"the CPU, with {_context_phrase(p)}")
     elif p.placement == "experts_in_ram":
-        where = (f"runs with its routed experts ({p.expert_bytes / 1e9:.0f} GB) in {_gb(hw.ram_total_bytes)} of RAM and "
+        which = "its routed experts" if p.n_cpu_moe >= p.n_layers else f"the routed experts of {p.n_cpu_moe} of its {p.n_layers} layers"
+        where = (f"runs with {which} ({p.expert_bytes_in_ram / 1e9:.0f} GB) in {_gb(hw.ram_total_bytes)} of RAM and "
                  f"everything else in {_gpu_phrase(hw)}, with {_context_phrase(p)}")
     else:
         where = f"runs on the CPU in {_gb(hw.ram_total_bytes)} of RAM with {_context_phrase(p)}"

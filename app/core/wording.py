@@ -40,12 +40,14 @@ def experts_in_ram_text(p: Plan) -> str:
     if p.placement != "experts_in_ram":
         return ""
     gpu = sum(d.weights_bytes for d in p.devices if d.kind == "gpu")
+    which = ("its routed experts" if p.n_cpu_moe >= p.n_layers
+             else f"the routed experts of its first {p.n_cpu_moe} of {p.n_layers} layers")
     return (
-        f"The model is a mixture of experts too big for the GPU whole, so its routed experts "
-        f"({format_bytes(p.expert_bytes)}) stay in system RAM and everything else (attention, shared experts, "
-        f"{format_bytes(gpu)} of weights, and the KV cache) goes on the GPU. Each token uses only the few experts "
-        f"the router picks, about {format_bytes(p.expert_read_bytes)} read from RAM, so the RAM's bandwidth sets "
-        f"the speed (~{format_speed(p.expected_tokens_per_s)} tokens/s)."
+        f"The model is a mixture of experts too big for the GPU whole, so {which} "
+        f"({format_bytes(p.expert_bytes_in_ram)}) stay in system RAM and everything else (attention, shared "
+        f"experts, {format_bytes(gpu)} of weights, and the KV cache) goes on the GPU. Each token uses only the few "
+        f"experts the router picks, about {format_bytes(p.expert_read_bytes_in_ram)} read from RAM, so the RAM's "
+        f"bandwidth sets the speed (~{format_speed(p.expected_tokens_per_s)} tokens/s)."
     )
 
 
@@ -53,6 +55,8 @@ def placement_label(p: Plan) -> str:
     """A short column: 'all on GPU', '40/81 layers on GPU', 'experts in RAM', 'CPU', ''."""
     if p.fit == "too_big":
         return ""
+    if p.placement == "experts_in_ram" and p.n_cpu_moe < p.n_layers:
+        return f"experts of {p.n_cpu_moe}/{p.n_layers} in RAM"
     return {"gpu": "all on GPU", "experts_in_ram": "experts in RAM", "cpu": "CPU"}.get(
         p.placement, f"{p.n_gpu_layers}/{p.n_layers + 1} layers on GPU")
 

@@ -37,7 +37,7 @@ class _Lines(logging.Handler):
         self.lines.append(record.getMessage())
 
 
-def _load_log(path, experts_in_ram: bool) -> list[str]:
+def _load_log(path, experts_in_ram: bool, cpu_moe_layers: int | None = None) -> list[str]:
     """Open `path` the way Engine.load does (Engine._open), decode one token, return llama.cpp's log."""
     logger = logging.getLogger("llama.cpp")
     handler, level = _Lines(), logger.level
@@ -46,7 +46,8 @@ def _load_log(path, experts_in_ram: bool) -> list[str]:
     e = engine.Engine()
     e._lc = lc = engine._llama()
     try:
-        e._open(path, engine.LoadOptions(n_ctx=512, kv_type="f16", n_threads=1), 0, None, experts_in_ram=experts_in_ram)
+        e._open(path, engine.LoadOptions(n_ctx=512, kv_type="f16", n_threads=1), 0, None, experts_in_ram=experts_in_ram,
+                cpu_moe_layers=cpu_moe_layers)
         tokens = (lc.llama_token * 2)(1, 2)
         assert lc.llama_decode(e._ctx, lc.llama_batch_get_one(tokens, 2)) == 0
     finally:
@@ -62,6 +63,13 @@ def test_the_load_puts_every_routed_expert_tensor_in_cpu_memory_by_the_override(
     expected = sorted(f"blk.{i}.ffn_{kind}_exps.weight" for i in range(SHAPE.n_dense_lead, SHAPE.n_layer)
                       for kind in ("gate", "up", "down"))
     assert overridden == expected  # the shared experts (ffn_*_shexp) and the dense FFN are not matched
+
+
+def test_the_experts_of_the_first_layers_only_with_n_cpu_moe(moe_file):
+    """llama.cpp's --n-cpu-moe 2: layers 0 (dense, no experts) and 1; layer 2's experts stay put."""
+    lines = _load_log(moe_file, experts_in_ram=True, cpu_moe_layers=2)
+    overridden = sorted(line.split()[1] for line in lines if "buffer type overridden to CPU" in line)
+    assert overridden == [f"blk.1.ffn_{kind}_exps.weight" for kind in ("down", "gate", "up")]
 
 
 def test_without_the_option_nothing_is_overridden(moe_file):
@@ -80,7 +88,7 @@ def test_the_plan_keeps_the_files_expert_tensors_in_ram_and_the_rest_on_the_gpu(
     summary = inspect_gguf(moe_file)
     hw = describe(vram_gb=24, ram_gb=64)
     whole = plan(summary, n_ctx=4096, n_gpu_layers=-1, hw=hw)
-    split = plan(summary, n_ctx=4096, hw=hw, experts_in_ram=True)
+    split = plan(summary, n_ctx=4096, hw=hw, experts_in_ram=True, n_cpu_moe=SHAPE.n_layer)
     gpu, cpu = split.devices
     assert split.placement == "experts_in_ram" and split.fit == "partial" and split.n_gpu_layers == SHAPE.n_layer + 1
     assert split.expert_bytes == experts
@@ -88,6 +96,9 @@ def test_the_plan_keeps_the_files_expert_tensors_in_ram_and_the_rest_on_the_gpu(
     assert whole.devices[0].weights_bytes - gpu.weights_bytes == pytest.approx(experts, abs=SHAPE.n_layer)
     assert gpu.kv_bytes == whole.devices[0].kv_bytes and cpu.kv_bytes == 0  # the KV cache stays on the GPU
     assert split.expert_read_bytes == experts * SHAPE.n_expert_used // SHAPE.n_expert
+    assert split.expert_bytes_in_ram == experts and split.n_cpu_moe == SHAPE.n_layer
+    # Left to the planner, a GPU that holds nearly everything keeps just one layer's experts out.
+    assert plan(summary, n_ctx=4096, hw=hw, experts_in_ram=True).n_cpu_moe == 1
 
 
 def test_a_dense_model_or_a_mac_never_gets_experts_in_ram():
@@ -110,8 +121,16 @@ def test_a_moe_too_big_for_the_gpu_is_placed_with_its_experts_in_ram():
     assert by_layers.placement == "split"
     assert chosen.expected_tokens_per_s > 2 * by_layers.expected_tokens_per_s
     gpu = chosen.devices[0]
-    assert gpu.weights_bytes < 12e9 and gpu.kv_bytes == 61 * 576 * 2 * 16384
+    assert gpu.kv_bytes == 61 * 576 * 2 * 16384
     assert 150e9 < chosen.expert_bytes < 185e9
+    # As few layers' experts in RAM as let the rest fill the 24 GB: one fewer would not fit.
+    k = chosen.n_cpu_moe
+    assert 40 < k < 61 and gpu.total_bytes + gpu.margin_bytes <= gpu.budget_bytes
+    tighter = plan(r1, quant="UD-IQ1_S", kv_type=chosen.kv_type, hw=hw, experts_in_ram=True, n_cpu_moe=k - 1)
+    assert not tighter.fits
+    everything = plan(r1, quant="UD-IQ1_S", kv_type=chosen.kv_type, hw=hw, experts_in_ram=True, n_cpu_moe=61)
+    assert everything.devices[0].weights_bytes < 12e9 and everything.expert_bytes_in_ram == everything.expert_bytes
+    assert chosen.expected_tokens_per_s > everything.expected_tokens_per_s
     # RAM bandwidth sets the speed: twice the bandwidth, nearly twice the tokens.
     fast = best_placement(r1, hw=describe(gpu_name="RTX 4090", ram_gb=256, cpu_cores=16, cpu_bandwidth_gbps=100),
                           quant="UD-IQ1_S")
@@ -122,7 +141,7 @@ def test_the_placement_is_explained_in_words():
     r1 = CATALOG.get("r1-0528")
     p = best_placement(r1, hw=describe(gpu_name="RTX 4090", ram_gb=256, cpu_cores=16), quant="UD-IQ1_S")
     text = experts_in_ram_text(p)
-    assert "routed experts (175.1 GB) stay in system RAM" in text
+    assert f"the routed experts of its first {p.n_cpu_moe} of 61 layers (" in text and "stay in system RAM" in text
     assert "RAM's bandwidth sets the speed" in text and "tokens/s" in text
     assert describe_plan(p).startswith("routed experts in RAM, the rest on the GPU · ~")
     assert experts_in_ram_text(plan(CATALOG.get("r1-distill-qwen-7b"), hw=describe(gpu_name="RTX 4090"))) == ""
