@@ -404,11 +404,9 @@ def _decode_error(rc: int):
 
 
 def drafting_summary(drafter: str | None, drafted: int, accepted: int, speedup: float | None) -> str:
-    """'draft 1.5B · 78% accepted · 1.4× est.' for a message's stats ('' when drafting was off)."""
-    if not drafter:
+    """'draft 1.5B · 78% accepted · 1.4× est.' for a message's stats ('' when nothing was drafted)."""
+    if not drafter or not drafted:  # nothing was drafted (nothing matched, or it did not pay)
         return ""
-    if not drafted:
-        return f"{drafter} · nothing drafted"
     text = f"{drafter} · {round(100 * accepted / drafted)}% accepted"
     if speedup is not None:
         text += f" · {speedup:.1f}× est."
@@ -546,3 +544,30 @@ def _check_room(eng, summary, on_gpu: bool, hw) -> None:
     if on_gpu and vram and target.gpu_bytes + draft.gpu_bytes > vram:
         raise ModelLoadError(f"with it the two models need about {(target.gpu_bytes + draft.gpu_bytes) / gb:.1f} GB "
                              f"of GPU memory and the GPU has {vram / gb:.1f} GB.")
+
+
+def draft_offer(model_id: str | None, models_dir: Path, catalog=None):
+    """After a download of `model_id`: (DownloadRequest, sentence) for the catalog's draft model
+    paired with it, when that one is not downloaded yet; else None."""
+    from app.core.catalog import load_catalog
+    from app.core.survey import DownloadRequest
+
+    if not model_id:
+        return None
+    try:
+        catalog = catalog or load_catalog()
+        model = catalog.get(model_id)
+        if not model.draft:
+            return None
+        draft = catalog.get(model.draft)
+    except Exception:  # the catalog is advice here
+        log.exception("could not read the catalog's draft pairing")
+        return None
+    if any((Path(models_dir) / q.file.name).is_file() for q in draft.quants):
+        return None
+    quant = next((q for q in draft.quants if q.name == "Q4_K_M"), draft.quants[0])
+    from app.core.downloads import format_bytes
+
+    sentence = (f"{model.short_name} answers faster when {draft.short_name} drafts for it "
+                f"({format_bytes(quant.size_bytes)} download; the answers stay the same).")
+    return DownloadRequest.for_catalog(draft, quant), sentence

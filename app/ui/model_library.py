@@ -40,6 +40,7 @@ class ModelLibrary(QObject):
     import_started = Signal(str)
     problem = Signal(str)
     deleted = Signal(str)
+    draft_offered = Signal(object, str)  # (DownloadRequest, sentence): the downloaded model's draft pair
 
     def __init__(self, models_dir: Path, client, settings, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -157,9 +158,14 @@ class ModelLibrary(QObject):
     # --- reports --------------------------------------------------------------------
 
     @Slot(object, str)
-    def _on_download_finished(self, _request: DownloadRequest, path: str) -> None:
+    def _on_download_finished(self, request: DownloadRequest, path: str) -> None:
         self.refresh()
         self.load_requested.emit(path)
+        from app.core.speculative import draft_offer
+
+        offer = draft_offer(request.model_id, self.models_dir)  # a 14B/32B/70B: its small draft model
+        if offer is not None:
+            self.draft_offered.emit(*offer)
 
     @Slot(object, str)
     def _on_download_ended(self, _request: DownloadRequest, _message: str) -> None:

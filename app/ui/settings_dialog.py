@@ -84,6 +84,13 @@ class SettingsDialog(QDialog):
         thinking_rows.addWidget(self.thinking_expanded)
         thinking_rows.addWidget(self.thinking_maths)
 
+        # Speculative decoding (app/core/speculative.py): the text is the same either way.
+        self.draft = QCheckBox("Draft ahead (speculative decoding)", objectName="draftInput")
+        self.draft.setChecked(settings.draft == "auto")
+        self.draft.setToolTip("A small model of the same family (when downloaded), or the text so far, proposes "
+                              "tokens the model checks several at a time: the same answers, faster on big models. "
+                              "Ponder stops drafting where it does not pay.")
+
         self.theme = QComboBox(objectName="themeInput")
         for value, label in THEME_CHOICES:
             self.theme.addItem(label, value)
@@ -95,10 +102,11 @@ class SettingsDialog(QDialog):
         form.addRow("Max tokens", self.max_tokens)
         form.addRow("Context size", self.n_ctx)
         form.addRow("GPU layers", gpu_row)
+        form.addRow("Speed", self.draft)
         form.addRow("Thinking", thinking_rows)
         form.addRow("Theme", self.theme)
 
-        note = QLabel("Context size and GPU layers take effect when the model is reloaded; OK reloads it.")
+        note = QLabel("Context size, GPU layers and drafting take effect when the model is reloaded; OK reloads it.")
         note.setWordWrap(True)
         note.setEnabled(False)  # greyed: a hint, not a control
 
@@ -123,8 +131,10 @@ class SettingsDialog(QDialog):
             thinking_expanded=self.thinking_expanded.isChecked(),
             thinking_maths=self.thinking_maths.isChecked(),
             theme=self.theme.currentData(),
+            draft="auto" if self.draft.isChecked() else "off",
         )
 
     def needs_reload(self) -> bool:
         new = self.result_settings()
-        return (new.n_ctx, new.n_gpu_layers) != (self._original.n_ctx, self._original.n_gpu_layers)
+        return (new.n_ctx, new.n_gpu_layers, new.draft) != (
+            self._original.n_ctx, self._original.n_gpu_layers, self._original.draft)

@@ -481,3 +481,26 @@ def test_auto_drafts_with_the_downloaded_pair_else_ngram(models, tmp_path):
         assert run.stats.drafter == "draft 1.5B" and run.stats.draft_tokens > 0
     finally:
         eng.close()
+
+
+def test_a_download_of_a_big_distill_offers_its_draft_once(tmp_path):
+    from app.core.speculative import draft_offer
+
+    request, sentence = draft_offer("r1-distill-qwen-32b", tmp_path)
+    assert request.model_id == "r1-distill-qwen-1.5b" and request.quant == "Q4_K_M"
+    assert sentence.startswith("R1-Distill-Qwen-32B answers faster when R1-Distill-Qwen-1.5B drafts for it (")
+    assert draft_offer("r1-distill-llama-70b", tmp_path)[0].model_id == "r1-distill-llama-8b"
+    assert draft_offer("r1-distill-qwen-7b", tmp_path) is None  # a model draft barely pays on a 7B
+    assert draft_offer(None, tmp_path) is None  # not from the catalog
+    (tmp_path / request.file_names[0]).write_bytes(b"")  # the draft is there already: no offer
+    assert draft_offer("r1-distill-qwen-14b", tmp_path) is None
+
+
+def test_the_draft_setting_is_auto_or_off(tmp_path):
+    from app.core.settings import Settings, load_settings, save_settings
+
+    assert Settings().draft == "auto"
+    save_settings(tmp_path, Settings(draft="off"))
+    assert load_settings(tmp_path).draft == "off"
+    (tmp_path / "settings.json").write_text(json.dumps({"draft": "sometimes"}))
+    assert load_settings(tmp_path).draft == "auto"  # a bad value falls back to the default

@@ -27,10 +27,11 @@ ANSWER_TIMEOUT_MS = 30_000
 
 @pytest.fixture
 def data_dir(tmp_path) -> Path:
-    """A data directory whose settings suit scripted models: small context, CPU, light theme."""
+    """A data directory whose settings suit scripted models: small context, CPU, light theme, no drafting
+    (tests/ui/test_speculative_ui.py covers it)."""
     folder = tmp_path / "data"
     folder.mkdir()
-    save_settings(folder, Settings(n_ctx=2048, n_gpu_layers=0, theme="light"))
+    save_settings(folder, Settings(n_ctx=2048, n_gpu_layers=0, theme="light", draft="off"))
     return folder
 
 
