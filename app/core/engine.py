@@ -270,7 +270,7 @@ class Engine:
             wanted, experts_in_ram = 0, False
         if experts_in_ram:
             wanted = summary.n_layers + 1  # every layer on the GPU, less its routed experts
-        _refuse_if_too_big(summary, options, wanted, hw, experts_in_ram)
+        _refuse_if_too_big(summary, options, wanted, hw, n_cpu_moe)
         try:
             # (the keyword only when set: callers and tests that wrap _open keep its older signature)
             self._open(summary.path, options, wanted, progress,
@@ -893,7 +893,7 @@ class ChatRun:
 
 
 def _refuse_if_too_big(summary: ModelSummary, options: LoadOptions, n_gpu_layers: int, hw: HardwareInfo,
-                       experts_in_ram: bool = False) -> None:
+                       n_cpu_moe: int = 0) -> None:
     """A model that cannot fit in this computer's memory is refused with a sentence, before
     llama.cpp maps it and the system starts swapping."""
     from app.core import sizing
@@ -902,7 +902,8 @@ def _refuse_if_too_big(summary: ModelSummary, options: LoadOptions, n_gpu_layers
         return
     try:
         need = sizing.plan(summary, n_ctx=options.n_ctx, kv_type=options.kv_type,
-                           n_gpu_layers=n_gpu_layers, hw=hw, experts_in_ram=experts_in_ram).ram_bytes
+                           n_gpu_layers=n_gpu_layers, hw=hw, experts_in_ram=n_cpu_moe > 0,
+                           n_cpu_moe=n_cpu_moe or None).ram_bytes
     except Exception:  # the planner is advice: never block a load on its failure
         log.exception("memory planning failed")
         return
