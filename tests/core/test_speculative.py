@@ -504,3 +504,19 @@ def test_the_draft_setting_is_auto_or_off(tmp_path):
     assert load_settings(tmp_path).draft == "off"
     (tmp_path / "settings.json").write_text(json.dumps({"draft": "sometimes"}))
     assert load_settings(tmp_path).draft == "auto"  # a bad value falls back to the default
+
+
+def test_the_memory_check_counts_the_draft_beside_the_model(models, plain):
+    from app.core.hardware import describe
+    from app.core.speculative import open_drafter
+
+    eng = plain[False]
+    tiny = describe(ram_gb=0.05)  # 50 MB: the model alone fits (it is loaded), not both with their contexts
+    drafter, note = open_drafter(eng, str(models["perfect"]), tiny)
+    assert drafter is None
+    assert "with it the two models need about" in note and "Drafting is off" in note
+    drafter, note = open_drafter(eng, str(models["perfect"]), describe(ram_gb=64))
+    try:
+        assert note is None and drafter.name == "draft perfect"
+    finally:
+        drafter.close()
