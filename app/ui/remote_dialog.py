@@ -158,7 +158,8 @@ class ConnectDialog(QDialog):
             self._reasoning_touched = False
         else:
             self._server_kind = None
-            self.preset_note.setText("Any OpenAI-compatible server: its address usually ends in /v1.")
+            self._set_models([])  # not the last preset's model: type it, or list the server's
+            self.preset_note.setText("Any OpenAI-compatible server (its address usually ends with …/v1).")
             self._reasoning_touched = False
         self._fill_key()
         self._on_model_changed(self.model.currentText())
@@ -172,11 +173,8 @@ class ConnectDialog(QDialog):
         self.api_key.setText(self.keys.get(url) or "")
 
     def _set_models(self, names: list[str]) -> None:
-        current = self.model.currentText()
         self.model.clear()
         self.model.addItems([n for n in names if n])
-        if current and current not in names and not names:
-            self.model.setEditText(current)
 
     @Slot(str)
     def _on_model_changed(self, name: str) -> None:

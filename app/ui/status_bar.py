@@ -68,6 +68,9 @@ class ModelStatusBar(QStatusBar):
         self.progress_bar.setMaximumHeight(14)
         self.progress_bar.setTextVisible(False)
         self.progress_bar.hide()
+        # A long name (a remote "remote: host · model", a long file name while loading) is clipped
+        # rather than making the window wider than the screen; the tooltip has it whole.
+        self.model_label.setMinimumWidth(120)
         self.addWidget(self.model_label)
         self.addWidget(self.progress_bar)
         for label in (self.device_label, self.context_label, self.speed_label):
@@ -141,6 +144,7 @@ class ModelStatusBar(QStatusBar):
             "Not a reasoning model: everything is answer."))
         self.context_label.setToolTip(CONTEXT_TIP if info.n_ctx else "")
         self.context_label.setText(f"Context 0 / {info.n_ctx:,}" if info.n_ctx else "")
+        self.context_label.setMinimumWidth(0)  # not a local model's reserved width: the label is long
 
     def show_serving(self, address: str | None, tip: str = "") -> None:
         """The server switch: on at `address`, or off (None)."""
@@ -152,7 +156,7 @@ class ModelStatusBar(QStatusBar):
 
     def show_last_answer(self, stats: dict | None) -> None:
         """Context used as of a finished answer (None: none yet), and that answer's speed."""
-        if not self._n_ctx:
+        if not self._n_ctx and not self.model_label.property("remote"):  # no model (a server may not say its context)
             return
         self._live_redraw.cancel()
         self._set_context(stats.get("context_used", 0) if stats else 0)
