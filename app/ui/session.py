@@ -266,6 +266,11 @@ class ChatSession(QObject):
 
     def _generate_version(self, prefix: list[Segment] | None = None) -> bool:
         started = self._generate(prefix)
+        if not started and self.messages and self.messages[-1].role == "user":
+            # The new answer could not be saved (the error is shown): the earlier version comes
+            # back rather than stay hidden behind a prompt without an answer.
+            if self._write(self.store.delete_version, self.conversation_id, self.messages[-1].position) is not _FAILED:
+                self._reload()
         self.versions_changed.emit()  # after the new answer's view is there
         return started
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QMessageBox
 
+from app.core.errors import StorageError
 from app.core.storage import ChatStore, store_path
 from app.ui.message_view import AssistantMessageView
 from app.ui.version_nav import NO_SECOND_VERSION
@@ -123,7 +124,7 @@ def test_versions_survive_a_restart(qtbot, data_dir, open_app, scripted_model):
 
 
 def test_arrows_are_disabled_while_an_answer_is_generated(qtbot, data_dir, open_app, scripted_model):
-    window = open_app(data_dir, scripted_model("long_trace"))
+    window = open_app(data_dir, scripted_model("standard_r1"))
     send(qtbot, window)
     states: list[tuple[bool, bool]] = []
 
@@ -180,3 +181,24 @@ def test_deleting_the_shown_version_shows_the_one_before(qtbot, data_dir, open_a
     assert window.session.messages[1].id == first.id and window.session.version_of(1) == (1, 1)
     assert answers(window)[0].version_nav.isHidden()
     assert window.store.get_conversation(first.conversation_id).versions == []
+
+
+def test_an_answer_that_cannot_be_saved_brings_the_earlier_version_back(qtbot, data_dir, open_app, scripted_model,
+                                                                         monkeypatch):
+    window = open_app(data_dir, scripted_model("standard_r1"))
+    first = send(qtbot, window)
+    add_message = window.store.add_message
+
+    def full_disk(conv_id, role, *args, **kwargs):  # the real store's sentence for a full disk
+        if role == "assistant":
+            raise StorageError("Could not save to the conversation database: the disk is full; free some space "
+                               "and try again.")
+        return add_message(conv_id, role, *args, **kwargs)
+
+    monkeypatch.setattr(window.store, "add_message", full_disk)
+    assert not window.session.regenerate(first.id)
+    assert "disk is full" in window.notice.label.text()
+    # Not a prompt without an answer hiding version 1: version 1 is shown, and is the only one.
+    assert [m.id for m in window.session.messages][1] == first.id and window.session.version_of(1) == (1, 1)
+    assert window.store.get_conversation(first.conversation_id).versions == []
+    assert not window.session.busy
