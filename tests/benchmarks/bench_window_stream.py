@@ -1,6 +1,6 @@
 """Stream a very long scripted answer through the real window and measure the GUI thread (run by hand).
 
-    .venv/bin/python tests/benchmarks/bench_window_stream.py [--thinking 15000] [--answer plain|maths|both]
+    .venv/bin/python tests/benchmarks/bench_window_stream.py [--thinking 15000] [--answer plain|maths|both] [--nudges N]
 
 A scripted GGUF under real llama.cpp writes ~15k tokens of thinking and a long
 markdown answer with code blocks and tables, unpaced (thousands of tokens/s, much
@@ -70,6 +70,9 @@ def maths_answer(sections: int) -> str:
     return "".join(parts)
 
 
+NUDGE_EVERY = 400  # thinking tokens between two --nudges
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -81,6 +84,9 @@ def main() -> int:
     parser.add_argument("--sections", type=int, default=150, help="markdown sections in the answer")
     parser.add_argument("--answer", choices=("plain", "maths", "both"), default="both")
     parser.add_argument("--maths-sections", type=int, default=60, help="sections of the maths answer (5 formulas each)")
+    parser.add_argument("--nudges", type=int, default=0,
+                        help=f"notes put into the thought, one every {NUDGE_EVERY} thinking tokens (issue 9); the "
+                             "scripted model starts its script again after each, so the trace grows by as much")
     args = parser.parse_args()
     if args.answer == "both":
         code = 0
@@ -88,17 +94,19 @@ def main() -> int:
             print(f"=== {variant} answer ===", flush=True)
             command = [sys.executable, __file__, "--thinking", str(args.thinking),
                        "--sections", str(args.sections), "--maths-sections", str(args.maths_sections),
-                       "--answer", variant]
+                       "--answer", variant, "--nudges", str(args.nudges)]
             code = code or subprocess.run(command).returncode
         return code
 
     work = Path(tempfile.mkdtemp(prefix="ponder-bench-"))
     answer = long_answer(args.sections) if args.answer == "plain" else maths_answer(args.maths_sections)
-    pieces = words_script(args.thinking) + ["\n\n", "</think>"] + split_script("\n\n" + answer)
+    pieces = words_script(args.thinking) + ["\n\n", "</think>"] + split_script("\n\n" + answer.rstrip())
     model = write_scripted_gguf(work / "long.gguf", pieces, name="Bench-long-trace")
     n_tokens = len(pieces)
     data = work / "data"
-    save_settings(data, Settings(n_ctx=n_tokens + 1024, n_gpu_layers=0, max_tokens=n_tokens + 100, theme="light"))
+    extra = args.nudges * (NUDGE_EVERY + 128)  # each nudge: its note, and the script again up to the next
+    save_settings(data, Settings(n_ctx=n_tokens + extra + 1024, n_gpu_layers=0, max_tokens=n_tokens + extra + 100,
+                                 theme="light"))
 
     # Time every live update and the final render of the message view.
     updates: list[float] = []
@@ -154,6 +162,13 @@ def main() -> int:
         window.close()
         qapp.quit()
 
+    def nudge(thinking: int, _answer: int) -> None:
+        sent = state.setdefault("nudges", 0)
+        if sent < args.nudges and thinking >= (sent + 1) * NUDGE_EVERY:
+            state["nudges"] = sent + 1
+            window.session.nudge(f"note {sent + 1}: check the last step again.")
+
+    window.session.stream_counts.connect(nudge)
     window.client.loaded.connect(lambda _info: QTimer.singleShot(200, start))
     window.client.load_failed.connect(lambda m: (print(m), qapp.exit(1)))
     window.session.answer_finished.connect(finished)
@@ -165,6 +180,8 @@ def main() -> int:
 
     gaps_ms = [(b - a) * 1000 for a, b in zip(ticks, ticks[1:])]
     stats = state["stats"]
+    if args.nudges:
+        print(f"nudges: {state.get('nudges', 0)} sent, {stats.get('inserted_tokens', 0)} tokens inserted")
     print(f"streamed {stats['thinking_tokens']} thinking + {stats['answer_tokens']} answer tokens "
           f"in {stats['total_s']:.1f} s ({stats['decode_tokens_per_s']:.0f} tokens/s), {len(updates)} live updates")
     print(f"event loop: longest stall {max(gaps_ms):.1f} ms, p99 {percentile(gaps_ms, 0.99):.1f} ms, "
