@@ -289,6 +289,25 @@ class ChatStore:
 
     def __init__(self, path: Path, *, recover_interrupted: bool = True) -> None:
         self._file = StoreFile(path, recover_interrupted=recover_interrupted)
+        if recover_interrupted:
+            self._recover_unanswered_versions()
+
+    def _recover_unanswered_versions(self) -> None:
+        """A kill between start_version and saving the new answer's start leaves a prompt with no
+        answer in front of the turn's earlier versions: the one shown before comes back (as the
+        window does when that save fails). An index probe per stored version: cheap at start."""
+        with self._file.read() as conn:
+            if conn.execute("PRAGMA user_version").fetchone()[0] < 3:  # no versions before schema v3
+                return
+            turns = conn.execute(
+                """SELECT DISTINCT v.conversation_id, v.position FROM turn_versions v
+                   JOIN messages m ON m.conversation_id = v.conversation_id AND m.position = v.position
+                       AND m.role = 'user'
+                   WHERE v.parent_id IS NULL AND NOT EXISTS (SELECT 1 FROM messages n
+                       WHERE n.conversation_id = v.conversation_id AND n.position > v.position)"""
+            ).fetchall()
+        for conv_id, position in turns:
+            self.delete_version(conv_id, position)
 
     # -- the file (app/core/storage_file.py)
 
@@ -631,6 +650,9 @@ class ChatStore:
             shown = _key_of(conn, "messages", "conversation_id", conv_id, position)
             if shown is None:
                 raise StorageError(f"There is no message at position {position}; it may have been deleted.")
+            if not conn.execute("SELECT 1 FROM messages WHERE conversation_id = ? AND position = ?",
+                                (conv_id, position + 1)).fetchone():
+                shown = _NEWEST  # a prompt still without its answer: the version made last
             others = sorted(
                 (_key_of(conn, "version_messages", "version_id", r[0], position) or 0, r[0])
                 for r in conn.execute(
@@ -701,6 +723,7 @@ class ChatStore:
 # --- helpers ----------------------------------------------------------------
 
 _COLUMNS = ", ".join(MESSAGE_COLUMNS)
+_NEWEST = 1 << 62  # a turn key above every message id
 
 
 def _turn_key(messages: Iterable[Message], position: int) -> int:

@@ -347,3 +347,19 @@ def test_sigkill_while_switching_versions_loses_nothing(db: Path, switches: int)
             assert v.answer.thinking == f"t{n} " * 20000 and v.answer.content == f"a{n} " * 2000
         fts_ok(store)
     assert integrity(db) == "ok"
+
+
+def test_a_regenerate_cut_off_before_its_answer_shows_the_version_before_at_the_next_start(db: Path):
+    with ChatStore(db) as store:
+        conv = two_turns(store)
+        regenerate(store, conv, 3, "second")
+        regenerate(store, conv, 3, "third")
+        store.start_version(conv, 2)  # killed here, before the new answer was saved
+        assert shown(store, conv)[-1] == ("user", "q2")
+    with ChatStore(db, recover_interrupted=False) as reader:  # an export next to the app changes nothing
+        assert shown(reader, conv)[-1] == ("user", "q2")
+    with ChatStore(db) as store:
+        c = store.get_conversation(conv)
+        assert [m.content for m in c.messages] == ["q1", "a1", "q2", "third"]
+        assert [v.answer.content for v in c.versions_of(2)] == ["a2", "second", "third"]
+        fts_ok(store)
