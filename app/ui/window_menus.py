@@ -43,7 +43,7 @@ class WindowMenus:
         self.answer_now = action("&Answer now", window.steering.answer_now, ANSWER_NOW_SHORTCUT,
                                  "End the thinking here and let the model answer (while it thinks)")
         self.answer_now.setEnabled(False)  # steering_bar.py enables it while the model thinks
-        # Versions of a turn (app/ui/version_nav.py); the steering's "Answer now" joins `chat_menu`.
+        # Versions of a turn (app/ui/version_nav.py).
         versions = window.versions
         self.regenerate = action("&Regenerate", versions.regenerate_last, "Ctrl+R",
                                  "A new answer to the latest prompt; the earlier one is kept as a version")
