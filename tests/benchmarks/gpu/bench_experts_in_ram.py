@@ -92,8 +92,10 @@ def measure(path: Path, experts_in_ram: bool, n_ctx: int, n_tokens: int) -> dict
             buffers[key] = buffers.get(key, 0.0) + float(mib)
     overridden = sum("buffer type overridden" in line for line in handler.lines)
     hw = hardware.probe()
+    # The load above keeps every layer's experts in RAM (--cpu-moe): plan the same, not the planner's
+    # fewest layers (on a big GPU that would be one).
     p = plan(summary, n_ctx=n_ctx, n_gpu_layers=n_gpu if not experts_in_ram else None, hw=hw,
-             experts_in_ram=experts_in_ram)
+             experts_in_ram=experts_in_ram, n_cpu_moe=summary.n_layers if experts_in_ram else None)
     gpu = [d for d in p.devices if d.kind == "gpu"]
     cpu = p.devices[-1]
     return {
