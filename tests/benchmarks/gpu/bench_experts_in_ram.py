@@ -1,6 +1,7 @@
 """Experts in RAM on a real GPU: a deepseek2-shaped mixture of experts (a few GB) loaded two ways,
 every layer on the GPU, and with its routed experts (ffn_*_exps) in system RAM through the engine's
-tensor buffer-type overrides. Prints, per placement, llama.cpp's own buffer sizes (from its load log)
+tensor buffer-type overrides. Prints, per placement, llama.cpp's own buffer sizes (from its load log; CPU_REPACK, the CPU
+backend's re-laid-out copy of some weights, apart)
 against the memory plan, and the decode rate (llama_decode of one token at a time, after a prompt)
 against the plan's speed. One JSON line per placement, then a table.
 
@@ -88,7 +89,8 @@ def measure(path: Path, experts_in_ram: bool, n_ctx: int, n_tokens: int) -> dict
         if m := BUFFER.search(line):
             device, kind, mib = m.groups()
             on_host = device.upper().startswith("CPU") or "HOST" in device.upper()  # CUDA_Host: pinned RAM
-            key = f"{'cpu' if on_host else 'gpu'}_{kind.lower()}"
+            # CPU_REPACK: llama.cpp's re-laid-out copy of CPU weights (beside the mapped file), kept apart
+            key = "cpu_repack" if "REPACK" in device.upper() else f"{'cpu' if on_host else 'gpu'}_{kind.lower()}"
             buffers[key] = buffers.get(key, 0.0) + float(mib)
     overridden = sum("buffer type overridden" in line for line in handler.lines)
     hw = hardware.probe()
@@ -129,6 +131,8 @@ def main() -> int:
     pairs = (("gpu_model", "gpu_model"), ("gpu_kv", "gpu_kv"), ("gpu_compute", "gpu_compute"),
              ("cpu_model", "cpu_model"), ("cpu_compute", "cpu_compute"))
     for row in rows:
+        if "cpu_repack" in row["measured_mib"]:
+            print(f"{row['placement']:<16}{'cpu_repack':<14}{'':>12}{row['measured_mib']['cpu_repack']:14.1f}")
         for planned, measured in pairs:
             got = row["measured_mib"].get(measured)
             print(f"{row['placement']:<16}{planned:<14}{row['planned_mib'][planned]:12.1f}"
