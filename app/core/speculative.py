@@ -64,6 +64,7 @@ class AdaptiveK:
         self.t_plain: float | None = None
         self._t_verify: dict[int, float] = {}
         self._t_draft: float | None = None  # seconds per drafted token
+        self._t_catchup = 0.0  # a draft model's catch-up after a pause (the tokens it did not see)
         self._plain_steps = 0  # plain steps since drafting was last tried
         self._rounds = 0
 
@@ -104,14 +105,17 @@ class AdaptiveK:
         return 0 if self._rounds % _CALIBRATE_EVERY == 0 else k
 
     def _probe_interval(self) -> int:
-        # A rejected probe costs a draft token and a 2-token verify instead of a 1-token step.
-        cost = self._draft_time() + self._verify_time(2) - self.t_plain
+        # A rejected probe costs a draft token and a 2-token verify instead of a 1-token step, and
+        # a draft model first catches up on the tokens since the last probe.
+        cost = self._draft_time() + self._verify_time(2) - self.t_plain + self._t_catchup
         return max(16, int(cost / (_PROBE_BUDGET * self.t_plain)) + 1)
 
     def observe_plain(self, seconds: float) -> None:
         self.t_plain = seconds if self.t_plain is None else self.t_plain + _EMA * (seconds - self.t_plain)
 
-    def observe_round(self, drafted: int, kept: int, verify_s: float, draft_s: float) -> None:
+    def observe_round(self, drafted: int, kept: int, verify_s: float, draft_s: float, catchup_s: float = 0.0) -> None:
+        if catchup_s and self._t_draft is not None:  # (the first one is the prompt: not a pause)
+            self._t_catchup += _EMA * (catchup_s - self._t_catchup)
         self._kept = self._kept * _DECAY + kept
         self._missed = self._missed * _DECAY + (1 if kept < drafted else 0)
         batch = drafted + 1
@@ -311,7 +315,7 @@ class Speculation:
         n_ctx = self._eng.info.n_ctx
         k = min(self.policy.choose(), K_MAX, n_ctx - len(cached) - 2)
         drafts: list[int] = []
-        draft_s = 0.0
+        draft_s = catchup_s = 0.0
         if k > 0:
             t0 = time.perf_counter()
             drafts = self._drafter.draft(cached, token, k)[:k]
@@ -366,7 +370,7 @@ class Speculation:
             del cached[base + 1 + kept :]
             lc.llama_memory_seq_rm(self._mem, -1, len(cached), -1)
         seconds = time.perf_counter() - t0
-        self.policy.observe_round(len(drafts), kept, seconds, draft_s)
+        self.policy.observe_round(len(drafts), kept, seconds, draft_s, catchup_s)
         self.counts.drafted += len(drafts)
         self.counts.accepted += kept
         self._spent_s += seconds + draft_s

@@ -301,7 +301,7 @@ def main() -> int:
     p.add_argument("--targets", help="comma-separated target GGUFs")
     p.add_argument("--draft", type=Path, help="the draft GGUF (e.g. the 1.5B shape)")
     p.add_argument("--cost-models", default="", help="comma-separated GGUFs for the cost table (default: draft + targets)")
-    p.add_argument("--tokens", type=int, default=384)
+    p.add_argument("--tokens", type=int, default=512)
     p.add_argument("--depth", type=int, default=1024)
     p.add_argument("--reps", type=int, default=10)
     p.add_argument("--fixed-k", default="2,3", help="also run a=0.8 with these fixed k")
