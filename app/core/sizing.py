@@ -272,11 +272,6 @@ class ModelShape:
         """Routed-expert bytes one token reads: the n_expert_used experts the router picks."""
         return self.expert_bytes * self.n_expert_used / self.n_expert if self.is_moe else 0.0
 
-    @property
-    def non_expert_layer_bytes(self) -> float:
-        """One layer's weights without its routed experts (on the GPU when the experts are in RAM)."""
-        return max(0.0, self.layer_bytes - self.expert_bytes / self.n_layers)
-
 
 @dataclass
 class DeviceUse:
