@@ -572,6 +572,14 @@ def draft_offer(model_id: str | None, models_dir: Path, catalog=None):
     quant = next((q for q in draft.quants if q.name == "Q4_K_M"), draft.quants[0])
     from app.core.downloads import format_bytes
 
+    memory = ""
+    try:  # the memory plan with the draft: its weights, runtime and KV cache at the usual context
+        from app.core import sizing
+
+        p = sizing.plan(draft, quant=quant)
+        memory = f", about {format_bytes(p.gpu_bytes + p.ram_bytes)} of memory beside it"
+    except Exception:
+        log.exception("planning the draft model's memory failed")
     sentence = (f"{model.short_name} answers faster when {draft.short_name} drafts for it "
-                f"({format_bytes(quant.size_bytes)} download; the answers stay the same).")
+                f"({format_bytes(quant.size_bytes)} download{memory}; the answers stay the same).")
     return DownloadRequest.for_catalog(draft, quant), sentence
