@@ -29,6 +29,16 @@ def load_options(settings: Settings) -> LoadOptions:
                        draft=settings.draft)
 
 
+def _same_server(a: str, b: str) -> bool:
+    from app.core.errors import PonderError
+    from app.core.remote import normalise_base_url
+
+    try:
+        return normalise_base_url(a) == normalise_base_url(b)
+    except PonderError:
+        return False
+
+
 class ModelSwitching(QObject):
     """Loads models for `window` and shows each step of it there (see the module)."""
 
@@ -47,6 +57,7 @@ class ModelSwitching(QObject):
         c.loaded.connect(self._on_loaded)
         c.load_failed.connect(self._on_load_failed)
         c.unloaded.connect(self._on_unloaded)
+        c.finished.connect(self._on_answer_finished)
         lib = self.library
         lib.load_requested.connect(self._on_model_ready)
         lib.import_started.connect(self._on_import_started)
@@ -217,6 +228,22 @@ class ModelSwitching(QObject):
         elif w.pages.currentWidget() is not w.welcome:  # else the welcome page says it already
             w.notice.show_notice(message, error=True, action=("Choose a GGUF file…", self.choose_file))
         w.update_controls()
+
+    @Slot(int, object)
+    def _on_answer_finished(self, _req_id: int, result: dict) -> None:
+        """A remote stream showed whether the model thinks: that becomes its recent connection's
+        setting (unless the user set it), so the next connection starts from it."""
+        learned, info = result.get("reasoning_learned"), self.client.info
+        if learned is None or not self.client.is_remote:
+            return
+        for connection in self.settings.remote_connections:
+            if (connection.get("model") == info.name and connection.get("reasoning") is None
+                    and _same_server(connection.get("base_url", ""), info.base_url)):
+                connection["reasoning"] = learned
+                self.window.save_settings()
+                self.window.status.show_model(info)  # its tooltip says whether it thinks
+                self.window.status.show_last_answer(self.window.last_stats())
+                return
 
     @Slot()
     def _on_unloaded(self) -> None:

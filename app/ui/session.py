@@ -588,6 +588,8 @@ class ChatSession(QObject):
                                            flags=tuple(result["flags"]), stats=stats,
                                            # the exact text the model read ("" from a server: not known)
                                            prompt=result.get("prompt") or None)
+        if result.get("text"):  # a remote answer re-split at its end (remote.py: RemoteChatRun.resplit)
+            final = dataclasses.replace(final, thinking=result["text"]["thinking"], content=result["text"]["answer"])
         self._store_final(final)
         unused = result.get("unused_nudges") or []
         if unused and final.conversation_id == self.conversation_id:

@@ -135,6 +135,10 @@ class EngineWorker(QObject):
                       "sampling": dataclasses.asdict(run.sampling),
                       # steering (app/core/steering.py): notes that came after the thought ended
                       "unused_nudges": list(getattr(getattr(run, "steering", None), "unused", []))}
+            if getattr(run, "resplit", False):  # a remote stream split on a wrong reasoning guess: the true split
+                result["text"] = {"thinking": run.thinking, "answer": run.answer}
+            if getattr(self._engine, "reasoning_learned", None) is not None:  # what a remote stream showed
+                result["reasoning_learned"] = self._engine.reasoning_learned
         except PonderError as exc:
             self.failed.emit(req_id, str(exc))
         except Exception as exc:

@@ -24,7 +24,7 @@ from app.core.server.api import bind_socket, build_app, make_server
 from app.core.server.service import EngineService
 from app.core.settings import settings_path
 from app.ui.remote_dialog import ConnectDialog
-from tests.fixtures.scripted_gguf import STANDARD_ANSWER, STANDARD_THINKING
+from tests.fixtures.scripted_gguf import NON_REASONING_ANSWER, STANDARD_ANSWER, STANDARD_THINKING
 from tests.ui.conftest import ANSWER_TIMEOUT_MS, LOAD_TIMEOUT_MS
 
 PROMPT = "What is 17 times 23?"
@@ -145,9 +145,10 @@ def test_the_dialog_lists_the_servers_models_and_the_window_chats_through_it(qtb
     assert stored.model_info["source"] == label and stored.thinking == message.thinking
     assert window.status.model_label.text() == label  # visibly remote throughout
 
-    # Remembered for next time, without a key; a server is not reconnected at start.
+    # Remembered for next time, without a key, with what the stream showed (it thinks); a server is
+    # not reconnected at start.
     saved = json.loads(settings_path(data_dir).read_text())
-    assert saved["remote_connections"][0] == {"base_url": server.base_url, "model": model_id, "reasoning": None,
+    assert saved["remote_connections"][0] == {"base_url": server.base_url, "model": model_id, "reasoning": True,
                                               "server_kind": None}
     assert saved["last_model_path"] is None
 
@@ -269,3 +270,20 @@ def test_the_key_goes_to_the_key_store_never_to_the_settings(qtbot, open_app, da
         assert again.api_key.text() == "sk-test-123"
     finally:
         key_store().delete("https://api.deepseek.com/v1")
+
+
+def test_a_wrong_reasoning_guess_is_corrected_by_the_first_answer_and_remembered(qtbot, open_app, data_dir,
+                                                                                ponder_server, scripted_model):
+    # "…non_reasoning" has "reason" in its name, so it is guessed a reasoning model; its stream,
+    # plain content with no closing tag, shows it is not.
+    server = ponder_server("non_reasoning")
+    model_id = scripted_model("non_reasoning").stem
+    window = open_app(data_dir)
+    connect(qtbot, window, Endpoint(server.base_url))
+    assert window.client.info.is_reasoning and window.client.info.reasoning_source == "name"
+    message = send(qtbot, window)
+    assert (message.thinking, message.content) == ("", NON_REASONING_ANSWER)  # all answer, once it is known
+    assert window.transcript.assistant_views()[-1].thinking_text == ""
+    assert window.client.info.is_reasoning is False and window.client.info.reasoning_source == "stream"
+    saved = json.loads(settings_path(data_dir).read_text())["remote_connections"]
+    assert saved[0]["model"] == model_id and saved[0]["reasoning"] is False  # the model's setting, learned
