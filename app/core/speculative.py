@@ -482,7 +482,10 @@ def open_drafter(eng, spec: str, hw=None):
     except Exception as exc:  # PonderError carries a sentence; anything else is a bug, logged
         if not isinstance(exc, _ponder_error()):
             log.exception("opening the draft model failed")
-        return None, f"The draft model '{Path(path).name}' cannot be used: {exc} Drafting is off."
+        why = f"The draft model '{Path(path).name}' cannot be used: {exc}"
+        if spec == "auto":  # the pair was Ponder's choice: draft from the text instead
+            return NgramDrafter(), f"{why} Ponder drafts from the text so far instead."
+        return None, f"{why} Drafting is off."
     return drafter, None
 
 

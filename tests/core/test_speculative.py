@@ -527,3 +527,22 @@ def test_the_memory_check_counts_the_draft_beside_the_model(models, plain):
         assert note is None and drafter.name == "draft perfect"
     finally:
         drafter.close()
+
+
+def test_auto_falls_back_to_ngram_when_the_pair_does_not_fit(models, tmp_path):
+    import shutil
+
+    from app.core.hardware import describe
+    from app.core.speculative import open_drafter
+
+    target = tmp_path / "DeepSeek-R1-Distill-Qwen-14B-Q4_K_M.gguf"
+    shutil.copy(models["target"], target)
+    shutil.copy(models["perfect"], tmp_path / "DeepSeek-R1-Distill-Qwen-1.5B-Q4_K_M.gguf")
+    eng = Engine.load(target, LoadOptions(n_ctx=512))
+    try:
+        drafter, note = open_drafter(eng, "auto", describe(ram_gb=0.05))
+        assert drafter.name == "n-gram"
+        assert "cannot be used: with it the two models need about" in note
+        assert note.endswith("Ponder drafts from the text so far instead.")
+    finally:
+        eng.close()
