@@ -283,6 +283,8 @@ class ServerSwitch(QObject):
         self.client.unloaded.connect(self._on_unloaded)
         self.client.load_failed.connect(self._on_unloaded)
         self.client.releasing.connect(self._on_releasing)
+        window.session.busy_changed.connect(self._on_window_chat)
+        window.session.stream_started.connect(self._on_window_chat_started)
 
         self.toggle_action = QAction("&Serve the loaded model", window, objectName="serveAction", checkable=True)
         self.toggle_action.setStatusTip("Serve the window's model over an OpenAI-compatible API "
@@ -442,6 +444,22 @@ class ServerSwitch(QObject):
                      "Click to copy the address or turn serving off."]
             self.window.status.show_serving(address, "\n".join(lines))
         self.serving_changed.emit(address or "")
+
+    @Slot(bool)
+    def _on_window_chat(self, busy: bool) -> None:
+        """A chat sent while the server's requests hold the engine waits for them: say so."""
+        waiting = self.jobs.active if self.jobs is not None else 0
+        if busy and waiting:
+            self.window.status.showMessage(
+                f"Your answer starts when the server's {waiting} request{'s' if waiting > 1 else ''} "
+                f"{'are' if waiting > 1 else 'is'} done…")
+        elif not busy:
+            self._on_window_chat_started()
+
+    @Slot()
+    def _on_window_chat_started(self, *_args) -> None:
+        if self.window.status.currentMessage().startswith("Your answer starts when the server"):
+            self.window.status.clearMessage()
 
     # --- the engine's reports -------------------------------------------------------
 

@@ -11,9 +11,10 @@ import openai
 import pytest
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QGuiApplication
-from PySide6.QtWidgets import QApplication, QMessageBox
+from PySide6.QtWidgets import QApplication, QLabel, QMessageBox
 
 from app.core.engine import Sampling
+from app.core.settings import load_settings
 from app.core.server.service import ChatRequest
 from tests.fixtures.scripted_gguf import STANDARD_ANSWER, STANDARD_THINKING
 from tests.ui.conftest import ANSWER_TIMEOUT_MS, LOAD_TIMEOUT_MS
@@ -125,10 +126,12 @@ def test_a_window_chat_and_a_server_request_take_turns_on_one_engine(qtbot, open
     assert window.session.busy
     request = InThread(lambda: client(window).chat.completions.create(model="m", messages=QUESTION))
     qtbot.waitUntil(lambda: window.server.jobs.room.count == 1, timeout=TIMEOUT_MS)  # the request waits
-    assert window.session.live_trace.thinking == ""  # the window's chat waits too
+    assert window.session.live_trace.thinking == ""  # the window's chat waits too, and the window says why
+    assert window.status.currentMessage() == "Your answer starts when the server's 1 request is done…"
     with qtbot.waitSignal(window.session.answer_finished, timeout=ANSWER_TIMEOUT_MS) as finished:
         hold.set()
     qtbot.waitUntil(request.done.is_set, timeout=TIMEOUT_MS)
+    assert window.status.currentMessage() == ""
 
     assert request.error is None, request.error
     assert request.result.choices[0].message.content == STANDARD_ANSWER.strip()
@@ -279,3 +282,26 @@ def test_closing_the_window_ends_a_waiting_request_and_the_server(qtbot, open_ap
     assert "closing" in str(waiting.error) or isinstance(waiting.error, openai.APIConnectionError)
     with pytest.raises(openai.APIConnectionError):
         openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="x", max_retries=0, timeout=5).models.list()
+
+
+def test_server_settings_restart_the_server_with_the_new_port_and_raw_thinking(qtbot, open_app, data_dir,
+                                                                               scripted_model):
+    from app.ui.server_switch import ServerSettingsDialog
+
+    window = serving_window(open_app, data_dir, scripted_model("standard_r1"))
+    window.server.start()
+    old_address = window.server.address
+    dialog = ServerSettingsDialog(window.server.current_config(), window.server.keys.note, window)
+    qtbot.addWidget(dialog)
+    assert dialog.host.text() == "127.0.0.1" and not dialog.raw_think.isChecked()
+    assert "session" in dialog.findChild(QLabel, "serverKeyNote").text() or window.server.keys.note is None
+    new_port = free_port()
+    dialog.port.setValue(new_port)
+    dialog.raw_think.setChecked(True)
+    window.server.apply(dialog.result_config())
+    assert window.server.serving and window.server.address == f"http://127.0.0.1:{new_port}" != old_address
+    assert window.status.server_indicator.text().endswith(f":{new_port}")
+    reply = client(window).chat.completions.create(model="m", messages=QUESTION)
+    assert reply.choices[0].message.content.startswith("<think>\n") and "</think>" in reply.choices[0].message.content
+    saved = load_settings(data_dir)
+    assert (saved.server_port, saved.server_reasoning_format) == (new_port, "raw")
