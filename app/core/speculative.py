@@ -62,6 +62,7 @@ class AdaptiveK:
         self._kept = 1.0  # pseudo-counts: the estimate starts at 0.5
         self._missed = 1.0
         self.t_plain: float | None = None
+        self.n_plain = 0  # one-token steps timed
         self._t_verify: dict[int, float] = {}
         self._t_draft: float | None = None  # seconds per drafted token
         self._t_catchup = 0.0  # a draft model's catch-up after a pause (the tokens it did not see)
@@ -102,7 +103,8 @@ class AdaptiveK:
                 return 1
             return 0
         self._rounds += 1
-        return 0 if self._rounds % _CALIBRATE_EVERY == 0 else k
+        every = _CALIBRATE_EVERY if self._rounds > _CALIBRATE_EVERY else 16  # more often at first
+        return 0 if self._rounds % every == 0 else k
 
     def _probe_interval(self) -> int:
         # A rejected probe costs a draft token and a 2-token verify instead of a 1-token step, and
@@ -111,6 +113,7 @@ class AdaptiveK:
         return max(16, int(cost / (_PROBE_BUDGET * self.t_plain)) + 1)
 
     def observe_plain(self, seconds: float) -> None:
+        self.n_plain += 1
         self.t_plain = seconds if self.t_plain is None else self.t_plain + _EMA * (seconds - self.t_plain)
 
     def observe_round(self, drafted: int, kept: int, verify_s: float, draft_s: float, catchup_s: float = 0.0) -> None:
@@ -388,7 +391,9 @@ class Speculation:
 
     def finish(self) -> DraftCounts:
         t_plain = self.policy.t_plain
-        if t_plain and self._spent_s > 0 and self.counts.drafted:
+        # An estimate needs a few timed one-token steps and a few dozen tokens; else none.
+        if t_plain and self._spent_s > 0 and self.counts.drafted and self.policy.n_plain >= 3 \
+                and self._tokens_out >= 64:
             self.counts.speedup = self._tokens_out * t_plain / self._spent_s
         return self.counts
 
