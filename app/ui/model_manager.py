@@ -209,11 +209,12 @@ def _bold_title(name: str, detail: str = "") -> QLabel:
 class ModelManagerDialog(QDialog):
     """Downloaded models, partial downloads and the catalog, for this machine.
 
-    Signals: load_requested(str path), import_requested()
+    Signals: load_requested(str path), import_requested(), connect_requested() (a model on a server)
     """
 
     load_requested = Signal(str)
     import_requested = Signal()
+    connect_requested = Signal()
 
     def __init__(self, library: ModelLibrary, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -241,12 +242,17 @@ class ModelManagerDialog(QDialog):
 
         self.import_button = QPushButton("Import a GGUF file…", objectName="importModelButton")
         self.import_button.clicked.connect(self.import_requested)
+        self.connect_button = QPushButton("Connect to a server…", objectName="connectServerButton")
+        self.connect_button.setToolTip("Chat through a model on vLLM, SGLang, llama-server, Ollama, LM Studio "
+                                       "or DeepSeek's API instead of a file here")
+        self.connect_button.clicked.connect(self.connect_requested)
         self.models_folder = dim_label(f"Models folder: {library.models_dir}")
         self.models_folder.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         close = QPushButton("Close", objectName="closeManagerButton")
         close.clicked.connect(self.close)
         buttons = QHBoxLayout()
         buttons.addWidget(self.import_button)
+        buttons.addWidget(self.connect_button)
         buttons.addWidget(self.models_folder, 1)
         buttons.addWidget(close)
 

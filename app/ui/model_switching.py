@@ -67,6 +67,7 @@ class ModelSwitching(QObject):
         welcome = window.welcome
         welcome.choose_model_requested.connect(self.choose_file)
         welcome.models_requested.connect(self.open_manager)
+        welcome.connect_requested.connect(self.open_connect_dialog)
         welcome.load_requested.connect(self.switch_to)
 
     @property
@@ -127,6 +128,7 @@ class ModelSwitching(QObject):
             self.manager = ModelManagerDialog(self.library, self.window)
             self.manager.load_requested.connect(self.load)
             self.manager.import_requested.connect(self.choose_file)
+            self.manager.connect_requested.connect(self.open_connect_dialog)
             self.library.refresh()  # the folder may have changed outside Ponder
         if self.manager.isVisible():  # already open, perhaps behind the window
             self.manager.raise_()

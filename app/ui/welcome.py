@@ -286,10 +286,12 @@ class SetupPanel(QWidget):
 
 
 class WelcomePage(QWidget):
-    """Signals: choose_model_requested(), models_requested(), load_requested(str path)"""
+    """Signals: choose_model_requested(), models_requested(), load_requested(str path),
+    connect_requested() ("Connect to a server…": a model on vLLM, llama-server, DeepSeek's API…)"""
 
     choose_model_requested = Signal()
     models_requested = Signal()
+    connect_requested = Signal()
     load_requested = Signal(str)
 
     def __init__(self, parent: QWidget | None = None) -> None:
@@ -328,6 +330,10 @@ class WelcomePage(QWidget):
         self.models_button = QPushButton("Models…", objectName="modelsButton")
         self.models_button.setToolTip("Downloaded models, partial downloads and every model Ponder offers")
         self.models_button.clicked.connect(self.models_requested)
+        self.connect_button = QPushButton("Connect to a server…", objectName="connectServerButton")
+        self.connect_button.setToolTip("Chat through a model on another machine: vLLM, SGLang, llama-server, "
+                                       "Ollama, LM Studio or DeepSeek's API")
+        self.connect_button.clicked.connect(self.connect_requested)
         self.drop_hint = QLabel("You can also drop a .gguf file onto this window.", objectName="dropHint")
         self.drop_hint.setAlignment(Qt.AlignmentFlag.AlignCenter)
         local_row = QHBoxLayout()
@@ -335,6 +341,7 @@ class WelcomePage(QWidget):
         local_row.addStretch(1)
         local_row.addWidget(self.choose_button)
         local_row.addWidget(self.models_button)
+        local_row.addWidget(self.connect_button)
         local_row.addStretch(1)
         area = QVBoxLayout(self.download_area)
         area.setContentsMargins(0, 0, 0, 0)
@@ -421,9 +428,10 @@ class WelcomePage(QWidget):
 #alternativesHeading {{ color: {c.text_dim}; font-weight: 600; }}
 QPushButton#downloadButton {{ background-color: {c.accent}; color: {c.accent_text}; border: none;
                              border-radius: 10px; padding: 9px 20px; font-weight: 600; }}
-QPushButton#chooseModelButton, QPushButton#modelsButton, QPushButton#cancelDownloadButton {{
+QPushButton#chooseModelButton, QPushButton#modelsButton, QPushButton#connectServerButton, QPushButton#cancelDownloadButton {{
     background-color: {c.base}; color: {c.text}; border: 1px solid {c.border}; border-radius: 8px;
     padding: 6px 14px; }}
-QPushButton#chooseModelButton:hover, QPushButton#modelsButton:hover, QPushButton#cancelDownloadButton:hover {{
+QPushButton#chooseModelButton:hover, QPushButton#modelsButton:hover, QPushButton#connectServerButton:hover,
+QPushButton#cancelDownloadButton:hover {{
     background-color: {c.hover}; }}
 {library_css(c)}""")

@@ -287,3 +287,25 @@ def test_a_wrong_reasoning_guess_is_corrected_by_the_first_answer_and_remembered
     assert window.client.info.is_reasoning is False and window.client.info.reasoning_source == "stream"
     saved = json.loads(settings_path(data_dir).read_text())["remote_connections"]
     assert saved[0]["model"] == model_id and saved[0]["reasoning"] is False  # the model's setting, learned
+
+
+def test_the_model_pickers_offer_connect_to_a_server(qtbot, open_app, data_dir):
+    window = open_app(data_dir)  # no model: the welcome page offers it beside the local choices
+    opened: list[str] = []
+
+    def close_dialog():
+        dialog = QApplication.activeModalWidget()
+        if not isinstance(dialog, ConnectDialog):
+            QTimer.singleShot(20, close_dialog)
+            return
+        opened.append(dialog.windowTitle())
+        dialog.reject()
+
+    assert window.welcome.connect_button.isVisible()
+    QTimer.singleShot(0, close_dialog)
+    window.welcome.connect_button.click()
+    manager = window.open_model_manager()
+    QTimer.singleShot(0, close_dialog)
+    manager.connect_button.click()
+    assert opened == ["Connect to a server", "Connect to a server"]
+    assert window.client.info is None and not window.client.loading  # cancelled: nothing happens
