@@ -65,7 +65,7 @@ class AdaptiveK:
         self.n_plain = 0  # one-token steps timed
         self._t_verify: dict[int, float] = {}
         self._t_draft: float | None = None  # seconds per drafted token
-        self._t_catchup = 0.0  # a draft model's catch-up after a pause (the tokens it did not see)
+        self._t_catchup: float | None = None  # a draft model's catch-up after a pause (what it missed)
         self._plain_steps = 0  # plain steps since drafting was last tried
         self._rounds = 0
 
@@ -109,7 +109,7 @@ class AdaptiveK:
     def _probe_interval(self) -> int:
         # A rejected probe costs a draft token and a 2-token verify instead of a 1-token step, and
         # a draft model first catches up on the tokens since the last probe.
-        cost = self._draft_time() + self._verify_time(2) - self.t_plain + self._t_catchup
+        cost = self._draft_time() + self._verify_time(2) - self.t_plain + (self._t_catchup or 0.0)
         return max(16, int(cost / (_PROBE_BUDGET * self.t_plain)) + 1)
 
     def observe_plain(self, seconds: float) -> None:
@@ -118,7 +118,8 @@ class AdaptiveK:
 
     def observe_round(self, drafted: int, kept: int, verify_s: float, draft_s: float, catchup_s: float = 0.0) -> None:
         if catchup_s and self._t_draft is not None:  # (the first one is the prompt: not a pause)
-            self._t_catchup += _EMA * (catchup_s - self._t_catchup)
+            old = self._t_catchup
+            self._t_catchup = catchup_s if old is None else old + _EMA * (catchup_s - old)
         self._kept = self._kept * _DECAY + kept
         self._missed = self._missed * _DECAY + (1 if kept < drafted else 0)
         batch = drafted + 1
