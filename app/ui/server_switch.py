@@ -46,6 +46,7 @@ from app.core.server.service import (
     ChatRequest,
     EventCallback,
     Job,
+    JobResult,
     NoModelLoaded,
     WaitingRoom,
 )
@@ -77,6 +78,7 @@ class WindowJobs:
         self._model: tuple[str, int] | None = None  # (id, created) of the loaded model
         self._why_none = NO_MODEL_TO_SERVE
         self._jobs: set[Job] = set()  # submitted, not yet done
+        self._waiting: set[Job] = set()  # of those, not yet taken by the engine thread
 
     @property
     def model_id(self) -> str | None:
@@ -111,7 +113,9 @@ class WindowJobs:
 
     def release(self, why: str) -> None:
         """The model goes away ("load", "unload", "shutdown", "off"): running and waiting jobs end
-        with a 503 saying why, and so do new ones until a model is loaded again."""
+        with a 503 saying why, and so do new ones until a model is loaded again. A waiting job is
+        answered at once (not when the engine thread reaches it, perhaps after a long chat of the
+        window's); the running one ends within a token."""
         reason = RELEASE_REASONS.get(why, NO_MODEL_TO_SERVE)
         with self._lock:
             self._model = None
@@ -119,26 +123,32 @@ class WindowJobs:
             jobs = list(self._jobs)
         for job in jobs:
             job.cancel(reason)
+            if job in self._waiting:  # the engine thread will drop it when it gets there
+                try:
+                    job.on_event("done", JobResult(job.id, "error", error=reason, error_kind="unavailable"))
+                except Exception:  # its client is gone (its event loop closed): nothing to tell
+                    log.debug("could not answer waiting job %s", job.id, exc_info=True)
 
     def submit(self, request: ChatRequest, on_event: EventCallback) -> Job:
         with self._lock:
             if self._model is None:
                 raise NoModelLoaded(self._why_none)
             self.room.enter()  # raises ServerBusy when full
-            left_queue = False
 
-            def relay(kind: str, payload: object) -> None:  # on the engine thread
-                nonlocal left_queue
-                if not left_queue:  # its first event: it has left the queue
-                    left_queue = True
-                    self.room.leave()
-                if kind == "done":
-                    with self._lock:
+            def relay(kind: str, payload: object) -> None:  # on the engine thread (or release's)
+                with self._lock:
+                    if job in self._waiting:  # its first event: it has left the queue
+                        self._waiting.discard(job)
+                        self.room.leave()
+                    if job not in self._jobs:
+                        return  # ended already (answered by release): nothing more for its client
+                    if kind == "done":
                         self._jobs.discard(job)
                 on_event(kind, payload)
 
             job = Job(request, relay)
             self._jobs.add(job)
+            self._waiting.add(job)
         self.client.submit_job(job)
         return job
 

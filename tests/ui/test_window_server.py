@@ -305,3 +305,24 @@ def test_server_settings_restart_the_server_with_the_new_port_and_raw_thinking(q
     assert reply.choices[0].message.content.startswith("<think>\n") and "</think>" in reply.choices[0].message.content
     saved = load_settings(data_dir)
     assert (saved.server_port, saved.server_reasoning_format) == (new_port, "raw")
+
+
+def test_turning_serving_off_answers_a_waiting_request_at_once(qtbot, open_app, data_dir, scripted_model):
+    window = serving_window(open_app, data_dir, scripted_model("standard_r1"))
+    window.server.start()
+    hold, holding = threading.Event(), threading.Event()
+    window.server.jobs.submit(ChatRequest(QUESTION), lambda kind, _p: kind == "started" and (holding.set(),
+                                                                                              hold.wait(20)))
+    assert holding.wait(10)  # the engine is busy (as with a long chat of the window's)
+    waiting = InThread(lambda: client(window).chat.completions.create(model="m", messages=QUESTION))
+    qtbot.waitUntil(lambda: window.server.jobs.room.count == 1, timeout=TIMEOUT_MS)
+    jobs = window.server.jobs
+    try:
+        window.server.stop()  # does not wait for the engine to get to the request
+        assert waiting.done.wait(5)
+        assert isinstance(waiting.error, openai.InternalServerError) and waiting.error.status_code == 503
+        assert "Serving was turned off" in waiting.error.body["message"]
+        assert jobs.room.count == 0 and jobs.active == 1  # only the holder, still running
+    finally:
+        hold.set()
+    qtbot.waitUntil(lambda: jobs.active == 0, timeout=TIMEOUT_MS)
