@@ -195,7 +195,9 @@ def main() -> int:
         head, tail = costs[:30], costs[-30:]
         print(f"live {phase} update ({len(costs)}): first 30 mean {statistics.mean(head):.2f} ms "
               f"(max {max(head):.2f}), last 30 mean {statistics.mean(tail):.2f} ms (max {max(tail):.2f}), "
-              f"last/first {statistics.mean(tail) / statistics.mean(head):.2f}")
+              f"last/first {statistics.mean(tail) / statistics.mean(head):.2f}; medians "
+              f"{statistics.median(head):.2f} / {statistics.median(tail):.2f} ms "
+              f"(last/first {statistics.median(tail) / statistics.median(head):.2f})")
     t0, t_end = state["t0"], state["stream_end"]
     worst = sorted(((b - a) * 1000, a - t0) for a, b in zip(ticks, ticks[1:]))[-3:]
     print("worst stalls (ms, starting s after send; the stream ended at "

@@ -129,11 +129,11 @@ def main() -> int:
     parser.add_argument("--maths", action="store_true", help="a maths answer, written to maths.png")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    prompt, thinking, answer = (MATHS_PROMPT, MATHS_THINKING, MATHS_ANSWER) if args.maths else (PROMPT, THINKING, ANSWER)
+    shot_prompt, shot_thinking, shot_answer = (MATHS_PROMPT, MATHS_THINKING, MATHS_ANSWER) if args.maths else (PROMPT, THINKING, ANSWER)
 
     work = Path(tempfile.mkdtemp(prefix="ponder-shot-"))
     model = write_scripted_gguf(
-        work / "DeepSeek-R1-Distill-Qwen-7B.gguf", split_script(thinking + "</think>" + answer),
+        work / "DeepSeek-R1-Distill-Qwen-7B.gguf", split_script(shot_thinking + "</think>" + shot_answer),
         name="DeepSeek-R1-Distill-Qwen-7B (scripted)",
     )
     data = work / "data"
@@ -161,14 +161,15 @@ def main() -> int:
 
     def grab_when_typeset() -> None:
         view = window.transcript.assistant_views()[-1]
-        if view.answer_view.formula_images.pending_count or view.thinking_body.formula_images.pending_count:
+        typeset = view.thinking_pane.typeset
+        if view.answer_view.formula_images.pending_count or (typeset and typeset.formula_images.pending_count):
             QTimer.singleShot(100, grab_when_typeset)
             return
         window.transcript.scroll_to_bottom()
         QTimer.singleShot(300, lambda: (grab(args.out / ("maths.png" if args.maths else "answer.png")), window.close()))
 
     def ask() -> None:
-        window.prompt_input.setPlainText(prompt)
+        window.prompt_input.setPlainText(shot_prompt)
         window.send_prompt()
 
     window.session.stream_counts.connect(on_counts)
