@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 
 from app.core.catalog import load_catalog
-from app.core.hardware import GiB, describe, probe
+from app.core.errors import PonderError
+from app.core.hardware import GiB, HardwareInfo, describe, probe
 from app.core.sizing import Recommendation, format_speed, recommend
 from app.core.wording import FIT_LABELS, experts_in_ram_text, placement_label, speed_text
 
@@ -28,6 +30,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--ram-bandwidth-gbs", type=float, metavar="GBS",
                    help="RAM bandwidth in GB/s, for speeds with layers or experts in RAM "
                    "(default 50, dual-channel DDR4; DDR5 desktops ~80, servers 200+)")
+    p.add_argument("--gpu-limit-gb", type=float, metavar="GB",
+                   help="Mac: the GPU memory limit set with `sudo sysctl iogpu.wired_limit_mb` "
+                   "(default: macOS's, 3/4 of the memory above 32 GB)")
     p.add_argument("--catalog", metavar="PATH", help=argparse.SUPPRESS)  # tests and catalog authors
     p.set_defaults(func=run)
 
@@ -35,13 +40,15 @@ def add_parser(subparsers) -> None:
 def run(args) -> int:
     catalog = load_catalog(args.catalog)
     described = any(x is not None for x in (args.vram_gb, args.ram_gb, args.gpu_name, args.cpu_cores,
-                                            args.ram_bandwidth_gbs)) or args.unified
+                                            args.ram_bandwidth_gbs, args.gpu_limit_gb)) or args.unified
     if described:
         here = probe()
         ram_gb = args.ram_gb if args.ram_gb is not None else here.ram_total_bytes / GiB
         hw = describe(vram_gb=args.vram_gb, ram_gb=ram_gb, gpu_name=args.gpu_name, n_gpus=args.gpus,
                       unified=args.unified, cpu_cores=args.cpu_cores or here.cpu_physical_cores,
                       cpu_bandwidth_gbps=args.ram_bandwidth_gbs)
+        if args.gpu_limit_gb is not None:
+            hw = _with_gpu_limit(hw, args.gpu_limit_gb)
     else:
         hw = probe()
     rec = recommend(hw, catalog)
@@ -52,6 +59,16 @@ def run(args) -> int:
     else:
         print(format_recommendation(rec))
     return 0 if rec.plan is not None else 1
+
+
+def _with_gpu_limit(hw: HardwareInfo, limit_gb: float) -> HardwareInfo:
+    """A described Mac whose GPU limit someone raised (or lowered) with iogpu.wired_limit_mb."""
+    if not (hw.unified_memory and hw.gpus):
+        raise PonderError("--gpu-limit-gb is for a Mac (--unified or an Apple chip): other GPUs have their own memory.")
+    limit = int(limit_gb * GiB)
+    if not 0 < limit <= hw.ram_total_bytes:
+        raise PonderError(f"The GPU limit must be between 0 and the Mac's {hw.ram_total_bytes / GiB:.0f} GB.")
+    return dataclasses.replace(hw, gpus=[dataclasses.replace(hw.gpus[0], usable_bytes=limit), *hw.gpus[1:]])
 
 
 def _gb(n: int) -> str:
@@ -79,8 +96,10 @@ def format_recommendation(rec: Recommendation) -> str:
         ]
         if rec.runner_up is not None:
             r = rec.runner_up
-            lines.append(f"  or       {r.name} {r.plan.quant}  ({_gb(r.plan.file_size)}, {placement_label(r.plan)}, "
-                         f"{speed_text(r.plan)})")
+            context = f", {r.plan.n_ctx_label} context" if r.plan.n_ctx < p.n_ctx else ""
+            limit = f", with iogpu.wired_limit_mb={rec.runner_up_gpu_limit_mb}" if rec.runner_up_gpu_limit_mb else ""
+            lines.append(f"  or       {r.name} {r.plan.quant}  ({_gb(r.plan.file_size)}, {placement_label(r.plan)}{context}, "
+                         f"{speed_text(r.plan)}{limit})")
         lines += ["", rec.reason]
         if experts := experts_in_ram_text(p):
             lines += ["", experts]

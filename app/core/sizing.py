@@ -33,8 +33,11 @@ that holds it:
 GPU: efficiency 0.54 and 48 µs per layer, fit to the H100 decode rates of the 1.5B/7B/14B Q4_K_M
 distills in docs/sizing.md (525/264/147 tok/s; this model says 512/260/139); routed experts on a GPU
 at EXPERT_READ_EFFICIENCY of that (a guess, see below). CPU: efficiency 0.6 of min(RAM bandwidth,
-25 GB/s per physical core) and 15 µs per layer. The number is llama.cpp's own decode rate early in a
-reply (1024 tokens of context); Python-side sampling can deliver less.
+25 GB/s per physical core) and 15 µs per layer. A mixture of experts adds 33 µs per layer on a GPU
+(routing, gathered experts); routed experts in RAM are read by the CPU at 0.6 of min(RAM bandwidth, 5.8 GB/s
+per core) plus a 15 µs hop per layer: both fit to one H200 run of a deepseek2-shaped MoE (GPU_NOTES.md). The
+number is llama.cpp's own decode rate early in a reply (1024 tokens of context); Python-side sampling can
+deliver less.
 
 Experts in RAM (`plan(..., experts_in_ram=True)`): a mixture of experts' routed experts in system RAM
 and every layer's other weights, the output layer and the KV cache on the GPU (llama.cpp's --cpu-moe);
@@ -100,6 +103,11 @@ SPEED_CONTEXT_FILL = 1024
 UNLIMITED_GPU_BANDWIDTH_GBPS = 3350.0
 
 MIN_TOKENS_PER_S = 5.0
+# macOS lets the GPU wire 3/4 of a big Mac's memory by default (hardware.apple_gpu_share); `sudo sysctl
+# iogpu.wired_limit_mb=N` raises that until the next restart. Plans assume the limit in force (the probe reads
+# a raised one; `ponder recommend --gpu-limit-gb` describes one). Where only a raised limit lets the full model
+# run, it is offered beside the pick with the command, leaving this much to macOS and the apps.
+MACOS_RESERVE_BYTES = 16 * GiB
 # The full 671B is the pick only at this speed or more (a 2000-token reasoning trace in ~4 minutes);
 # slower, it is offered beside the distill the machine runs well.
 FULL_MODEL_MIN_TOKENS_PER_S = 8.0
@@ -115,6 +123,21 @@ NON_EXPERT_MIN_BPW = 4.5
 # report; tests/benchmarks/gpu/bench_experts_in_ram.py measures it. The CPU's own rate already is
 # llama.cpp's quantised dot products, experts or not.
 EXPERT_READ_EFFICIENCY = 0.35
+# A mixture of experts' layer costs a GPU more per token than its bytes: the router (top-k, softmax), the
+# gathered experts (mul_mat_id) and deepseek2's absorbed-MLA matmuls are more and smaller kernels. Fit to one
+# measurement: a 12-layer deepseek2-shaped MoE (2.7 GB, Q4_K_M) all on an H200 decoded at 692 tok/s, 949
+# planned without this term (tests/benchmarks/GPU_NOTES.md "Experts in RAM"). ~0.4 ms of that model's 1.4 ms
+# per token; ~2 ms of the full R1's ~80 ms.
+GPU_MOE_LAYER_OVERHEAD_S = 33e-6  # per layer of a MoE (its dense leading layers averaged in)
+# Routed experts in RAM (experts in RAM), read by the CPU for a GPU: per core, raw (× CPU_EFFICIENCY, and never
+# above the RAM's bandwidth), and per layer whose experts are there, the hop (the GPU hands the layer's input to
+# the CPU and waits for its output: two synchronisations and a CPU graph split). Fit to the same H200 run (16
+# cores, 138 tok/s measured with every layer's experts in RAM, 84.8 planned at the dense 25 GB/s per core and
+# a 50 GB/s RAM guess): one measurement cannot tell the per-core rate from the hop, so the hop keeps the CPU's
+# per-layer overhead below and the rate takes the rest, a conservative split for big models, whose
+# per-token bytes dwarf the hops.
+EXPERTS_IN_RAM_GBPS_PER_CORE = 5.8  # 55.6 GB/s effective on 16 cores
+EXPERTS_IN_RAM_LAYER_OVERHEAD_S = 15e-6
 # Attention activations per head and token, as a multiple of (key + value length): fitted to llama.cpp's
 # compute buffer on tiny deepseek2 files with 4 and 8 heads, MLA and not (1.34-1.55 measured).
 ATTENTION_ACTIVATION_FACTOR = 1.5
@@ -332,6 +355,11 @@ class Plan:
     # With experts_in_ram: the first n_cpu_moe layers have their experts in RAM (llama.cpp's
     # --n-cpu-moe N); the least that lets the rest fit the GPUs. n_layers: all of them (--cpu-moe).
     n_cpu_moe: int = 0
+    # What llama.cpp's load log calls the CPU model buffer (CPU_Mapped) with mmap: the file's bytes from the
+    # first to the last tensor kept in RAM, those between them included. With experts in RAM the GPU layers'
+    # other weights lie between (llama.cpp orders tensors by layer), read once through the map to upload them:
+    # page cache the OS may drop, so not part of the RAM a plan needs (DeviceUse.weights_bytes of the CPU).
+    cpu_mapped_bytes: int = 0
 
     @property
     def expert_bytes_in_ram(self) -> int:
@@ -473,11 +501,14 @@ def plan(model, *, quant: str | Quant | None = None, n_ctx: int = TARGET_N_CTX, 
         n = n if gpus else 0
     devices = _place(shape, n, gpus, hw, n_ctx, kv_type, n_ubatch, flash_attn, moe_off)
     speed = _tokens_per_s(shape, devices, gpus, hw, kv_type)
+    mapped = devices[-1].weights_bytes
+    if experts_in_ram:  # token_embd (first, with the other non-layer tensors), then layers 0 .. n_cpu_moe - 1
+        mapped = int(shape.token_embd_bytes + moe_off * shape.layer_bytes)
     return Plan(model_name=shape.name, model_id=shape.model_id, quant=shape.quant, file_size=shape.file_size,
                 n_ctx=n_ctx, kv_type=kv_type, n_gpu_layers=n, n_layers=shape.n_layers, flash_attn=flash_attn,
                 n_ubatch=n_ubatch, devices=devices, expected_tokens_per_s=speed, has_gpu=bool(gpus),
                 experts_in_ram=experts_in_ram, expert_bytes=shape.expert_bytes,
-                expert_read_bytes=int(shape.expert_read_bytes), n_cpu_moe=moe_off)
+                expert_read_bytes=int(shape.expert_read_bytes), n_cpu_moe=moe_off, cpu_mapped_bytes=mapped)
 
 
 def _min_cpu_moe(shape, gpus, hw, n_ctx, kv_type, n_ubatch, flash_attn) -> int:
@@ -572,17 +603,19 @@ def _place(shape: ModelShape, n: int, gpus: list[_Gpu], hw, n_ctx, kv_type, n_ub
                             + (shape.output_bytes if cpu.has_output else 0)
                             + experts_off)
     cpu.kv_bytes = int(cpu.layers * kv_layer)
-    if cpu_weights_present:
+    if cpu.layers or cpu.has_output:
         cpu.compute_bytes = max(logits if cpu.has_output else 0, layer_work if cpu.layers else 0)
-        if experts_off:  # the used experts' FFN activations of a batch, computed on the CPU
-            cpu.compute_bytes = max(cpu.compute_bytes, 3 * shape.n_ff * n_ubatch * 4)
-    else:  # inputs staged on the host: embeddings of the batch and the attention mask
+    else:  # inputs staged on the host: embeddings of the batch and the attention mask. With experts in RAM
+        # too: llama.cpp sizes this buffer for a prompt batch, whose expert matmuls run on the GPU (the weight
+        # copied there, offload_copy above); measured 12.0 MiB both ways on the H200 (GPU_NOTES.md).
         cpu.compute_bytes = 2 * shape.n_embd * n_ubatch * 4 + n_ctx_pad * n_ubatch * 2
     cpu.runtime_bytes = HOST_RUNTIME_BYTES
     if hw is not None:
         cpu.budget_bytes = hw.ram_budget_bytes
-        if hw.unified_memory:  # one pool: what the GPU takes, the CPU cannot
-            cpu.budget_bytes = max(0, cpu.budget_bytes - sum(d.total_bytes for d in gpu_devs))
+        if hw.unified_memory:  # one pool: what the GPU takes, the CPU cannot. A GPU limit raised above the RAM
+            # budget (iogpu.wired_limit_mb) is the user's say on what the OS keeps.
+            pool = max(cpu.budget_bytes, sum(g.budget or 0 for g in gpus))
+            cpu.budget_bytes = max(0, pool - sum(d.total_bytes for d in gpu_devs))
     return [*gpu_devs, cpu]
 
 
@@ -593,9 +626,18 @@ def cpu_effective_gbps(hw: HardwareInfo | None) -> float:
     return min(hw.cpu_bandwidth_gbps, cores * CPU_GBPS_PER_CORE) * CPU_EFFICIENCY
 
 
+def experts_in_ram_gbps(hw: HardwareInfo | None) -> float:
+    """Effective rate at which the CPU reads routed experts kept in RAM for a GPU (experts in RAM)."""
+    if hw is None:
+        return 50.0 * CPU_EFFICIENCY
+    cores = hw.cpu_physical_cores or ASSUMED_CPU_CORES
+    return min(hw.cpu_bandwidth_gbps, cores * EXPERTS_IN_RAM_GBPS_PER_CORE) * CPU_EFFICIENCY
+
+
 def _tokens_per_s(shape: ModelShape, devices: list[DeviceUse], gpus: list[_Gpu], hw, kv_type: str) -> float:
-    """One token's reads, each device's at its own bandwidth. A MoE's routed experts are read at
-    EXPERT_READ_EFFICIENCY of a GPU's rate; those in RAM (experts in RAM) by the CPU."""
+    """One token's reads, each device's at its own bandwidth, plus fixed costs per layer. A MoE's routed
+    experts are read at EXPERT_READ_EFFICIENCY of a GPU's rate; those in RAM (experts in RAM) by the CPU at
+    experts_in_ram_gbps, with a hop per layer."""
     kv_token = shape.kv_bytes_per_token_layer(kv_type) * SPEED_CONTEXT_FILL
     expert_per_layer = shape.expert_read_bytes / shape.n_layers
     dense_per_layer = shape.layer_bytes * shape.active_ratio - expert_per_layer
@@ -605,15 +647,18 @@ def _tokens_per_s(shape: ModelShape, devices: list[DeviceUse], gpus: list[_Gpu],
         if dev.kind == "gpu":
             rate = gpu_by_name[dev.name].bandwidth_gbps * 1e9 * GPU_EFFICIENCY
             overhead = (dev.layers + dev.has_output) * GPU_LAYER_OVERHEAD_S
+            overhead += dev.layers * GPU_MOE_LAYER_OVERHEAD_S if shape.is_moe else 0.0
         else:
             rate = cpu_effective_gbps(hw) * 1e9
             overhead = dev.layers * CPU_LAYER_OVERHEAD_S
         dense = dev.layers * (dense_per_layer + kv_token) + (shape.output_bytes if dev.has_output else 0)
         experts = (dev.layers - dev.expert_layers_in_ram) * expert_per_layer
-        if dev.kind == "cpu":
-            experts += sum(d.expert_layers_in_ram for d in devices) * expert_per_layer
         expert_rate = rate * (EXPERT_READ_EFFICIENCY if dev.kind == "gpu" else 1.0)
         seconds += dense / rate + experts / expert_rate + overhead
+    in_ram = sum(d.expert_layers_in_ram for d in devices)
+    if in_ram:
+        seconds += (in_ram * expert_per_layer / (experts_in_ram_gbps(hw) * 1e9)
+                    + in_ram * EXPERTS_IN_RAM_LAYER_OVERHEAD_S)
     return 1.0 / seconds if seconds > 0 else 0.0
 
 
@@ -660,6 +705,8 @@ class Recommendation:
     # Where the pick is a full 671B model: the best distill as the other option a person can weigh
     # (faster, weaker), with its plan; the reason names both.
     runner_up: Alternative | None = None
+    # On a Mac: the GPU limit (iogpu.wired_limit_mb) the runner-up needs, when only a raised one lets it run.
+    runner_up_gpu_limit_mb: int | None = None
 
     @property
     def model_id(self) -> str | None:
@@ -693,6 +740,7 @@ class Recommendation:
             "hardware": self.hardware_summary,
             "plan": p.to_dict() if p else None,
             "runner_up": self.runner_up.to_dict() if self.runner_up else None,
+            "runner_up_gpu_limit_mb": self.runner_up_gpu_limit_mb,
             "alternatives": [a.to_dict() for a in self.alternatives],
         }
 
@@ -713,17 +761,46 @@ def recommend(hw: HardwareInfo, catalog: Catalog) -> Recommendation:
     else:
         other = _best([m for m in models if _is_full_model(m)],
                       lambda m: _full_gpu_choice(hw, m, PREFERRED_MIN_BITS) or _experts_in_ram_choice(hw, m))
+    limit_mb = None
+    raised = raised_gpu_limit(hw)
+    if other is None and raised is not None and not _is_full_model(model):
+        other = _best([m for m in models if _is_full_model(m)],
+                      lambda m: _full_gpu_choice(raised, m, PREFERRED_MIN_BITS))
+        limit_mb = raised.usable_gpus[0].usable_bytes // 2**20 if other else None
     runner_up = _alternative(*other, recommended=False) if other else None
     alternatives = _alternatives(hw, catalog, (model, chosen))
     reason = _reason(hw, model, chosen, fallback)
-    if runner_up is not None:
+    if runner_up is not None and limit_mb:
+        reason += " " + _with_raised_limit(hw, runner_up, limit_mb)
+    elif runner_up is not None:
         reason += " " + _weigh(model, chosen, runner_up)
     sibling = _non_reasoning_sibling(model, catalog, alternatives)
     if sibling is not None:
         reason += " " + _r1_vs_v3(model, sibling)
     if not _is_full_model(model):
         reason += _mla_would_fit_note(hw, models, alternatives)
-    return Recommendation(chosen, model, reason, alternatives, hw.summary(), runner_up)
+    return Recommendation(chosen, model, reason, alternatives, hw.summary(), runner_up, limit_mb)
+
+
+def raised_gpu_limit(hw: HardwareInfo) -> HardwareInfo | None:
+    """A Mac with macOS's GPU limit raised to all but MACOS_RESERVE_BYTES of its memory; None elsewhere or
+    where the limit already is that high."""
+    if not (hw.unified_memory and hw.usable_gpus):
+        return None
+    limit = hw.ram_total_bytes - MACOS_RESERVE_BYTES
+    gpu = hw.usable_gpus[0]
+    if limit <= gpu.usable_bytes:
+        return None
+    return dataclasses.replace(hw, gpus=[dataclasses.replace(gpu, usable_bytes=limit), *hw.gpus[1:]])
+
+
+def _with_raised_limit(hw: HardwareInfo, other: Alternative, limit_mb: int) -> str:
+    """The full model a Mac runs once its GPU may use more of the memory: how, and what it costs."""
+    p = other.plan
+    return (f"Or the full {other.name} {p.quant} (the strongest reasoner) at ~{format_speed(p.expected_tokens_per_s)} "
+            f"tokens/s with {_context_phrase(p)}, if you let the GPU use {_gb(limit_mb * 2**20)} of the "
+            f"{_gb(hw.ram_total_bytes)}: macOS allows {_gb(hw.usable_gpus[0].usable_bytes)} by default, and "
+            f"`sudo sysctl iogpu.wired_limit_mb={limit_mb}` raises it until the next restart (close other apps first).")
 
 
 def _mla_would_fit_note(hw, models, alternatives: list[Alternative]) -> str:
@@ -782,16 +859,19 @@ def _experts_in_ram_choice(hw, model: CatalogModel) -> Plan | None:
     keeps ≥ COMFORT_TOKENS_PER_S, else the smallest that is fast enough."""
     if not (hw.usable_gpus and model.architecture.expert_params) or hw.unified_memory:
         return None
-    n_ctx = _n_ctx(model, TARGET_N_CTX)
-    fitting = []
-    for quant in sorted(model.quants, key=lambda q: q.bits):
-        if not _acceptable(quant, PREFERRED_MIN_BITS):
-            continue
-        options = [plan(model, quant=quant, n_ctx=n_ctx, kv_type=kv, hw=hw, experts_in_ram=True) for kv in ("f16", "q8_0")]
-        p = next((o for o in options if o.fits), None)
-        if p is not None and p.expected_tokens_per_s >= MIN_TOKENS_PER_S:
-            fitting.append(p)
-    if not fitting:
+    for n_ctx in _contexts(model):
+        fitting = []
+        for quant in sorted(model.quants, key=lambda q: q.bits):
+            if not _acceptable(quant, PREFERRED_MIN_BITS):
+                continue
+            options = [plan(model, quant=quant, n_ctx=n_ctx, kv_type=kv, hw=hw, experts_in_ram=True)
+                       for kv in ("f16", "q8_0")]
+            p = next((o for o in options if o.fits), None)
+            if p is not None and p.expected_tokens_per_s >= MIN_TOKENS_PER_S:
+                fitting.append(p)
+        if fitting:
+            break
+    else:
         return None
     comfortable = [p for p in fitting if p.expected_tokens_per_s >= COMFORT_TOKENS_PER_S]
     return comfortable[-1] if comfortable else fitting[0]
@@ -799,6 +879,13 @@ def _experts_in_ram_choice(hw, model: CatalogModel) -> Plan | None:
 
 def _n_ctx(model: CatalogModel, wanted: int) -> int:
     return min(wanted, model.architecture.n_ctx_train)
+
+
+def _contexts(model: CatalogModel) -> tuple[int, ...]:
+    """Contexts to try, largest first. A full 671B may drop to MIN_N_CTX: a file without MLA metadata caches
+    ~4.9 MB a token (78 GB at 16k), so its context decides whether it fits; a distill's 16k cache is 0.5-5 GB."""
+    full = _n_ctx(model, TARGET_N_CTX)
+    return (full, _n_ctx(model, MIN_N_CTX)) if _is_full_model(model) and full > MIN_N_CTX else (full,)
 
 
 def _preferred_quant(model: CatalogModel) -> Quant:
@@ -848,15 +935,17 @@ def _full_gpu_choice(hw, model: CatalogModel, min_bits: float) -> Plan | None:
     """The best configuration of `model` with every layer on the GPU, or None."""
     if not hw.usable_gpus:
         return None
-    n_ctx = _n_ctx(model, TARGET_N_CTX)
     fitting: list[Plan] = []
-    for quant in sorted(model.quants, key=lambda q: q.bits):
-        if not _acceptable(quant, min_bits):
-            continue
-        for p in _placements(hw, model, quant, n_ctx, n_gpu_layers=-1):
-            if p.fits:
-                fitting.append(p)  # f16 first, so it wins a tie below
-                break
+    for n_ctx in _contexts(model):  # a smaller context only when nothing fits at the larger one
+        for quant in sorted(model.quants, key=lambda q: q.bits):
+            if not _acceptable(quant, min_bits):
+                continue
+            for p in _placements(hw, model, quant, n_ctx, n_gpu_layers=-1):
+                if p.fits:
+                    fitting.append(p)  # f16 first, so it wins a tie below
+                    break
+        if fitting:
+            break
     if not fitting or fitting[0].expected_tokens_per_s < MIN_TOKENS_PER_S:
         return None
     comfortable = [p for p in fitting if p.expected_tokens_per_s >= COMFORT_TOKENS_PER_S]
@@ -951,6 +1040,17 @@ def _gpu_phrase(hw: HardwareInfo) -> str:
     return f"your {first.short_name}" if size in first.short_name else f"your {first.short_name}'s {size}"
 
 
+def _smaller_context_note(model: CatalogModel, p: Plan) -> str:
+    """Why a plan has less than the usual context: say it, with what the full one would take."""
+    wanted = _n_ctx(model, TARGET_N_CTX)
+    if p.n_ctx >= wanted:
+        return ""
+    kv = plan(model, quant=p.quant, n_ctx=wanted, kv_type=p.kv_type, n_gpu_layers=-1).devices[0].kv_bytes
+    bits = " even at 8 bits" if p.kv_type == "q8_0" else ""
+    return (f" (the most that fits: its files cache full-size keys and values, {_gb(kv)} for {wanted // 1024}k"
+            f"{bits}; a long reasoning trace can fill {p.n_ctx_label})")
+
+
 def _context_phrase(p: Plan) -> str:
     kv = " and an 8-bit KV cache" if p.kv_type == "q8_0" else ""
     article = "an" if p.n_ctx_label.startswith(("8", "11", "18")) else "a"
@@ -961,14 +1061,14 @@ def _reason(hw: HardwareInfo, model: CatalogModel, p: Plan, fallback: bool) -> s
     what = f"{model.short_name} {p.quant}"
     speed = f"expect ~{format_speed(p.expected_tokens_per_s)} tokens/s"
     if p.placement == "gpu":
-        where = f"fits entirely in {_gpu_phrase(hw)}, with {_context_phrase(p)}"
+        where = f"fits entirely in {_gpu_phrase(hw)}, with {_context_phrase(p)}{_smaller_context_note(model, p)}"
     elif p.placement == "split":
         where = (f"runs with {p.n_gpu_layers} of {p.n_layers + 1} layers in {_gpu_phrase(hw)} and the rest on "
                  f"the CPU, with {_context_phrase(p)}")
     elif p.placement == "experts_in_ram":
         which = "its routed experts" if p.n_cpu_moe >= p.n_layers else f"the routed experts of {p.n_cpu_moe} of its {p.n_layers} layers"
         where = (f"runs with {which} ({p.expert_bytes_in_ram / 1e9:.0f} GB) in {_gb(hw.ram_total_bytes)} of RAM and "
-                 f"everything else in {_gpu_phrase(hw)}, with {_context_phrase(p)}")
+                 f"everything else in {_gpu_phrase(hw)}, with {_context_phrase(p)}{_smaller_context_note(model, p)}")
     else:
         where = f"runs on the CPU in {_gb(hw.ram_total_bytes)} of RAM with {_context_phrase(p)}"
         if hw.gpus and hw.gpu_offload_supported is False:
