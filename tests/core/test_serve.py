@@ -19,7 +19,7 @@ import pytest
 from app.core.engine import Engine, LoadOptions, Sampling
 from app.core.reasoning import split_text
 from app.core.server.api import bind_socket, build_app, make_server, parse_chat_request, ApiError
-from app.core.server.service import ChatRequest, EngineService, StopMatcher
+from app.core.server.service import ChatRequest, EngineService, ServerBusy, StopMatcher
 from tests.fixtures.scripted_gguf import LONG_TRACE_THINKING_TOKENS, SCRIPTS, STANDARD_ANSWER, STANDARD_THINKING
 
 THINKING = STANDARD_THINKING.strip()
@@ -475,3 +475,36 @@ def test_run_job_stops_within_a_token_of_cancel(scripted_model):
         assert run_job(engine, late, emit).finish_reason == "cancelled"  # cancelled while waiting: never runs
     finally:
         engine.close()
+
+
+def test_a_job_cancelled_with_a_reason_ends_unavailable_and_the_api_says_503(scripted_model):
+    """The window's server cancels jobs with a reason when its model goes away (app/ui/server_switch.py)."""
+    from app.core.server.api import _job_error
+    from app.core.server.service import Job, WaitingRoom, serve_job
+
+    engine = Engine.load(scripted_model("long_trace"), LoadOptions(n_ctx=4096))
+    try:
+        done = []
+
+        def on_event(kind, payload):
+            if kind == "segment":
+                job.cancel("The model was unloaded.")  # as WindowJobs.release does
+            elif kind == "done":
+                done.append(payload)
+
+        job = Job(ChatRequest(QUESTION), on_event)
+        result = serve_job(engine, job)
+        assert done == [result] and result.finish_reason == "error" and result.error_kind == "unavailable"
+        assert result.thinking  # what it wrote before is kept
+        error = _job_error(result)
+        assert (error.status, error.code, error.message) == (503, "model_not_loaded", "The model was unloaded.")
+        assert serve_job(None, Job(ChatRequest(QUESTION), lambda k, p: None), "Nothing loaded.").error == \
+            "Nothing loaded."
+    finally:
+        engine.close()
+    room = WaitingRoom(1)
+    room.enter()
+    with pytest.raises(ServerBusy):
+        room.enter()
+    room.leave()
+    room.enter()
