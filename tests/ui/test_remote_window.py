@@ -23,6 +23,7 @@ from app.core.secrets import NO_KEYCHAIN, key_store
 from app.core.server.api import bind_socket, build_app, make_server
 from app.core.server.service import EngineService
 from app.core.settings import settings_path
+from app.core.traces import trace_records
 from app.ui.remote_dialog import ConnectDialog
 from tests.fixtures.scripted_gguf import NON_REASONING_ANSWER, STANDARD_ANSWER, STANDARD_THINKING
 from tests.ui.conftest import ANSWER_TIMEOUT_MS, LOAD_TIMEOUT_MS
@@ -141,8 +142,12 @@ def test_the_dialog_lists_the_servers_models_and_the_window_chats_through_it(qtb
     view = window.transcript.assistant_views()[-1]  # the same thinking pane and answer as a local model's
     assert view.thinking_text == STANDARD_THINKING.strip() and not view.thinking_expanded
     assert "17 × 23 = 391" in view.answer_view.toPlainText()
-    stored = window.store.get_conversation(message.conversation_id).messages[-1]
+    conversation = window.store.get_conversation(message.conversation_id)
+    stored = conversation.messages[-1]
     assert stored.model_info["source"] == label and stored.thinking == message.thinking
+    record = list(trace_records(conversation))[-1]  # the JSONL export says where it came from
+    assert record["model"]["source"] == label and record["thinking"] == message.thinking
+    assert record["stats"]["source"] == label
     assert window.status.model_label.text() == label  # visibly remote throughout
 
     # Remembered for next time, without a key, with what the stream showed (it thinks); a server is
