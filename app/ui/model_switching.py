@@ -15,6 +15,7 @@ from pathlib import Path
 from PySide6.QtCore import QObject, Slot
 from PySide6.QtWidgets import QFileDialog
 
+from app import APP_NAME
 from app.core.engine import LoadOptions, ModelInfo
 from app.core.paths import same_file
 from app.core.settings import Settings
@@ -181,6 +182,7 @@ class ModelSwitching(QObject):
 
     @Slot(str)
     def _on_load_started(self, path: str) -> None:
+        self.window.setWindowTitle(APP_NAME)
         self.window.welcome.show_loading(path)
         self.window.status.show_loading(path)
         if self.client.loading_path is None:  # not a file: "remote: host · model" (connect_remote)
@@ -197,6 +199,8 @@ class ModelSwitching(QObject):
     def _on_loaded(self, info: ModelInfo) -> None:
         w = self.window
         remote = info.path is None  # a model on a server (RemoteModelInfo), not a file
+        # Remote is visible at all times: also in the title (a status message hides the status bar's label).
+        w.setWindowTitle(f"{info.label} — {APP_NAME}" if remote else APP_NAME)
         w.welcome.show_ready(info.label if remote else info.name)
         w.status.show_model(info)
         w.status.show_last_answer(w.last_stats())
@@ -249,6 +253,7 @@ class ModelSwitching(QObject):
 
     @Slot()
     def _on_unloaded(self) -> None:
+        self.window.setWindowTitle(APP_NAME)
         self.window.welcome.show_no_model()
         self.window.status.show_model(None)
         self.window.update_controls()

@@ -132,6 +132,7 @@ def test_the_dialog_lists_the_servers_models_and_the_window_chats_through_it(qtb
     assert window.status.model_label.text() == label
     assert window.status.model_label.property("remote") is True
     assert "Your prompts are sent there" in window.status.model_label.toolTip()
+    assert window.windowTitle() == f"{label} — Ponder"  # also while a status message covers the label
 
     message = send(qtbot, window)
     assert (message.thinking, message.content, message.status) == (STANDARD_THINKING.strip(),
