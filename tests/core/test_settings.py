@@ -106,3 +106,21 @@ def test_integer_temperature_is_read_as_a_float(tmp_path: Path):
     s = load_settings(tmp_path)
     assert s.temperature == 1.0 and isinstance(s.temperature, float)
     assert s.top_p == 1.0 and s.n_gpu_layers == -1
+
+
+def test_server_and_remote_settings_round_trip_and_a_key_is_never_accepted(tmp_path: Path, caplog):
+    connection = {"base_url": "http://gpu-box:8000/v1", "model": "deepseek-r1", "reasoning": None,
+                  "server_kind": "vLLM"}
+    save_settings(tmp_path, Settings(server_host="0.0.0.0", server_port=9000, server_reasoning_format="raw",
+                                     remote_connections=[connection]))
+    loaded = load_settings(tmp_path)
+    assert (loaded.server_host, loaded.server_port, loaded.server_reasoning_format) == ("0.0.0.0", 9000, "raw")
+    assert loaded.remote_connections == [connection]
+    # A hand-edited file that puts a key among the connections, or a bad port, falls back to the default.
+    raw = json.loads(settings_path(tmp_path).read_text())
+    raw["remote_connections"] = [{**connection, "api_key": "sk-secret"}]
+    raw["server_port"] = 70000
+    settings_path(tmp_path).write_text(json.dumps(raw))
+    with caplog.at_level(logging.WARNING):
+        loaded = load_settings(tmp_path)
+    assert loaded.remote_connections == [] and loaded.server_port == 8080
