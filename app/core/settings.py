@@ -113,8 +113,9 @@ def load_settings(data_dir: Path) -> Settings:
         if name not in _VALID:
             log.warning("ignoring unknown setting %r in %s", name, path)
         elif not _VALID[name](value):
+            shown = "(not shown: it may hold a key)" if name == "remote_connections" else repr(value)
             log.warning(
-                "ignoring setting %s=%r in %s; using the default %r", name, value, path, getattr(defaults, name)
+                "ignoring setting %s=%s in %s; using the default %r", name, shown, path, getattr(defaults, name)
             )
         else:
             values[name] = _CONVERT.get(name, lambda v: v)(value)

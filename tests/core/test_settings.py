@@ -124,3 +124,4 @@ def test_server_and_remote_settings_round_trip_and_a_key_is_never_accepted(tmp_p
     with caplog.at_level(logging.WARNING):
         loaded = load_settings(tmp_path)
     assert loaded.remote_connections == [] and loaded.server_port == 8080
+    assert "sk-secret" not in caplog.text  # the log never shows a key
