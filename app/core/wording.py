@@ -105,3 +105,12 @@ def progress_text(p: Progress) -> str:
     if p.eta_s is not None and p.downloaded < p.total:
         parts.append(format_eta(p.eta_s))
     return " · ".join(parts)
+
+
+def header_differences_text(label: str, differences: list[str]) -> str:
+    """Where a catalog entry described a model's file otherwise than the file's own header (which the
+    plan follows), as one notice; "" when they agree."""
+    if not differences:
+        return ""
+    return (f"{label}: the catalog described this file otherwise ({'; '.join(differences)}). "
+            "Ponder planned it from the file's own header.")

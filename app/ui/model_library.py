@@ -17,6 +17,7 @@ from app.core.downloads import SHA256_SUFFIX, import_local_gguf, model_parts
 from app.core.hardware import HardwareInfo
 from app.core.paths import same_file
 from app.core.survey import DownloadRequest, MachineSurvey, survey
+from app.core.wording import header_differences_text
 from app.ui.background import run_in_background
 from app.ui.downloads import Downloads
 
@@ -53,6 +54,7 @@ class ModelLibrary(QObject):
         self._pending_delete: Path | None = None
         self._surveys_running = 0
         self.downloads.finished.connect(self._on_download_finished)
+        self.downloads.planned.connect(self._on_download_planned)
         self.downloads.failed.connect(self._on_download_ended)
         self.downloads.cancelled.connect(self._on_download_ended)
         client.load_started.connect(self._on_load_started)
@@ -105,8 +107,11 @@ class ModelLibrary(QObject):
     # --- actions --------------------------------------------------------------------
 
     def start_download(self, request: DownloadRequest) -> bool:
-        """Download (or resume) a model; False while another download runs."""
-        return self.downloads.start(request)
+        """Download (or resume) a model; False while another download runs. Planned from the file's
+        header first, for the hardware the survey probed: what will not fit is refused before the transfer."""
+        catalog = self.survey.catalog if self.survey is not None else None
+        entry = next((m for m in catalog if m.id == request.model_id), None) if catalog and request.model_id else None
+        return self.downloads.start(request, hardware=self._hardware, catalog_model=entry)
 
     def import_file(self, src: str | Path) -> None:
         """Validate a GGUF and place it in the models folder (hard link or copy, on a worker
@@ -166,6 +171,11 @@ class ModelLibrary(QObject):
         offer = draft_offer(request.model_id, self.models_dir)  # a 14B/32B/70B: its small draft model
         if offer is not None:
             self.draft_offered.emit(*offer)
+
+    @Slot(object, object)
+    def _on_download_planned(self, _request: DownloadRequest, planned) -> None:
+        if text := header_differences_text(planned.label, planned.differences):
+            self.problem.emit(text)  # the catalog was wrong about the file: say so while it downloads
 
     @Slot(object, str)
     def _on_download_ended(self, _request: DownloadRequest, _message: str) -> None:
