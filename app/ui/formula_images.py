@@ -170,6 +170,7 @@ class FormulaImages(QObject):
         self._added: dict[str, bool] = {}  # names whose resource the document has: True if typeset
         self._pending: dict[str, list[QTextCursor]] = {}  # where formulas not typeset yet are shown
         self._jobs: dict[str, BackgroundJob] = {}
+        self._batch: list[str] | None = None  # while `attach` runs: formulas to typeset in one job
 
     # --- style and state -------------------------------------------------------------
 
@@ -243,15 +244,20 @@ class FormulaImages(QObject):
                         found.extend((fragment.position() + k, name) for k in range(fragment.length()))
                     it += 1
             block = block.next()
-        for position, name in reversed(found):  # from the end: text put in leaves earlier positions
-            self.ensure_resource(name)
-            result = self.ready(name)
-            if isinstance(result, FormulaError):
-                self._show_as_source(position, name)
-            elif result is None:
-                cursor = QTextCursor(self.doc)
-                cursor.setPosition(position)
-                self._pending.setdefault(name, []).append(cursor)
+        self._batch = []  # one render job (and one layout pass when it is done) for all of them
+        try:
+            for position, name in reversed(found):  # from the end: text put in leaves earlier positions
+                self.ensure_resource(name)
+                result = self.ready(name)
+                if isinstance(result, FormulaError):
+                    self._show_as_source(position, name)
+                elif result is None:
+                    cursor = QTextCursor(self.doc)
+                    cursor.setPosition(position)
+                    self._pending.setdefault(name, []).append(cursor)
+        finally:
+            batch, self._batch = self._batch, None
+        self._submit(list(reversed(batch)))
 
     def _show_as_source(self, position: int, name: str) -> None:
         formula = parse_resource_name(name)
@@ -274,31 +280,51 @@ class FormulaImages(QObject):
     def _request(self, name: str) -> None:
         if name in self._jobs or self.style is None:
             return
-        style = self.style
-        self._jobs[name] = run_in_background(
-            lambda _job: (name, style, typeset(name, style)), owner=self, on_done=self._on_typeset,
-            on_failed=lambda message: log.warning("formula not typeset: %s", message),
-            lane="render", name="formula")
+        if self._batch is not None:
+            if name not in self._batch:
+                self._batch.append(name)
+            return
+        self._submit([name])
 
-    def _on_typeset(self, result: tuple[str, FormulaStyle, QImage | FormulaError]) -> None:
-        name, style, image = result
-        _remember((name, style), image)
+    def _submit(self, names: list[str]) -> None:
+        """One job on the render lane typesets `names` in order."""
+        if not names or self.style is None:
+            return
+        style = self.style
+
+        def work(job: BackgroundJob) -> tuple[FormulaStyle, list[tuple[str, QImage | FormulaError]]]:
+            return style, [(name, typeset(name, style)) for name in names if not job.cancelled]
+
+        job = run_in_background(work, owner=self, on_done=self._on_typeset,
+                                on_failed=lambda message: log.warning("formulas not typeset: %s", message),
+                                lane="render", name="formulas")
+        for name in names:
+            self._jobs[name] = job
+
+    def _on_typeset(self, result: tuple[FormulaStyle, list[tuple[str, QImage | FormulaError]]]) -> None:
+        style, images = result
+        for name, image in images:
+            _remember((name, style), image)
         if style != self.style:
             return
-        self._jobs.pop(name, None)
-        cursors = self._pending.pop(name, [])
-        if isinstance(image, QImage):
-            if name in self._added:
-                self.doc.addResource(IMAGE_RESOURCE, QUrl(name), image)
-                self._added[name] = True
-            for cursor in cursors:
-                if self._shows(cursor.position(), name):
-                    self.doc.markContentsDirty(cursor.position(), 1)  # lays out that line alone
-        else:
-            for cursor in reversed(cursors):
-                if self._shows(cursor.position(), name):
-                    self._show_as_source(cursor.position(), name)
-        self.formula_ready.emit(name)
+        dirty: list[QTextCursor] = []  # where typeset images replace placeholders: laid out again, once
+        for name, image in images:
+            self._jobs.pop(name, None)
+            cursors = self._pending.pop(name, [])
+            if isinstance(image, QImage):
+                if name in self._added:
+                    self.doc.addResource(IMAGE_RESOURCE, QUrl(name), image)
+                    self._added[name] = True
+                dirty.extend(c for c in cursors if self._shows(c.position(), name))
+            else:
+                for cursor in reversed(cursors):
+                    if self._shows(cursor.position(), name):
+                        self._show_as_source(cursor.position(), name)
+        if dirty:  # (positions read after the failures' text went in: the cursors followed it)
+            positions = [cursor.position() for cursor in dirty]
+            self.doc.markContentsDirty(min(positions), max(positions) - min(positions) + 1)
+        for name, _image in images:
+            self.formula_ready.emit(name)
 
     def _shows(self, position: int, name: str) -> bool:
         """The character at `position` is still formula `name` (a later edit may have removed it)."""

@@ -21,6 +21,10 @@ from app.ui import theme
 from app.ui.formula_images import FormulaImages, FormulaStyle, image_format, with_sources
 
 
+def has_maths(text: str) -> bool:
+    return bool(find_maths(text))
+
+
 class TypesetThought(QTextBrowser):
     """The finished thought, maths typeset; as tall as its text up to `max_height`, then it scrolls."""
 
