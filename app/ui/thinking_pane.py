@@ -8,7 +8,7 @@ import math
 import time
 
 from PySide6.QtCore import QSize, Qt, QTimer, Slot
-from PySide6.QtGui import QResizeEvent, QTextCursor
+from PySide6.QtGui import QResizeEvent, QTextCharFormat, QTextCursor
 from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
@@ -21,6 +21,8 @@ from PySide6.QtWidgets import (
 
 from app.ui import message_wording, theme
 from app.ui.flag_badges import BadgeRow
+from app.ui.message_actions import action_button, refresh_icons
+from app.ui.steering_spans import CLOSE_MARK, display_pieces, span_format
 from app.ui.thought_maths import TypesetThought, has_maths
 
 THINKING_MAX_HEIGHT = 320  # a long trace scrolls inside its pane instead of pushing the answer away
@@ -60,6 +62,11 @@ class ThinkingPane(QFrame):
         header_row.addWidget(self.header, 0, Qt.AlignmentFlag.AlignVCenter)
         header_row.addLayout(self.badges)
         header_row.addStretch(1)
+        # Shown once the answer is done (message_view.py): edit the thought, continue from it.
+        self.edit_button = action_button("Edit thinking", "edit", self, "Edit or cut the model's reasoning and let "
+                                         "it continue from there, as a new version of this answer")
+        self.edit_button.hide()
+        header_row.addWidget(self.edit_button, 0, Qt.AlignmentFlag.AlignVCenter)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(6, 4, 6, 4)
         layout.setSpacing(2)
@@ -123,16 +130,19 @@ class ThinkingPane(QFrame):
     def refresh_icon(self) -> None:
         name = "chevron-down" if self.expanded else "chevron-right"
         self.header.setIcon(theme.icon(name, theme.colors_for(self).text_dim))
+        refresh_icons(self)  # the Edit thinking action
 
     # --- text -----------------------------------------------------------------------
 
-    def show_final_text(self, text: str, *, typeset_maths: bool = False) -> None:
+    def show_final_text(self, text: str, *, typeset_maths: bool = False, spans=()) -> None:
         """The finished trace: what streamed in stays if it is the same text; with
-        `typeset_maths` its formulas are then typeset."""
-        if self.body.toPlainText().rstrip() == text:
+        `typeset_maths` its formulas are then typeset. `spans`: its inserted stretches
+        (steering_spans.py shows them)."""
+        shown = "".join(piece for piece, _ in display_pieces(text, spans)) if spans else text
+        if self.body.toPlainText().rstrip() == shown:
             self.body.trim_end()
         else:
-            self.body.set_text(text)
+            self.body.set_text(text, spans)
         self._show_typeset_maths(typeset_maths)
 
     def _text_view(self) -> QWidget:
@@ -167,22 +177,38 @@ class ThinkingBody(QPlainTextEdit):
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
         self.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.document().setDocumentMargin(6)
+        self._styled = False  # holds inserted text in its own style (steering_spans.py)
         self._at_max = False
         self._wrap_width = -1
         self.setFixedHeight(0)
 
-    def append_text(self, text: str) -> None:
+    def append_text(self, text: str, inserted: str | None = None) -> None:
+        """Append streamed text; `inserted` (a steering kind) styles text the model did not write."""
         bar = self.verticalScrollBar()
         follow = bar.value() >= bar.maximum() - 2  # keep following the end unless the user scrolled up
         cursor = QTextCursor(self.document())
         cursor.movePosition(QTextCursor.MoveOperation.End)
-        cursor.insertText(text)
+        if inserted is not None:
+            colors = theme.colors_for(self.window())  # (the text box's own palette reads dark)
+            cursor.insertText(text, span_format(inserted, colors))
+            if inserted == "wrap_up":  # Ponder's </think> ends the thought: shown, as inserted
+                cursor.insertText(("" if text.endswith("\n") else "\n") + CLOSE_MARK, span_format("close", colors))
+            self._styled = True
+        elif self._styled:  # the model's text again: not in the style of the inserted text before it
+            cursor.insertText(text, QTextCharFormat())
+        else:
+            cursor.insertText(text)
         self.fit_height()
         if follow:
             bar.setValue(bar.maximum())
 
-    def set_text(self, text: str) -> None:
-        self.setPlainText(text)
+    def set_text(self, text: str, spans=()) -> None:
+        self.setPlainText(text if not spans else "")
+        if spans:  # inserted stretches in their own style (steering_spans.py)
+            colors, cursor = theme.colors_for(self.window()), QTextCursor(self.document())
+            for piece, kind in display_pieces(text, spans):
+                cursor.insertText(piece, span_format(kind, colors) if kind else QTextCharFormat())
+        self._styled = bool(spans)
         self._at_max = False
         self.fit_height()
 
