@@ -15,7 +15,11 @@ the accepted prefix (llama.cpp's "transactional" dist sampler, on when the conte
 than one output per sequence: `n_outputs_max_per_seq`, set by the engine when drafting is on).
 
 `AdaptiveK` picks k from the running acceptance rate and this machine's measured step times, and
-drafts nothing when drafting would not pay (probing now and then). docs/engine.md has the numbers.
+drafts nothing when drafting would not pay (probing now and then); after drafts the model rejected
+outright it backs off exponentially, whatever the timings say. docs/engine.md has the numbers.
+
+A drafter that fails (a draft model's decode error) turns drafting off for the rest of the run, with
+a log line; the run goes on one token at a time.
 """
 
 from __future__ import annotations
@@ -38,6 +42,11 @@ _EMA = 0.2  # weight of a new timing
 _PAYS = 1.03  # draft only when the expected rate beats the plain rate by 3 %
 _PROBE_BUDGET = 0.01  # probes while drafting is off may cost at most ~1 % of the plain rate
 _CALIBRATE_EVERY = 64  # while drafting, one plain step in this many keeps the plain time fresh
+# After r fully rejected drafts in a row (r >= 2), 2^(r-1) - 1 plain steps before a 1-token probe:
+# at acceptance 0 a 384-token answer drafts ~9 times. It does not trust the timings: on a GPU a
+# step after a batch of another size can be slower (kernel/graph changes), which makes drafting
+# look cheaper than it is (the H200 32B at acceptance 0 drafted 257 times: 0.84x).
+_BACKOFF_MAX = 256
 VOCAB_SIZE_SLACK = 128  # Qwen distills: 151,936 (1.5B) vs 152,064 (7B-32B) entries, extras unused
 
 
@@ -68,6 +77,8 @@ class AdaptiveK:
         self._t_catchup: float | None = None  # a draft model's catch-up after a pause (what it missed)
         self._plain_steps = 0  # plain steps since drafting was last tried
         self._rounds = 0
+        self.rejected_in_row = 0  # drafts the model rejected outright (0 of k kept), in a row
+        self._pause = 0  # plain steps left before the next probe (the exponential back-off)
 
     @property
     def acceptance(self) -> float:
@@ -95,6 +106,11 @@ class AdaptiveK:
             return self.fixed_k
         if self.t_plain is None:
             return 0  # one plain step first, to know what drafting has to beat
+        if self._pause > 0:
+            self._pause -= 1
+            return 0
+        if self.rejected_in_row >= 2:
+            return 1  # a probe: one token, the cheapest check whether drafts are right again
         k = self.best_k()
         if k == 0:
             self._plain_steps += 1
@@ -120,7 +136,14 @@ class AdaptiveK:
         if catchup_s and self._t_draft is not None:  # (the first one is the prompt: not a pause)
             old = self._t_catchup
             self._t_catchup = catchup_s if old is None else old + _EMA * (catchup_s - old)
+        if kept and self.rejected_in_row >= 2:  # a probe was right after a back-off: the text
+            self._kept = self._missed = 1.0  # changed (e.g. code restated); start the estimate afresh
         self._kept = self._kept * _DECAY + kept
+        if kept == 0:
+            self.rejected_in_row += 1
+            self._pause = min(2 ** (self.rejected_in_row - 1) - 1, _BACKOFF_MAX)
+        else:
+            self.rejected_in_row = 0
         self._missed = self._missed * _DECAY + (1 if kept < drafted else 0)
         batch = drafted + 1
         old = self._t_verify.get(batch)
@@ -177,18 +200,28 @@ class NgramDrafter:
         pass
 
 
+class DraftFailed(Exception):
+    """The drafter cannot go on (a draft model's decode failed): drafting stops for the run."""
+
+
 class ModelDrafter:
     """A small model with the target's tokenizer and a context of its own, drafting greedily.
 
     Its KV cache follows the target's: each draft first removes what differs from the target's
-    tokens and decodes what is missing (after a rejected draft, one or two tokens)."""
+    tokens and decodes what is missing (after a rejected draft, one or two tokens). A target id
+    beyond the draft's vocabulary (the 7B-32B's padding ids above the 1.5B's 151,936; only random
+    weights emit them) goes into the draft as a stand-in token: the draft's guesses after it are
+    worse, the target's text is the same, and llama.cpp never sees an invalid id."""
 
     def __init__(self, lc, model, ctx, name: str, backend_sampling: bool) -> None:
         self._lc, self._model, self._ctx = lc, model, ctx
         self.name = name
         self.cost_prior = 0.15  # a 1.5B token against a 32B one on an H200 is 0.14; measured after one round
         self._vocab = lc.llama_model_get_vocab(model)
-        self._cached: list[int] = []
+        self.n_vocab = lc.llama_vocab_n_tokens(self._vocab)
+        pad, eos = lc.llama_vocab_pad(self._vocab), lc.llama_vocab_eos(self._vocab)
+        self._stand_in = next((t for t in (pad, eos) if 0 <= t < self.n_vocab), 0)
+        self._cached: list[int] = []  # the target's ids the draft's KV cache holds (stand-ins unmapped)
         self.catchup_s = 0.0
         self._greedy = lc.llama_sampler_chain_init(lc.llama_sampler_chain_default_params())
         lc.llama_sampler_chain_add(self._greedy, lc.llama_sampler_init_greedy())
@@ -196,16 +229,22 @@ class ModelDrafter:
         self._attached = backend_sampling and lc.llama_set_sampler(ctx, 0, self._greedy)
         self._one = (lc.llama_token * 1)()
         self.n_ctx = lc.llama_n_ctx(ctx)
+        self._n_batch = lc.llama_n_batch(ctx)
 
-    def _decode(self, tokens: list[int]) -> bool:
-        lc = self._lc
-        for start in range(0, len(tokens), 512):
-            chunk = tokens[start : start + 512]
-            arr = (lc.llama_token * len(chunk))(*chunk)
-            if lc.llama_decode(self._ctx, lc.llama_batch_get_one(arr, len(chunk))) != 0:
-                return False
+    def _decode(self, tokens: list[int]) -> None:
+        lc, n_vocab, stand_in = self._lc, self.n_vocab, self._stand_in
+        step = self._n_batch  # a longer batch would abort in llama.cpp (an assert, not an error)
+        for start in range(0, len(tokens), step):
+            chunk = tokens[start : start + step]
+            arr = (lc.llama_token * len(chunk))(*(t if 0 <= t < n_vocab else stand_in for t in chunk))
+            self._check(lc.llama_decode(self._ctx, lc.llama_batch_get_one(arr, len(chunk))))
             self._cached.extend(chunk)
-        return True
+
+    def _check(self, rc: int) -> None:
+        if rc != 0:  # its KV cache is in an unknown state: empty it, so a later run starts clean
+            self._lc.llama_memory_clear(self._lc.llama_get_memory(self._ctx), True)
+            self._cached.clear()
+            raise DraftFailed(f"the draft model failed to decode (llama.cpp error {rc})")
 
     def draft(self, tokens: list[int], last: int, k: int) -> list[int]:
         lc = self._lc
@@ -227,8 +266,7 @@ class ModelDrafter:
             return []
         missing = tokens[keep:] + [last]
         t0 = time.perf_counter()
-        if not self._decode(missing):
-            return []
+        self._decode(missing)
         # A long catch-up (the prompt, or tokens generated while drafting was off) is not what a
         # drafted token costs: report it apart so the k policy is not misled.
         self.catchup_s = time.perf_counter() - t0 if len(missing) > 2 else 0.0
@@ -242,8 +280,7 @@ class ModelDrafter:
             if len(drafts) >= k or is_eog(self._vocab, token):
                 return drafts  # the last draft is not decoded: the next round starts from the target's token
             one[0] = token
-            if lc.llama_decode(self._ctx, batch) != 0:
-                return drafts
+            self._check(lc.llama_decode(self._ctx, batch))
             cached.append(token)
 
     def close(self) -> None:
@@ -312,17 +349,26 @@ class Speculation:
         self._saved = lc.llama_sampler_clone(chain)
         self._spent_s = 0.0
         self._tokens_out = 0
+        self.failed: str | None = None  # why drafting stopped for this run (a drafter's failure)
 
     def step(self, token: int) -> list[int]:
         lc, ctx, chain = self._lc, self._ctx, self._chain
         cached = self._eng._cached
         n_ctx = self._eng.info.n_ctx
-        k = min(self.policy.choose(), K_MAX, n_ctx - len(cached) - 2)
+        k = 0 if self.failed else min(self.policy.choose(), K_MAX, n_ctx - len(cached) - 2)
         drafts: list[int] = []
         draft_s = catchup_s = 0.0
         if k > 0:
             t0 = time.perf_counter()
-            drafts = self._drafter.draft(cached, token, k)[:k]
+            try:
+                drafts = self._drafter.draft(cached, token, k)[:k]
+            except Exception as exc:  # a drafter's failure never breaks the answer: it goes on undrafted
+                self.failed = str(exc) or type(exc).__name__
+                if isinstance(exc, DraftFailed):
+                    log.warning("drafting is off for the rest of this answer: %s", self.failed)
+                else:
+                    log.exception("drafting is off for the rest of this answer: the drafter failed")
+                k, drafts = 0, []
             draft_s = time.perf_counter() - t0
             catchup_s = getattr(self._drafter, "catchup_s", 0.0)
             self._spent_s += catchup_s
@@ -433,7 +479,7 @@ def drafter_label(path: str | Path) -> str:
 
 
 __all__ = [
-    "AdaptiveK", "DraftCounts", "K_MAX", "ModelDrafter", "N_OUTPUTS_PER_SEQ", "NgramDrafter", "Speculation",
+    "AdaptiveK", "DraftCounts", "DraftFailed", "K_MAX", "ModelDrafter", "N_OUTPUTS_PER_SEQ", "NgramDrafter", "Speculation",
     "drafter_label", "drafting_summary", "expected_tokens", "tokenizer_mismatch",
 ]
 
