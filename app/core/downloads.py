@@ -260,6 +260,10 @@ def plan_download(repo_id: str, filenames: list[str], hardware, *, catalog_model
         log.warning("%s: %s", label, difference)
     wanted = n_ctx or sizing.TARGET_N_CTX
     p = sizing.best_placement(summary, hw=hardware, n_ctx=min(wanted, summary.n_ctx_train))
+    if p.fit == "too_big" and summary.architecture == "deepseek2" and wanted > sizing.MIN_N_CTX:
+        # A full 671B may run at a smaller context, as the recommendation plans it (sizing._contexts).
+        smaller = sizing.best_placement(summary, hw=hardware, n_ctx=min(sizing.MIN_N_CTX, summary.n_ctx_train))
+        p = smaller if smaller.fits else p
     planned = DownloadPlan(label, summary, p, differences, fetched)
     if p.fit == "too_big":
         said = f" The catalog described it otherwise ({'; '.join(differences)}); the file's header decides." \

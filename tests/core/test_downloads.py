@@ -506,17 +506,19 @@ def _catalog_entry(mla: bool):
 
 
 def _between(ds2_files, tmp_path):
-    """A CPU-only machine whose RAM holds the MLA file's plan but not the uncompressed one's."""
+    """A CPU-only machine whose RAM holds the MLA file's plan but not the uncompressed one's, even at the 8k
+    context a full deepseek2 model may drop to (plan_download)."""
     from app.core.hardware import GiB, describe
     from app.core.modelfile import inspect_gguf
-    from app.core.sizing import best_placement
+    from app.core.sizing import plan
 
     need = {}
     for mla, data in ds2_files.items():
         path = tmp_path / f"local-{mla}.gguf"
         path.write_bytes(data)
-        need[mla] = best_placement(inspect_gguf(path), hw=describe(ram_gb=64)).ram_bytes
-    assert need[False] > need[True] + 64 * 2**20  # the uncompressed cache is what does not fit
+        need[mla] = plan(inspect_gguf(path), hw=describe(ram_gb=64), n_ctx=16384 if mla else 8192,
+                         kv_type="f16" if mla else "q8_0").ram_bytes
+    assert need[False] > need[True] + 16 * 2**20  # the uncompressed cache is what does not fit
     return describe(ram_gb=3 + (need[True] + need[False]) / 2 / GiB)
 
 
@@ -565,3 +567,23 @@ def test_a_file_that_is_no_gguf_cannot_be_planned(hub):
     hub.add(REPO, NAME, b"<html>not a model</html>" * 100)
     with pytest.raises(ModelFileError, match="not a GGUF"):
         downloads.fetch_header(REPO, NAME)
+
+
+def test_a_full_model_that_fits_only_at_8k_context_is_planned_at_8k_and_downloads(hub, ds2_files, tmp_path):
+    """As the recommendation plans a full 671B (sizing._contexts): a deepseek2 file whose KV cache does not fit
+    at 16k is planned at 8k (with q8_0 KV where that is what fits) rather than refused."""
+    from app.core.hardware import GiB, describe
+    from app.core.modelfile import inspect_gguf
+    from app.core.sizing import best_placement, plan
+
+    local = tmp_path / "local.gguf"
+    local.write_bytes(ds2_files[False])
+    at = {n: plan(inspect_gguf(local), n_ctx=n, kv_type="q8_0", hw=describe(ram_gb=64)).ram_bytes for n in (8192, 16384)}
+    hw = describe(ram_gb=3 + (at[8192] + at[16384]) / 2 / GiB)
+    assert not best_placement(inspect_gguf(local), hw=hw).fits
+    hub.add(DS2_REPO, "ds2.gguf", ds2_files[False])
+    plans = []
+    paths = downloads.download_model(DS2_REPO, ["ds2.gguf"], tmp_path / "models", hardware=hw, on_plan=plans.append)
+    assert paths[0].read_bytes() == ds2_files[False]
+    (planned,) = plans
+    assert planned.plan.fits and planned.plan.n_ctx == 8192

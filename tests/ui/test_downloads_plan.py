@@ -15,7 +15,7 @@ from app.core import downloads, survey
 from app.core.catalog import load_catalog
 from app.core.hardware import GiB, describe
 from app.core.modelfile import inspect_gguf
-from app.core.sizing import best_placement
+from app.core.sizing import plan
 from tests.fakehub import fake_hub  # noqa: F401  (fixture)
 from tests.fixtures.deepseek2_gguf import DeepSeek2Shape, write_deepseek2_gguf
 from tests.ui.model_setup import DOWNLOAD_TIMEOUT_MS, SURVEY_TIMEOUT_MS
@@ -53,8 +53,10 @@ def between(ds2_files, tmp_path, monkeypatch):
     for mla, data in ds2_files.items():
         path = tmp_path / f"local-{mla}.gguf"
         path.write_bytes(data)
-        need[mla] = best_placement(inspect_gguf(path), hw=describe(ram_gb=64)).ram_bytes
-    assert need[False] > need[True] + 64 * 2**20
+        # (the uncompressed one at 8k with q8_0: a deepseek2 file that does not fit at 16k is planned so too)
+        need[mla] = plan(inspect_gguf(path), hw=describe(ram_gb=64), n_ctx=16384 if mla else 8192,
+                         kv_type="f16" if mla else "q8_0").ram_bytes
+    assert need[False] > need[True] + 16 * 2**20
     hw = describe(ram_gb=3 + (need[True] + need[False]) / 2 / GiB, cpu_cores=4)
     monkeypatch.setattr(survey, "probe", lambda: hw)
     return hw
