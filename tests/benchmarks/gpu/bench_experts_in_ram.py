@@ -60,7 +60,7 @@ def make_model(out: Path, shape: DeepSeek2Shape) -> Path:
     return final
 
 
-def measure(path: Path, experts_in_ram: bool, n_ctx: int, n_tokens: int) -> dict:
+def measure(path: Path, experts_in_ram: bool, n_ctx: int, n_tokens: int, ram_gbps: float | None) -> dict:
     lc = engine._llama()
     logger = logging.getLogger("llama.cpp")
     handler = _Lines()
@@ -94,6 +94,8 @@ def measure(path: Path, experts_in_ram: bool, n_ctx: int, n_tokens: int) -> dict
             buffers[key] = buffers.get(key, 0.0) + float(mib)
     overridden = sum("buffer type overridden" in line for line in handler.lines)
     hw = hardware.probe()
+    if ram_gbps:  # the probe cannot measure RAM bandwidth (50 GB/s unless known); the expert rate depends on it
+        hw.cpu_bandwidth_gbps = ram_gbps
     # The load above keeps every layer's experts in RAM (--cpu-moe): plan the same, not the planner's
     # fewest layers (on a big GPU that would be one).
     p = plan(summary, n_ctx=n_ctx, n_gpu_layers=n_gpu if not experts_in_ram else None, hw=hw,
@@ -105,6 +107,8 @@ def measure(path: Path, experts_in_ram: bool, n_ctx: int, n_tokens: int) -> dict
         "measured_mib": buffers,
         "planned_mib": {"gpu_model": sum(d.weights_bytes for d in gpu) / MiB, "gpu_kv": sum(d.kv_bytes for d in gpu) / MiB,
                         "gpu_compute": sum(d.compute_bytes for d in gpu) / MiB, "cpu_model": cpu.weights_bytes / MiB,
+                        # llama.cpp's CPU_Mapped line is the mmap span (Plan.cpu_mapped_bytes), compared below
+                        "cpu_mapped": p.cpu_mapped_bytes / MiB,
                         "cpu_compute": cpu.compute_bytes / MiB, "expert_bytes": p.expert_bytes / MiB},
         "measured_tok_s": round(n_tokens / seconds, 1), "planned_tok_s": round(p.expected_tokens_per_s, 1),
         "hardware": hw.summary(),
@@ -117,6 +121,8 @@ def main() -> int:
     ap.add_argument("--tiny", action="store_true", help="the tiny test shape (a CPU smoke run)")
     ap.add_argument("--n-ctx", type=int, default=4096)
     ap.add_argument("--tokens", type=int, default=128)
+    ap.add_argument("--ram-bandwidth-gbs", type=float, default=300.0,
+                    help="RAM bandwidth for the plan (the probe cannot measure it; 300: a DDR5 server socket)")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -124,12 +130,12 @@ def main() -> int:
     print(f"model {path} ({path.stat().st_size / 1e9:.2f} GB) in {time.perf_counter() - t0:.0f} s", flush=True)
     rows = []
     for experts_in_ram in (False, True):
-        row = measure(path, experts_in_ram, args.n_ctx, args.tokens)
+        row = measure(path, experts_in_ram, args.n_ctx, args.tokens, args.ram_bandwidth_gbs)
         print(json.dumps(row), flush=True)
         rows.append(row)
     print(f"\n{'placement':<16}{'buffer':<14}{'planned MiB':>12}{'measured MiB':>14}")
     pairs = (("gpu_model", "gpu_model"), ("gpu_kv", "gpu_kv"), ("gpu_compute", "gpu_compute"),
-             ("cpu_model", "cpu_model"), ("cpu_compute", "cpu_compute"))
+             ("cpu_mapped", "cpu_model"), ("cpu_compute", "cpu_compute"))
     for row in rows:
         if "cpu_repack" in row["measured_mib"]:
             print(f"{row['placement']:<16}{'cpu_repack':<14}{'':>12}{row['measured_mib']['cpu_repack']:14.1f}")
