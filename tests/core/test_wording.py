@@ -85,3 +85,14 @@ def test_the_cli_recommendation_uses_the_same_badges_and_speed_as_the_window():
     rows = text.split("All models:\n")[1].splitlines()
     for alternative, row in zip(rec.alternatives, rows, strict=True):
         assert f" {FIT_LABELS[alternative.plan.fit]} " in row and alternative.name in row
+
+
+def test_where_the_catalog_was_wrong_about_a_file_is_one_notice_and_nothing_when_it_was_right():
+    from app.core.wording import header_differences_text
+
+    assert header_differences_text("R1-671B (DeepSeek-R1-UD-IQ1_S-00001-of-00003.gguf)", []) == ""
+    text = header_differences_text("R1-671B (x.gguf)", ["layers: the catalog says 61, the file's header 60",
+                                                        "KV heads: the catalog says 1, the file's header 128"])
+    assert text == ("R1-671B (x.gguf): the catalog described this file otherwise (layers: the catalog says 61, the "
+                    "file's header 60; KV heads: the catalog says 1, the file's header 128). Ponder planned it from "
+                    "the file's own header.")
