@@ -390,6 +390,78 @@ def fill_random(path: Path, seed: int = 0, threads: int = 8, pool_blocks: int = 
     return counts
 
 
+def first_special_id(n_vocab: int) -> int:
+    """The first id after the ordinary tokens (Qwen: 151,643; Llama 3: 128,000)."""
+    return 151643 if n_vocab > 150000 else 128000
+
+
+def make_successor_model(path: Path, seed: int = 0, pool_blocks: int = 16384) -> np.ndarray:
+    """Turn a shaped GGUF, in place, into one whose greedy next token is a fixed function of the
+    token: next(t) = sigma(t), sigma a random permutation of the ordinary word ids (no byte, special
+    or padding ids), by a wide margin. Returns sigma as an array over all ids (what follows t).
+
+    For benchmarks that need a continuation robust to kernel numerics at the cost of the random
+    model: every 2-D block tensor becomes quantised zeros (same types and sizes, so the same
+    kernels and time; only norms and biases stay), so the residual stream is the token's
+    embedding; the embedding row of t and the output row of sigma(t) are built from the same
+    pool blocks (Gaussian noise, std WEIGHT_STD), so logit(sigma(t)) ~ n_embd * WEIGHT_STD (~100
+    for n_embd 5120) while the other logits are noise of std ~sqrt(n_embd) * WEIGHT_STD (~1.4).
+    Non-ordinary ids get the embedding of an ordinary one (what follows them is ordinary too) and a
+    zero output row.
+    """
+    layout = {name: (shape, qtype, offset, nbytes) for name, shape, qtype, offset, nbytes in tensor_layout(path)}
+    data = np.memmap(path, mode="r+")
+    for name, (shape, qtype, offset, nbytes) in layout.items():
+        if name.startswith("blk.") and len(shape) == 2:
+            data[offset : offset + nbytes] = 0  # all-zero bytes: every ggml type's scale is 0, so are its values
+    e_shape, e_type, e_off, e_bytes = layout["token_embd.weight"]
+    o_shape, o_type, o_off, o_bytes = layout["output.weight"]
+    n_vocab, n_embd = e_shape
+    chunk = 256  # floats per pool entry: a whole number of blocks of every type
+    if n_embd % chunk:
+        raise ValueError(f"n_embd {n_embd} is not a multiple of {chunk}")
+    n_chunks = n_embd // chunk
+    if n_chunks < 4:  # few chunks a row: every token needs a key of its own, or logits tie
+        pool_blocks = n_vocab
+    rng = np.random.default_rng(seed + 2)
+    src = (rng.standard_normal(pool_blocks * chunk) * WEIGHT_STD).astype(np.float32)
+
+    def pool(qtype) -> np.ndarray:
+        block, size = gguf.GGML_QUANT_SIZES[qtype]
+        per_chunk = chunk // block * size
+        dst = np.empty((pool_blocks, per_chunk), dtype=np.uint8)
+        if qtype == gguf.GGMLQuantizationType.F32:
+            dst[:] = src.view(np.uint8).reshape(pool_blocks, -1)
+        elif qtype == gguf.GGMLQuantizationType.F16:
+            dst[:] = src.astype(np.float16).view(np.uint8).reshape(pool_blocks, -1)
+        else:
+            written = _libggml_base().ggml_quantize_chunk(int(qtype), src.ctypes.data, dst.ctypes.data, 0,
+                                                          pool_blocks, chunk, None)
+            if written != dst.nbytes:
+                raise RuntimeError(f"ggml_quantize_chunk wrote {written} bytes for {qtype.name}")
+        return dst
+
+    ordinary = np.arange(256 + 26 + 26 * 26, first_special_id(n_vocab))  # the word tokens (build_vocab)
+    sigma_ordinary = rng.permutation(ordinary)
+    # t's key: pool entries per chunk (rows share a chunk rarely: 1 in pool_blocks per chunk)
+    which = np.stack([rng.permutation(n_vocab) % pool_blocks for _ in range(n_chunks)], axis=1)
+    stand_in = np.arange(n_vocab)
+    others = np.setdiff1d(np.arange(n_vocab), ordinary)
+    stand_in[others] = ordinary[rng.integers(0, len(ordinary), size=len(others))]
+    keys = which[stand_in]  # a non-ordinary id borrows an ordinary one's key
+    data[e_off : e_off + e_bytes] = np.take(pool(e_type), keys, axis=0).reshape(-1)
+    out_pool = pool(o_type)
+    out = data[o_off : o_off + o_bytes].reshape(n_vocab, -1)
+    out[:] = 0
+    out[sigma_ordinary] = np.take(out_pool, which[ordinary], axis=0).reshape(len(ordinary), -1)
+    data.flush()
+    del data
+    sigma = np.empty(n_vocab, dtype=np.int64)
+    sigma[ordinary] = sigma_ordinary
+    sigma = sigma[stand_in]
+    return sigma
+
+
 def make_shaped_gguf(model: str, out: Path, work_dir: Path | None = None, seed: int = 0, threads: int = 0) -> dict:
     """Write `out` (Q4_K_M) for SHAPES[model]; returns timings and the tensor-type counts."""
     shape = SHAPES[model]

@@ -4,7 +4,14 @@
         --draft $MODELS_DIR/qwen-1.5b-Q4_K_M.gguf --out $OUT/speculative.json
     .venv/bin/python tests/benchmarks/gpu/bench_speculative.py --smoke      # CPU, scripted models, seconds
 
-All ratios come from one process. Per target it prints:
+All ratios come from one process. It prints:
+0. first, per model, a diagnostic of one verify batch (cheap): a greedy chain of K_MAX + 1 tokens
+   made by one-token decodes, then the same tokens as one batch; per position the one-token
+   decode's argmax and logit margin (top1 - top2), the batch's host argmax and margin, the largest
+   |logit difference| between the two, and the in-graph sampled token of the batch (the target's
+   greedy chain attached, as a verify round samples). The verdict line says whether batched and
+   one-token logits pick the same tokens (random weights have near-tied logits: kernel numerics
+   can flip them) and whether in-graph sampling of a multi-output batch picks its own logits' argmax;
 1. the cost of one llama_decode of B tokens at a context depth of 1024 (ms, median): with one
    output (as llama-bench does) and, for B <= K_MAX + 1, as a verify batch (an output at every
    position, each sampled by the target's chain, in-graph on a GPU);
@@ -12,7 +19,12 @@ All ratios come from one process. Per target it prints:
    (its real cost); its proposals are replaced by the target's own greedy continuation, recorded
    in a first pass, with a fraction 1 - a replaced by wrong tokens (a = 0, 0.5, 0.7, 0.8, 0.9).
    Random weights give no real acceptance rate; this gives any chosen one, at the real costs.
-   The run is greedy, so its text must equal the recorded one ("same" column);
+   The run is greedy, so its text must equal the recorded one ("same" column). A random-weight
+   target's greedy continuation is not robust (near-tied logits: a verify batch's numerics may
+   pick another token than a one-token decode), so before this part each target is turned, in
+   place, into a "successor" model of the same types and sizes (make_shaped_gguf.make_successor_model:
+   block weights are quantised zeros, greedy next(t) = sigma(t) with a margin of ~100 logits);
+   its cost is checked against the random model's (B = 1, 2, 4) and its diagnostic printed;
 3. the same with n-gram drafting: what the drafter proposes over an R1-style trace (restated
    equations, numbers, code) decides which proposals are right.
 The plain rate is measured before and after the drafting runs (a separate engine with drafting
@@ -24,8 +36,8 @@ import llama_cpp  # noqa: F401
 
 import argparse
 import json
-import random
 import shutil
+import random
 import statistics
 import sys
 import tempfile
@@ -34,10 +46,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 
+import numpy as np  # noqa: E402  (after llama_cpp)
+
 from app.core.engine import Engine, LoadOptions, Sampling, Stats  # noqa: E402
 from app.core.speculative import K_MAX, NgramDrafter  # noqa: E402
+from tests.benchmarks.make_shaped_gguf import make_shaped_gguf, make_successor_model  # noqa: E402
 
-BATCHES = (1, 2, 3, 4, 6, 8, 9, 12, 16)
+BATCHES = (1, 2, 3, 4, 5, 6, 7, 8, 9, 12, 16)
 ACCEPTANCES = (0.0, 0.5, 0.7, 0.8, 0.9)
 
 # An R1-style trace: it restates equations, numbers and code, as R1 traces do.
@@ -83,21 +98,120 @@ def _fill(eng: Engine, depth: int, n_vocab: int, seed: int = 0) -> None:
     eng._eval_prompt(tokens, Stats())
 
 
-def cost_table(path: Path, depth: int, reps: int, gpu_layers: int | None) -> dict:
-    """ms per llama_decode of B tokens at `depth`: one output, and as a verify batch (B <= K_MAX+1)."""
+TIE = 1e-4  # logits closer than this count as tied
+
+
+def _top2(lc, ctx, i: int, n_vocab: int):
+    logits = np.ctypeslib.as_array(lc.llama_get_logits_ith(ctx, i), shape=(n_vocab,)).copy()
+    two = np.argpartition(logits, -2)[-2:]
+    top, second = (two[0], two[1]) if logits[two[0]] >= logits[two[1]] else (two[1], two[0])
+    return int(top), float(logits[top] - logits[second]), logits
+
+
+def diagnose(eng: Engine, depth: int, n_vocab: int, start: int, batch_size: int = K_MAX + 1) -> dict:
+    """One verify batch against one-token decodes at `depth` (the KV cache holds `depth` tokens)."""
+    lc, ctx = eng._lc, eng._ctx
+    mem = lc.llama_get_memory(ctx)
+    one = (lc.llama_token * 1)()
+    tokens, single = [start], []
+    for i in range(batch_size):  # a greedy chain, one token at a time
+        one[0] = tokens[-1]
+        if lc.llama_decode(ctx, lc.llama_batch_get_one(one, 1)) != 0:
+            raise RuntimeError("one-token decode failed")
+        single.append(_top2(lc, ctx, -1, n_vocab))
+        if i + 1 < batch_size:
+            tokens.append(single[-1][0])
+    lc.llama_memory_seq_rm(mem, -1, depth, -1)
+    batch = lc.llama_batch_init(batch_size, 0, 1)
+    try:
+        def decode_batch() -> None:
+            for i, t in enumerate(tokens):
+                batch.token[i], batch.pos[i], batch.n_seq_id[i], batch.logits[i] = t, depth + i, 1, 1
+                batch.seq_id[i][0] = 0
+            batch.n_tokens = len(tokens)
+            if lc.llama_decode(ctx, batch) != 0:
+                raise RuntimeError("batch decode failed")
+
+        decode_batch()
+        batched = [_top2(lc, ctx, i, n_vocab) for i in range(batch_size)]
+        lc.llama_memory_seq_rm(mem, -1, depth, -1)
+        chain = eng._sampler(Sampling(temperature=0.0))
+        in_graph = None
+        try:
+            if lc.llama_set_sampler(ctx, 0, chain):
+                decode_batch()
+                in_graph = [lc.llama_sampler_sample(chain, ctx, i) for i in range(batch_size)]
+                lc.llama_memory_seq_rm(mem, -1, depth, -1)
+                lc.llama_set_sampler(ctx, 0, None)
+        finally:
+            lc.llama_sampler_free(chain)
+    finally:
+        lc.llama_batch_free(batch)
+    rows = []
+    for i in range(batch_size):
+        rows.append({"pos": i, "single": single[i][0], "single_margin": single[i][1],
+                     "batch": batched[i][0], "batch_margin": batched[i][1],
+                     "max_abs_diff": float(np.max(np.abs(single[i][2] - batched[i][2]))),
+                     "in_graph": in_graph[i] if in_graph is not None else None})
+    numerics = [r["pos"] for r in rows if r["batch"] != r["single"]]
+    differs = [r for r in rows if r["in_graph"] is not None and r["in_graph"] != r["batch"]]
+    # The in-graph argmax reads the same logits: where it picks another token with a clear margin, it
+    # is a bug; at an exact tie (margin ~0: the tiny shape's rows repeat) either pick is right.
+    sampling_bug = [r["pos"] for r in differs if r["batch_margin"] > TIE]
+    ties = [r["pos"] for r in differs if r["batch_margin"] <= TIE]
+    verdict = []
+    if sampling_bug:
+        verdict.append(f"(b) in-graph sampling of the batch differs from the batch's own argmax at {sampling_bug}")
+    if ties:
+        verdict.append(f"in-graph picks another of tied tokens at {ties}")
+    if numerics:
+        margins = ", ".join(f"{rows[i]['single_margin']:.3g}" for i in numerics)
+        verdict.append(f"(a) batch and one-token argmax differ at {numerics} (one-token margins there {margins})")
+    if in_graph is None:
+        verdict.append("in-graph sampling not available on this context")
+    if not verdict:
+        verdict.append("all agree")
+    return {"rows": rows, "verdict": "; ".join(verdict),
+            "max_abs_diff": max(r["max_abs_diff"] for r in rows),
+            "min_margin": min(min(r["single_margin"], r["batch_margin"]) for r in rows)}
+
+
+def print_diagnosis(name: str, d: dict) -> None:
+    print(f"\n{name}: diagnostic, one batch of {len(d['rows'])} (a greedy chain of one-token decodes) at depth")
+    print("| pos | one-token argmax | margin | batch argmax | margin | max abs logit diff | in-graph |")
+    print("|---|---|---|---|---|---|---|")
+    for r in d["rows"]:
+        print(f"| {r['pos']} | {r['single']} | {r['single_margin']:.4g} | {r['batch']} | {r['batch_margin']:.4g} "
+              f"| {r['max_abs_diff']:.3g} | {r['in_graph'] if r['in_graph'] is not None else 'n/a'} |")
+    print(f"  verdict: {d['verdict']} (max abs logit diff {d['max_abs_diff']:.3g}, smallest margin {d['min_margin']:.3g})",
+          flush=True)
+
+
+def cost_table(path: Path, depth: int, reps: int, gpu_layers: int | None, batches=BATCHES,
+               results: dict | None = None) -> dict:
+    """ms per llama_decode of B tokens at `depth`: one output, and as a verify batch (B <= K_MAX+1).
+    Prints the verify-batch diagnostic first (and puts it in results["diagnostic"])."""
     eng = Engine.load(path, LoadOptions(n_ctx=depth + 64, n_gpu_layers=gpu_layers, draft="ngram"))
     lc, ctx = eng._lc, eng._ctx
     n_vocab = lc.llama_vocab_n_tokens(eng._vocab)
     _fill(eng, depth, n_vocab)
+    try:
+        diagnostic = diagnose(eng, depth, n_vocab, start=1000 if n_vocab > 1000 else 0)
+    except Exception as exc:  # the diagnostic must not cost the measurement
+        diagnostic = {"rows": [], "verdict": f"diagnostic failed: {exc}", "max_abs_diff": float("nan"),
+                      "min_margin": float("nan")}
+    print_diagnosis(path.name, diagnostic)
+    if results is not None:
+        results["diagnostic"] = diagnostic
     mem = lc.llama_get_memory(ctx)
-    batch = lc.llama_batch_init(max(BATCHES), 0, 1)
+    batch = lc.llama_batch_init(max(batches), 0, 1)
     chain = eng._sampler(Sampling(temperature=0.0))
     rng = random.Random(1)
     table: dict[str, dict[int, float]] = {"one_output": {}, "verify": {}}
     try:
         for kind in ("one_output", "verify"):
             attached = kind == "verify" and eng._backend_sampling and lc.llama_set_sampler(ctx, 0, chain)
-            for b in BATCHES:
+            for b in batches:
                 if kind == "verify" and b > K_MAX + 1:
                     continue
                 times = []
@@ -224,6 +338,7 @@ def bench_target(target: Path, draft: Path, n_tokens: int, depth: int, gpu_layer
 
     eng = Engine.load(target, LoadOptions(n_ctx=options.n_ctx, n_gpu_layers=gpu_layers, draft=str(draft)))
     rows = []
+    real = eng._drafter
     try:
         if eng._drafter is None:
             raise SystemExit(f"the draft was refused: {eng.draft_note}")
@@ -265,11 +380,12 @@ def _row(label: str, acceptance, rate: float, plain_rate: float, same: bool, s: 
 
 
 def print_cost(name: str, table: dict) -> None:
+    batches = sorted(table["one_output"])
     print(f"\n{name}: ms per llama_decode of B tokens at depth")
-    print("| B | " + " | ".join(str(b) for b in BATCHES) + " |")
-    print("|---|" + "---|" * len(BATCHES))
+    print("| B | " + " | ".join(str(b) for b in batches) + " |")
+    print("|---|" + "---|" * len(batches))
     for kind in ("one_output", "verify"):
-        cells = [f"{table[kind][b]:.2f}" if b in table[kind] else "" for b in BATCHES]
+        cells = [f"{table[kind][b]:.2f}" if b in table[kind] else "" for b in batches]
         print(f"| {kind} | " + " | ".join(cells) + " |")
 
 
@@ -286,13 +402,12 @@ def print_speed(result: dict) -> None:
 
 
 def smoke(args) -> tuple[list[Path], Path, Path]:
-    """CPU: a scripted model with a long trace as target, a copy of it as draft."""
-    from tests.fixtures.scripted_gguf import SCRIPTS
-
+    """CPU: the tiny-qwen shape (2 layers, the full Qwen vocabulary) as target and as draft."""
     folder = Path(tempfile.mkdtemp(prefix="bench_spec_"))
-    target = SCRIPTS["long_trace"].write(folder / "target.gguf")
+    target = folder / "tiny-qwen-Q4_K_M.gguf"
+    make_shaped_gguf("tiny-qwen", target, seed=0)
     draft = folder / "draft-0.5B.gguf"
-    shutil.copy(target, draft)
+    shutil.copy(target, draft)  # stays random (the same vocabulary needs the same seed)
     return [target], draft, folder
 
 
@@ -306,7 +421,10 @@ def main() -> int:
     p.add_argument("--reps", type=int, default=10)
     p.add_argument("--fixed-k", default="2,3", help="also run a=0.8 with these fixed k")
     p.add_argument("--gpu-layers", type=int, default=None, help="default: Ponder's choice (all on a big GPU)")
-    p.add_argument("--smoke", action="store_true", help="CPU check with scripted models (numbers mean nothing)")
+    p.add_argument("--keep-random-targets", action="store_true",
+                   help="measure drafting on the random-weight targets (default: turn each target, in place, into "
+                        "a successor model of the same cost first, so the greedy continuation is robust)")
+    p.add_argument("--smoke", action="store_true", help="CPU check with tiny shaped models (numbers mean nothing)")
     p.add_argument("--out", type=Path)
     args = p.parse_args()
     if args.smoke:
@@ -318,15 +436,41 @@ def main() -> int:
         targets, draft = [Path(t) for t in args.targets.split(",")], args.draft
     cost_models = [Path(m) for m in args.cost_models.split(",") if m] or [draft, *targets]
     fixed_ks = [int(k) for k in args.fixed_k.split(",") if k]
-    results = {"cost_depth": args.depth, "cost": {}, "speed": []}
+    results = {"cost_depth": args.depth, "cost": {}, "diagnostic": {}, "speed": []}
     t0 = time.perf_counter()
     for model in cost_models:
-        table = cost_table(model, args.depth, args.reps, args.gpu_layers)
+        info: dict = {}
+        table = cost_table(model, args.depth, args.reps, args.gpu_layers, results=info)
         results["cost"][model.name] = table
+        results["diagnostic"][model.name] = info["diagnostic"]
         print_cost(model.name, table)
         print(f"  [{time.perf_counter() - t0:.0f}s]", flush=True)
+    results["successor"] = {}
     for target in targets:
         print(f"\n{target.name}:", flush=True)
+        if not args.keep_random_targets:
+            t1 = time.perf_counter()
+            sigma = make_successor_model(target)
+            print(f"  turned into a successor model in {time.perf_counter() - t1:.1f} s "
+                  f"(greedy next(t) = sigma(t); e.g. 1000 -> {sigma[1000]} -> {sigma[sigma[1000]]})", flush=True)
+            info: dict = {}
+            check = cost_table(target, args.depth, args.reps, args.gpu_layers, batches=(1, 2, 4), results=info)
+            print_cost(f"{target.name} as a successor model (cost check)", check)
+            info["cost"] = check
+            random_cost = results["cost"].get(target.name)
+            if random_cost:
+                ratios = {b: check["one_output"][b] / random_cost["one_output"][b] for b in check["one_output"]
+                          if b in random_cost["one_output"]}
+                info["ratio_to_random"] = ratios
+                print("  successor / random cost: " + ", ".join(f"B={b} {r:.3f}" for b, r in ratios.items()))
+            chain, t = [], 1000
+            for _ in range(len(info["diagnostic"]["rows"])):
+                t = int(sigma[t])
+                chain.append(t)
+            single = [r["single"] for r in info["diagnostic"]["rows"]]
+            print(f"  one-token argmax follows sigma: {single == chain}", flush=True)
+            info["follows_sigma"] = single == chain
+            results["successor"][target.name] = info
         result = bench_target(target, draft, args.tokens, args.depth, args.gpu_layers, fixed_ks)
         results["speed"].append(result)
         print_speed(result)

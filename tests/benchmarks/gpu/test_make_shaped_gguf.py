@@ -66,3 +66,47 @@ def test_llama_cpp_loads_it_and_generates_word_like_text(tiny):
             break
     text = llm.detokenize(out).decode("utf-8")
     assert len(text.split()) >= 4
+
+
+def test_a_successor_model_keeps_types_and_sizes_and_its_greedy_next_token_is_sigma(tiny, tmp_path):
+    """bench_speculative's robust target: same tensors (so the same kernels and cost), block
+    weights all zero, and greedy next(t) = sigma(t) over the word ids, by a clear margin."""
+    import shutil
+
+    path = tmp_path / "successor.gguf"
+    shutil.copy(tiny[0], path)
+    before = msg.tensor_layout(path)
+    sigma = msg.make_successor_model(path)
+    after = msg.tensor_layout(path)
+    assert [(n, s, q, o, b) for n, s, q, o, b in before] == [(n, s, q, o, b) for n, s, q, o, b in after]
+    data = np.memmap(path, mode="r")
+    for name, shape, qtype, offset, nbytes in after:
+        if name.startswith("blk.") and len(shape) == 2:
+            assert not data[offset : offset + nbytes].any(), name
+    first_word, first_special = 256 + 26 + 26 * 26, msg.first_special_id(len(sigma))
+    assert sorted(sigma[first_word:first_special]) == list(range(first_word, first_special))  # a permutation
+    assert (sigma >= first_word).all() and (sigma < first_special).all()  # specials lead to words too
+    del data
+
+    mparams = llama_cpp.llama_model_default_params()
+    mparams.n_gpu_layers = 0
+    model = llama_cpp.llama_model_load_from_file(str(path).encode(), mparams)
+    cparams = llama_cpp.llama_context_default_params()
+    cparams.n_ctx = 256
+    ctx = llama_cpp.llama_init_from_model(model, cparams)
+    n_vocab = len(sigma)
+    try:
+        one = (llama_cpp.llama_token * 1)()
+        for start in (1000, 151643, 151935, 70):  # a word, the EOS, a padding id, a byte
+            llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(ctx), True)
+            t = start
+            for _ in range(4):
+                one[0] = t
+                assert llama_cpp.llama_decode(ctx, llama_cpp.llama_batch_get_one(one, 1)) == 0
+                logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(ctx, -1), shape=(n_vocab,))
+                top2 = np.sort(logits)[-2:]
+                assert int(logits.argmax()) == sigma[t] and top2[1] - top2[0] > 1.0, (start, t)
+                t = int(sigma[t])
+    finally:
+        llama_cpp.llama_free(ctx)
+        llama_cpp.llama_model_free(model)
