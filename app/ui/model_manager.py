@@ -224,6 +224,9 @@ class ModelManagerDialog(QDialog):
         self.local_rows: dict[Path, _LocalRow] = {}
         self.partial_rows: dict[tuple[str, ...], _PartialRow] = {}
         self.catalog_rows: dict[str, _CatalogRow] = {}
+        # The last failed download and its sentence: the survey that follows a failure rebuilds the rows,
+        # and the row must keep saying why (e.g. "will not fit this computer, so nothing was downloaded").
+        self._failed: tuple[DownloadRequest, str] | None = None
         self._quant_choices: dict[str, str] = {}  # kept when the rows are rebuilt
 
         self.hardware = dim_label("Checking this computer…", "hardwareSummary")
@@ -316,6 +319,8 @@ class ModelManagerDialog(QDialog):
                 row = _CatalogRow(model, model.quant(quant), self.library)
                 row.quant_box.currentTextChanged.connect(self._remember_quants)
                 self.catalog_rows[model.id] = row
+                if self._failed is not None and self._failed[0] == row.request:
+                    row.show_error(self._failed[1])
                 self._content_layout.addWidget(row)
         self._content_layout.addStretch(1)
         self._apply_colors()
@@ -357,6 +362,7 @@ class ModelManagerDialog(QDialog):
     @Slot(object)
     def _on_download_started(self, request: DownloadRequest) -> None:
         self._show_problem(None)
+        self._failed = None
         self._update_rows()
         row = self._catalog_row(request)
         if row is None:  # a resumed partial, or one started with another quantisation on show
@@ -375,6 +381,7 @@ class ModelManagerDialog(QDialog):
 
     @Slot(object, str)
     def _on_download_failed(self, request: DownloadRequest, message: str) -> None:
+        self._failed = (request, message)
         row = self._catalog_row(request)
         if row is not None:
             row.show_error(message)

@@ -106,6 +106,7 @@ class SetupPanel(QWidget):
         self.primary_button.clicked.connect(self._on_primary)
         self.progress = None  # DownloadProgressRow, made when bound to a library
         self.error = plain_label(name="downloadError")  # a DownloadError's sentence names hub files
+        self._error_request: DownloadRequest | None = None  # the download `error` is about
         self.error.setWordWrap(True)
         self.error.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.error.hide()
@@ -201,7 +202,11 @@ class SetupPanel(QWidget):
 
     @Slot()
     def _on_choice(self, *_args) -> None:
-        self.error.hide()
+        # The survey after a failed download rebuilds the rows and selects the same model again: keep its
+        # sentence (e.g. "will not fit this computer, so nothing was downloaded") until another is chosen.
+        chosen = self.selected
+        if chosen is None or self.request_for(chosen) != self._error_request:
+            self.error.hide()
         self._update()
 
     def _update(self) -> None:
@@ -275,7 +280,8 @@ class SetupPanel(QWidget):
         self.progress.show_progress(progress)
 
     @Slot(object, str)
-    def _on_download_failed(self, _request: DownloadRequest, message: str) -> None:
+    def _on_download_failed(self, request: DownloadRequest, message: str) -> None:
+        self._error_request = request
         self.error.setText(message)
         self.error.show()
         self._update()

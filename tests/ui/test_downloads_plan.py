@@ -101,6 +101,11 @@ def test_a_catalog_entry_wrong_about_its_file_is_refused_in_the_window_and_nothi
     assert "the file has no MLA metadata" in message
     assert "Multi-head Latent Attention (MLA): the catalog says yes, the file's header no" in message
     assert row.error.isVisible() and row.error.text() == message  # shown in the row the user clicked
+    # The survey after the failure rebuilds the rows; the new row still says why.
+    qtbot.waitUntil(lambda: dialog.catalog_rows["ds2-tiny"] is not row, timeout=SURVEY_TIMEOUT_MS)
+    QApplication.processEvents()
+    row = dialog.catalog_rows["ds2-tiny"]
+    assert row.error.isVisible() and row.error.text() == message
 
     models = data_dir / "models"
     assert not models.exists() or not [p for p in models.iterdir() if p.name.startswith(FILE)]
@@ -128,3 +133,23 @@ def test_where_the_catalog_was_wrong_about_a_file_that_fits_the_window_says_so_a
         "Ponder planned it from the file's own header.")
     assert plan.differences == ["training context: the catalog says 65536, the file's header 32768"]
     assert (data_dir / "models" / FILE).read_bytes() == ds2_files[True]
+
+
+def test_the_welcome_page_refuses_it_too_and_keeps_saying_why(
+    qtbot, data_dir, open_app, fake_hub, monkeypatch, tmp_path, ds2_files, between  # noqa: F811
+):
+    _serve(fake_hub, monkeypatch, tmp_path, ds2_files[False], claims_mla=True)
+    window = open_app(data_dir)
+    qtbot.waitUntil(lambda: window.library.survey is not None and not window.library.refreshing,
+                    timeout=SURVEY_TIMEOUT_MS)
+    QApplication.processEvents()
+    panel = window.welcome.setup
+    assert panel.primary_button.text() == "Download and start chatting (1.0 MB)"  # the catalog's pick
+
+    with qtbot.waitSignal(window.library.downloads.failed, timeout=DOWNLOAD_TIMEOUT_MS) as failed:
+        _click(qtbot, panel.primary_button)
+    assert "will not fit this computer, so nothing was downloaded" in failed.args[1]
+    qtbot.waitUntil(lambda: not window.library.refreshing, timeout=SURVEY_TIMEOUT_MS)  # the survey after it
+    QApplication.processEvents()
+    assert panel.error.isVisible() and panel.error.text() == failed.args[1]
+    assert window.client.info is None and not (data_dir / "models" / FILE).exists()
