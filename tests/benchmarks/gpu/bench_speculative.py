@@ -238,6 +238,8 @@ def cost_table(path: Path, depth: int, reps: int, gpu_layers: int | None, batche
                     if rep >= 2:
                         times.append(dt * 1000)
                 table[kind][b] = statistics.median(times)
+            if kind == "verify":
+                table["alternating"] = _alternating(lc, ctx, chain, batch, depth, reps, mem)
             if attached:
                 lc.llama_set_sampler(ctx, 0, None)
     finally:
@@ -245,6 +247,31 @@ def cost_table(path: Path, depth: int, reps: int, gpu_layers: int | None, batche
         lc.llama_sampler_free(chain)
         eng.close()
     return table
+
+
+def _alternating(lc, ctx, chain, batch, depth: int, reps: int, mem) -> dict:
+    """ms of a one-token step and a 3-token verify batch when they alternate (as while drafting),
+    and of one-token steps in a row (as plain decoding): does a change of batch size cost extra?"""
+    def timed(b: int) -> float:
+        for i in range(b):
+            batch.token[i], batch.pos[i], batch.n_seq_id[i], batch.logits[i] = 1000 + i, depth + i, 1, 1
+            batch.seq_id[i][0] = 0
+        batch.n_tokens = b
+        t0 = time.perf_counter()
+        if lc.llama_decode(ctx, batch) != 0:
+            raise RuntimeError(f"llama_decode failed for B={b}")
+        for i in range(b):
+            lc.llama_sampler_sample(chain, ctx, i)
+        lc.llama_synchronize(ctx)
+        dt = (time.perf_counter() - t0) * 1000
+        lc.llama_memory_seq_rm(mem, -1, depth, -1)
+        return dt
+
+    steady = [timed(1) for _ in range(reps + 2)][2:]
+    pairs = [(timed(1), timed(3)) for _ in range(reps + 2)][2:]
+    return {"one_token_in_a_row": statistics.median(steady),
+            "one_token_after_verify3": statistics.median(p[0] for p in pairs),
+            "verify3_after_one_token": statistics.median(p[1] for p in pairs)}
 
 
 class RecordedProposals:
@@ -387,6 +414,11 @@ def print_cost(name: str, table: dict) -> None:
     for kind in ("one_output", "verify"):
         cells = [f"{table[kind][b]:.2f}" if b in table[kind] else "" for b in batches]
         print(f"| {kind} | " + " | ".join(cells) + " |")
+    alt = table.get("alternating")
+    if alt:
+        print(f"  alternating with a 3-token verify: one-token step {alt['one_token_after_verify3']:.2f} ms "
+              f"(in a row: {alt['one_token_in_a_row']:.2f}), verify {alt['verify3_after_one_token']:.2f} ms "
+              f"(alone: {table['verify'].get(3, float('nan')):.2f})")
 
 
 def print_speed(result: dict) -> None:
