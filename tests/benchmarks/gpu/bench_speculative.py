@@ -137,13 +137,15 @@ def diagnose(eng: Engine, depth: int, n_vocab: int, start: int, batch_size: int 
         lc.llama_memory_seq_rm(mem, -1, depth, -1)
         chain = eng._sampler(Sampling(temperature=0.0))
         in_graph = None
+        attached = lc.llama_set_sampler(ctx, 0, chain)
         try:
-            if lc.llama_set_sampler(ctx, 0, chain):
+            if attached:
                 decode_batch()
                 in_graph = [lc.llama_sampler_sample(chain, ctx, i) for i in range(batch_size)]
-                lc.llama_memory_seq_rm(mem, -1, depth, -1)
-                lc.llama_set_sampler(ctx, 0, None)
         finally:
+            lc.llama_memory_seq_rm(mem, -1, depth, -1)
+            if attached:
+                lc.llama_set_sampler(ctx, 0, None)
             lc.llama_sampler_free(chain)
     finally:
         lc.llama_batch_free(batch)
@@ -200,6 +202,7 @@ def cost_table(path: Path, depth: int, reps: int, gpu_layers: int | None, batche
     except Exception as exc:  # the diagnostic must not cost the measurement
         diagnostic = {"rows": [], "verdict": f"diagnostic failed: {exc}", "max_abs_diff": float("nan"),
                       "min_margin": float("nan")}
+        lc.llama_memory_seq_rm(lc.llama_get_memory(ctx), -1, depth, -1)
     print_diagnosis(path.name, diagnostic)
     if results is not None:
         results["diagnostic"] = diagnostic
@@ -500,8 +503,8 @@ def main() -> int:
                 t = int(sigma[t])
                 chain.append(t)
             single = [r["single"] for r in info["diagnostic"]["rows"]]
-            print(f"  one-token argmax follows sigma: {single == chain}", flush=True)
-            info["follows_sigma"] = single == chain
+            info["follows_sigma"] = bool(single) and single == chain
+            print(f"  one-token argmax follows sigma: {info['follows_sigma']}", flush=True)
             results["successor"][target.name] = info
         result = bench_target(target, draft, args.tokens, args.depth, args.gpu_layers, fixed_ks)
         results["speed"].append(result)
