@@ -186,6 +186,10 @@ class RemoteModel:
     context_length: int | None = None  # vLLM's max_model_len, llama-server's n_ctx_train, ...
 
 
+NUDGE_NOTE = ("A server can't take a note into its running thought: no OpenAI-compatible API has a way to. "
+              "Load a local model to nudge the thinking.")
+
+
 @dataclass(frozen=True)
 class Capabilities:
     """What the server can do beyond streaming. A False one has a note: a sentence the control
@@ -195,6 +199,10 @@ class Capabilities:
     answer_now: bool = False  # end a running thought so the answer starts
     budget_note: str = ""
     answer_now_note: str = ""
+    # No OpenAI-compatible API (llama-server's included) puts words into a running thought, nor
+    # continues a thought from a given text: nudges are a local model's alone.
+    nudge: bool = False
+    nudge_note: str = NUDGE_NOTE
 
 
 def capabilities_for(server_kind: str) -> Capabilities:
@@ -899,8 +907,7 @@ class RemoteChatRun:
                 self._answer_now_quietly()
         while (note := steering.take_note()) is not None:
             steering.unused.append(note)
-            self.notices.append("A remote engine can't take a note into its running thought; the note was not "
-                                "sent.")
+            self.notices.append(self._engine.capabilities.nudge_note + " The note was not sent.")
 
     def _feed(self, kind: str, text: str) -> list[Segment]:
         """Text of one delta through the one splitter: reasoning deltas wrapped in tags."""

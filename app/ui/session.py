@@ -112,6 +112,7 @@ class ChatSession(QObject):
         client.counts.connect(self._on_counts)
         client.finished.connect(self._on_finished)
         client.failed.connect(self._on_failed)
+        client.notice.connect(self._on_notice)
 
     # --- state ----------------------------------------------------------------------
 
@@ -362,6 +363,10 @@ class ChatSession(QObject):
         """End the live answer's thought now; the model answers from what it has."""
         if not self.live_thinking:
             return False
+        caps = self.client.capabilities  # a server's (app.core.remote); None: a local model can
+        if caps is not None and not caps.answer_now:
+            self.error_occurred.emit(caps.answer_now_note)
+            return False
         try:
             self.client.answer_now()
         except PonderError as exc:  # a server without the control says why (app.core.remote)
@@ -385,6 +390,10 @@ class ChatSession(QObject):
         if info is not None and not info.is_reasoning:
             self.error_occurred.emit(f"{info.name} is not a reasoning model: it does not think, so a note "
                                      "has no thought to go into. Send it as a prompt instead.")
+            return False
+        caps = self.client.capabilities
+        if caps is not None and not caps.nudge:  # no server's API takes words into its thought
+            self.error_occurred.emit(caps.nudge_note)
             return False
         try:
             note = check_note(note)
@@ -491,9 +500,12 @@ class ChatSession(QObject):
 
     def _sampling(self) -> Sampling:
         s = self.settings
+        caps = self.client.capabilities
+        # A server without a thinking budget gets none, and the message does not claim one.
+        budget = self.thinking_budget if caps is None or caps.budget else None
         # The seed is drawn here, so the placeholder saved before the answer starts already has it.
         return Sampling(temperature=s.temperature, top_p=s.top_p, max_tokens=s.max_tokens,
-                        seed=random.randrange(LLAMA_SEED_LIMIT), thinking_budget=self.thinking_budget)
+                        seed=random.randrange(LLAMA_SEED_LIMIT), thinking_budget=budget)
 
     def _generate(self, prefix: list[Segment] | None = None) -> bool:
         """Start the next answer; with `prefix`, one whose thought starts with those segments."""
@@ -596,6 +608,12 @@ class ChatSession(QObject):
             self.error_occurred.emit(
                 "The model had finished thinking before your note could go in, so it was not added: "
                 + " / ".join(f"“{note}”" for note in unused))
+
+    @Slot(int, str)
+    def _on_notice(self, req_id: int, text: str) -> None:
+        """A remote answer's sentence while it runs (e.g. its server refused Answer now)."""
+        if self._is_live(req_id) and self._live_is_shown():
+            self.error_occurred.emit(text)
 
     @Slot(int, str)
     def _on_failed(self, req_id: int, message: str) -> None:

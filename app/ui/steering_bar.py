@@ -7,11 +7,17 @@ and a note box that nudges the thought. With no answer running, the note box als
 when the last answer was stopped while it thought: a note then continues that thought.
 `SteeringControls` connects the bar, the Chat menu's "Answer now" and the messages'
 "Edit thinking" to the chat session.
+
+On a model on a server (app/core/remote.py) the controls follow its `Capabilities`: what the
+server's API cannot do is disabled with the server's note as the tooltip (a budget it would
+ignore is not sent, nor saved with the message), and the Answer now shortcut shows that note in
+the notice bar instead of doing nothing.
 """
 
 from __future__ import annotations
 
 from PySide6.QtCore import QObject, Signal, Slot
+from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
@@ -26,6 +32,15 @@ BUDGET_STEP = 256
 ANSWER_NOW_SHORTCUT = "Ctrl+Shift+Return"
 NOTE_PLACEHOLDER = "Nudge the thinking: a note it reads as its own words… (Enter)"
 STOPPED_NOTE_PLACEHOLDER = "Add a note and continue the stopped thought… (Enter)"
+ANSWER_NOW_TIP = "End the thinking here and let the model answer (Ctrl+Shift+Enter)"
+ANSWER_NOW_MENU_TIP = "End the thinking here and let the model answer (while it thinks)"
+BUDGET_TIP = ("Thinking tokens before Ponder ends the thought with a short wrap-up and lets the model answer. "
+              "Applies to the next answers; off lets it think freely.")
+SERVER_BUDGET_TIP = ("Thinking tokens before the server ends the thought and lets the model answer "
+                     "(llama-server's reasoning budget). Applies to the next answers; off lets it think freely.")
+NUDGE_TIP = "Put the note into the thought as the model's own words (\"Wait, the user adds: …\"); it thinks on " \
+            "from there"
+NO_THINKING_BUDGET_TIP = "This model does not think, so it has no thinking budget."
 
 
 class SteeringBar(QWidget):
@@ -46,8 +61,7 @@ class SteeringBar(QWidget):
         self.budget_box.setSuffix(" tokens")
         self.budget_box.setSingleStep(BUDGET_STEP)
         self.budget_box.setAccessibleName("Thinking budget")
-        self.budget_box.setToolTip("Thinking tokens before Ponder ends the thought with a short wrap-up and lets "
-                                   "the model answer. Applies to the next answers; off lets it think freely.")
+        self.budget_box.setToolTip(BUDGET_TIP)
         self.budget_box.setValue(budget or 0)
         self.budget_box.valueChanged.connect(self._on_budget_changed)
         self.budget_label.setBuddy(self.budget_box)
@@ -58,11 +72,10 @@ class SteeringBar(QWidget):
         self.note_input.setClearButtonEnabled(True)
         self.note_input.returnPressed.connect(self._on_nudge)
         self.nudge_button = QPushButton("Nudge", self, objectName="nudgeButton")
-        self.nudge_button.setToolTip("Put the note into the thought as the model's own words (\"Wait, the user "
-                                     "adds: …\"); it thinks on from there")
+        self.nudge_button.setToolTip(NUDGE_TIP)
         self.nudge_button.clicked.connect(self._on_nudge)
         self.answer_now_button = QPushButton("Answer now", self, objectName="answerNowButton")
-        self.answer_now_button.setToolTip("End the thinking here and let the model answer (Ctrl+Shift+Enter)")
+        self.answer_now_button.setToolTip(ANSWER_NOW_TIP)
         self.answer_now_button.clicked.connect(self.answer_now_requested)
 
         row = QHBoxLayout(self)
@@ -81,19 +94,34 @@ class SteeringBar(QWidget):
     def budget(self) -> int | None:
         return self.budget_box.value() or None
 
-    def set_state(self, *, thinking: bool, stopped_thought: bool, reasoning: bool) -> None:
+    def set_state(self, *, thinking: bool, stopped_thought: bool, reasoning: bool, capabilities=None) -> None:
         """Show what applies now: Answer now only while the model thinks; the note box then,
-        or after a thought was stopped; the budget only for a reasoning model."""
+        or after a thought was stopped; the budget only for a reasoning model. `capabilities`
+        (app.core.remote.Capabilities, None for a local model): what a server cannot do is
+        disabled, its note the tooltip (and the note box's text)."""
+        caps = capabilities
+        can_answer_now = caps is None or caps.answer_now
         self.answer_now_button.setVisible(thinking)
-        show_note = reasoning and (thinking or stopped_thought)
+        self.answer_now_button.setEnabled(can_answer_now)
+        self.answer_now_button.setToolTip(ANSWER_NOW_TIP if can_answer_now else caps.answer_now_note)
+        can_nudge = caps is None or caps.nudge
+        # A server's stopped thought cannot be continued (worker.CONTINUE_NEEDS_LOCAL): no box for it.
+        show_note = reasoning and (thinking or (stopped_thought and can_nudge))
         self.note_input.setVisible(show_note)
         self.nudge_button.setVisible(show_note)
+        self.note_input.setEnabled(can_nudge)
+        self.nudge_button.setEnabled(can_nudge)
         self.nudge_button.setText("Nudge" if thinking else "Continue with note")
-        self.note_input.setPlaceholderText(NOTE_PLACEHOLDER if thinking else STOPPED_NOTE_PLACEHOLDER)
-        self.budget_box.setEnabled(reasoning)
-        self.budget_label.setEnabled(reasoning)
-        self.budget_box.setToolTip(self.budget_box.toolTip() if reasoning else
-                                   "This model does not think, so it has no thinking budget.")
+        self.note_input.setPlaceholderText(caps.nudge_note if not can_nudge else
+                                           NOTE_PLACEHOLDER if thinking else STOPPED_NOTE_PLACEHOLDER)
+        self.note_input.setToolTip("" if can_nudge else caps.nudge_note)
+        self.nudge_button.setToolTip(NUDGE_TIP if can_nudge else caps.nudge_note)
+        can_budget = reasoning and (caps is None or caps.budget)
+        self.budget_box.setEnabled(can_budget)
+        self.budget_label.setEnabled(can_budget)
+        self.budget_box.setToolTip(NO_THINKING_BUDGET_TIP if not reasoning else
+                                   BUDGET_TIP if caps is None else
+                                   SERVER_BUDGET_TIP if caps.budget else caps.budget_note)
 
     @Slot(int)
     def _on_budget_changed(self, value: int) -> None:
@@ -126,6 +154,11 @@ class SteeringControls(QObject):
         session.answer_finished.connect(self.refresh)
         self.client.loaded.connect(self.refresh)
         window.transcript.thinking_edit_requested.connect(self.edit_thinking)
+        # Takes Answer now's keys only while the menu action is disabled because the server has no
+        # control for it (never both enabled: the keys would be ambiguous): the note, not silence.
+        self.answer_now_unsupported = QShortcut(QKeySequence(ANSWER_NOW_SHORTCUT), window)
+        self.answer_now_unsupported.setEnabled(False)
+        self.answer_now_unsupported.activated.connect(self.answer_now)  # session.answer_now says why not
         self.refresh()
 
     @property
@@ -136,13 +169,19 @@ class SteeringControls(QObject):
     @Slot()
     def refresh(self, *_args) -> None:
         info = self.client.info
+        caps = self.client.capabilities  # a server's; None for a local model
         thinking = self.session.live_thinking
         self.bar.set_state(thinking=thinking,
                            stopped_thought=not self.session.busy and self.session.stopped_thought() is not None,
-                           reasoning=info is None or bool(getattr(info, "is_reasoning", True)))
+                           reasoning=info is None or bool(getattr(info, "is_reasoning", True)), capabilities=caps)
+        can_answer_now = caps is None or caps.answer_now
+        self.answer_now_unsupported.setEnabled(thinking and not can_answer_now)
         action = getattr(getattr(self.window, "menus", None), "answer_now", None)  # menus come after us
         if action is not None:
-            action.setEnabled(thinking)
+            action.setEnabled(thinking and can_answer_now)
+            tip = ANSWER_NOW_MENU_TIP if can_answer_now else caps.answer_now_note
+            action.setStatusTip(tip)
+            action.setToolTip(tip)
 
     @Slot()
     def answer_now(self) -> None:

@@ -6,7 +6,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QMainWindow
 
-from app.ui.steering_bar import ANSWER_NOW_SHORTCUT
+from app.ui.steering_bar import ANSWER_NOW_MENU_TIP, ANSWER_NOW_SHORTCUT
 
 
 class WindowMenus:
@@ -41,7 +41,7 @@ class WindowMenus:
         self.previous_match = action("&Previous match", window.chats.previous_match, "Shift+F3")
         self.stop = action("S&top answer", window.on_escape, Qt.Key.Key_Escape)
         self.answer_now = action("&Answer now", window.steering.answer_now, ANSWER_NOW_SHORTCUT,
-                                 "End the thinking here and let the model answer (while it thinks)")
+                                 ANSWER_NOW_MENU_TIP)
         self.answer_now.setEnabled(False)  # steering_bar.py enables it while the model thinks
         # Versions of a turn (app/ui/version_nav.py).
         versions = window.versions

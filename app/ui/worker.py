@@ -42,6 +42,8 @@ class EngineWorker(QObject):
     Signals (all emitted on the engine thread, carrying plain data):
       load_progress(int load_id, float): 0..1 while a model loads.
       loaded(int load_id, ModelInfo): a model is ready.
+      capabilities_known(int load_id, Capabilities): just before `loaded` of a model on a server:
+        what its API can do (app.core.remote.Capabilities, frozen: safe to read on any thread).
       load_failed(int load_id, str): a sentence saying why the model did not load.
       started(int req_id, int prompt_tokens): the prompt is tokenized; generation begins.
       segment(int req_id, Segment): "think" or "answer" text (with its think block), in order.
@@ -50,18 +52,22 @@ class EngineWorker(QObject):
         tokenized) and sampling (as used, seed included); the text is what
         the segments said (app.core.reasoning.TraceText puts it in its saved shape).
       failed(int req_id, str message): the request ended with an error; nothing more comes.
+      notice(int req_id, str): a sentence from a remote run while it runs (RemoteChatRun.notices:
+        e.g. a llama-server too old for Answer now's control), so a control never does nothing.
       unloaded(): the model was closed on request (its file can now be deleted).
       closed(): the engine is closed and the thread is about to stop.
     """
 
     load_progress = Signal(int, float)
     loaded = Signal(int, object)
+    capabilities_known = Signal(int, object)
     load_failed = Signal(int, str)
     started = Signal(int, int)
     segment = Signal(int, object)
     counts = Signal(int, int, int)
     finished = Signal(int, object)
     failed = Signal(int, str)
+    notice = Signal(int, str)
     unloaded = Signal()
     closed = Signal()
 
@@ -114,6 +120,7 @@ class EngineWorker(QObject):
             self.started.emit(req_id, run.stats.prompt_tokens)
             # Text of one (kind, block, inserted) is batched: inserted text stays a segment of its own.
             where, pieces, last_flush = ("answer", 0, None), [], 0.0
+            told = 0  # of a remote run's notices
             for seg in run:
                 if (seg.kind, seg.block, seg.inserted) != where and pieces:
                     self.segment.emit(req_id, Segment(where[0], "".join(pieces), where[1], where[2]))
@@ -125,9 +132,11 @@ class EngineWorker(QObject):
                     self.segment.emit(req_id, Segment(where[0], "".join(pieces), where[1], where[2]))
                     self.counts.emit(req_id, run.thinking_tokens, run.answer_tokens)
                     pieces, last_flush = [], now
+                    told = self._tell(req_id, run, told)
             if pieces:
                 self.segment.emit(req_id, Segment(where[0], "".join(pieces), where[1], where[2]))
             self.counts.emit(req_id, run.thinking_tokens, run.answer_tokens)
+            self._tell(req_id, run, told)
             if getattr(run, "error", None) is not None:  # a remote run ends with its failure: the text so far stays
                 raise run.error
             # prompt: the exact text tokenized; sampling: as used, with the seed drawn if none was given.
@@ -146,6 +155,13 @@ class EngineWorker(QObject):
             self.failed.emit(req_id, f"Generation stopped because of an internal error: {exc}")
         else:
             self.finished.emit(req_id, result)
+
+    def _tell(self, req_id: int, run, told: int) -> int:
+        """Emit the run's notices after the first `told`; returns how many are told now."""
+        notices = getattr(run, "notices", None) or []
+        for text in notices[told:]:
+            self.notice.emit(req_id, text)
+        return max(told, len(notices))
 
     @Slot(int, object, object)
     def connect_remote(self, load_id: int, endpoint, cancel: threading.Event) -> None:
@@ -174,6 +190,7 @@ class EngineWorker(QObject):
         self._engine = engine
         if engine.notices:  # e.g. the model is not in the server's list: shown with the model's notes
             engine.info.gpu_note = " ".join(engine.notices)
+        self.capabilities_known.emit(load_id, engine.capabilities)  # queued in order: before `loaded`
         self.loaded.emit(load_id, engine.info)
 
     @Slot(object)
@@ -223,9 +240,11 @@ class EngineClient(QObject):
 
     Signals:
       load_started(str path), load_progress(float), loaded(ModelInfo), load_failed(str)
+        (for a server's model, `capabilities` is set before `loaded` comes)
       started(int req_id, int prompt_tokens): the answer's prompt fills this many tokens of context
       segment(int req_id, Segment), counts(int req_id, int thinking, int answer)
       finished(int req_id, dict result): flags and stats; failed(int req_id, str message)
+      notice(int req_id, str): a remote answer's sentence while it runs (EngineWorker.notice)
       unloaded(): the model is closed (after `unload()`); nothing is loaded now
       releasing(str why): "load", "unload" or "shutdown" is about to give up the current model
         (emitted before the request goes to the engine thread): served jobs end then
@@ -240,6 +259,7 @@ class EngineClient(QObject):
     counts = Signal(int, int, int)
     finished = Signal(int, object)
     failed = Signal(int, str)
+    notice = Signal(int, str)
     unloaded = Signal()
     releasing = Signal(str)
 
@@ -254,6 +274,9 @@ class EngineClient(QObject):
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.info = None  # ModelInfo of the loaded model, or None
+        # A server's (app.core.remote.Capabilities: Answer now, budget, nudges, each with a note
+        # saying why not); None for a local model, which can do all of them.
+        self.capabilities = None
         self.loading_path: Path | None = None  # the model the current load opens
         self._next_id = 1  # chat requests and loads share one counter: an id names one request
         self._current_id: int | None = None
@@ -276,12 +299,14 @@ class EngineClient(QObject):
         self._remote_requested.connect(self._worker.connect_remote)
         self._worker.load_progress.connect(self._on_load_progress)
         self._worker.loaded.connect(self._on_loaded)
+        self._worker.capabilities_known.connect(self._on_capabilities_known)
         self._worker.load_failed.connect(self._on_load_failed)
         self._worker.started.connect(self._on_started)
         self._worker.segment.connect(self._on_segment)
         self._worker.counts.connect(self._on_counts)
         self._worker.finished.connect(self._on_finished)
         self._worker.failed.connect(self._on_failed)
+        self._worker.notice.connect(self._on_notice)
         self._worker.unloaded.connect(self._on_unloaded)
         self._thread.start()
 
@@ -315,7 +340,7 @@ class EngineClient(QObject):
         self._current_load, self._load_cancel = load_id, threading.Event()
         self.loading_path = Path(path)
         self._opening[load_id] = Path(path)
-        self.info = None
+        self.info = self.capabilities = None
         self.load_started.emit(str(path))
         self._load_requested.emit(load_id, str(path), options, self._load_cancel)
         return load_id
@@ -328,7 +353,7 @@ class EngineClient(QObject):
         self._cancel_load()
         load_id = self._new_id()
         self._current_load, self._load_cancel = load_id, threading.Event()
-        self.info = None
+        self.info = self.capabilities = None
         self.load_started.emit(remote_label(endpoint))
         self._remote_requested.emit(load_id, endpoint, self._load_cancel)
         return load_id
@@ -368,7 +393,7 @@ class EngineClient(QObject):
         self.releasing.emit("unload")
         self.stop()
         self._cancel_load()
-        self.info = None
+        self.info = self.capabilities = None
         self._unload_requested.emit()
 
     def submit_job(self, job: Job) -> None:
@@ -409,7 +434,7 @@ class EngineClient(QObject):
 
     @Slot()
     def _on_unloaded(self) -> None:
-        self.info = None  # a load queued before the unload has finished by now
+        self.info = self.capabilities = None  # a load queued before the unload has finished by now
         self.unloaded.emit()
 
     def _is_current(self, req_id: int) -> bool:
@@ -429,13 +454,18 @@ class EngineClient(QObject):
         self.info = info
         self.loaded.emit(info)
 
+    @Slot(int, object)
+    def _on_capabilities_known(self, load_id: int, capabilities) -> None:
+        if load_id == self._current_load:
+            self.capabilities = capabilities
+
     @Slot(int, str)
     def _on_load_failed(self, load_id: int, message: str) -> None:
         self._opening.pop(load_id, None)
         if load_id != self._current_load:
             return
         self._current_load, self._load_cancel, self.loading_path = None, None, None
-        self.info = None
+        self.info = self.capabilities = None
         self.load_failed.emit(message)
 
     @Slot(int, int)
@@ -458,6 +488,11 @@ class EngineClient(QObject):
         if self._is_current(req_id):
             self._current_id, self._stop, self._steering = None, None, None
             self.finished.emit(req_id, result)
+
+    @Slot(int, str)
+    def _on_notice(self, req_id: int, text: str) -> None:
+        if self._is_current(req_id):
+            self.notice.emit(req_id, text)
 
     @Slot(int, str)
     def _on_failed(self, req_id: int, message: str) -> None:

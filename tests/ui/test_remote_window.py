@@ -1,5 +1,7 @@
 """The window on a remote engine: the real window talks to Ponder's own `ponder serve` on loopback
-(a scripted model behind it), through the RemoteEngine on the window's engine thread."""
+(a scripted model behind it), through the RemoteEngine on the window's engine thread. Answer now
+and the thinking budget on llama-server go to the loopback fake of tests/core/test_remote_failures.py,
+which speaks llama-server's control protocol (no llama-server binary is built here)."""
 
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ from app.core.server.service import EngineService
 from app.core.settings import settings_path
 from app.core.traces import trace_records
 from app.ui.remote_dialog import ConnectDialog
+from tests.core.test_remote_failures import Fake
 from tests.fixtures.scripted_gguf import NON_REASONING_ANSWER, STANDARD_ANSWER, STANDARD_THINKING
 from tests.ui.conftest import ANSWER_TIMEOUT_MS, LOAD_TIMEOUT_MS
 
@@ -315,3 +318,100 @@ def test_the_model_pickers_offer_connect_to_a_server(qtbot, open_app, data_dir):
     manager.connect_button.click()
     assert opened == ["Connect to a server", "Connect to a server"]
     assert window.client.info is None and not window.client.loading  # cancelled: nothing happens
+
+
+CTRL_SHIFT = Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier
+
+
+def test_a_server_without_the_controls_disables_them_and_says_why(qtbot, open_app, data_dir, ponder_server):
+    server = ponder_server("long_trace")  # Ponder's own API: no thinking budget, no control to end a thought
+    window = open_app(data_dir)
+    bar, action = window.steering_bar, window.menus.answer_now
+    bar.budget_box.setValue(512)  # the budget the user keeps for local models
+    connect(qtbot, window, Endpoint(server.base_url, reasoning=True))
+    caps = window.client.capabilities  # emitted by the engine thread with the connection
+    assert caps is not None and not (caps.answer_now or caps.budget or caps.nudge)
+    assert caps.answer_now_note.startswith("Ponder can't end the thinking early")
+    assert not bar.budget_box.isEnabled() and bar.budget_box.toolTip() == caps.budget_note
+    qtbot.keyClicks(window.prompt_input, PROMPT)
+    qtbot.keyClick(window.prompt_input, Qt.Key.Key_Return)
+    qtbot.waitUntil(lambda: bar.answer_now_button.isVisible(), timeout=ANSWER_TIMEOUT_MS)
+    assert not bar.answer_now_button.isEnabled() and bar.answer_now_button.toolTip() == caps.answer_now_note
+    assert not action.isEnabled() and action.statusTip() == caps.answer_now_note
+    # The note box says a server can't take a note, instead of taking one and dropping it.
+    assert bar.note_input.isVisible() and not bar.note_input.isEnabled() and not bar.nudge_button.isEnabled()
+    assert bar.note_input.placeholderText() == caps.nudge_note
+    # The shortcut, typed where the focus is: the note in the notice bar, not silence.
+    assert not window.notice.isVisible()
+    qtbot.keyClick(window.prompt_input, Qt.Key.Key_Return, CTRL_SHIFT)
+    assert window.notice.isVisible() and window.notice.label.text() == caps.answer_now_note
+    assert window.prompt_input.toPlainText() == ""  # the keys did not type a new line
+    assert not window.session.nudge("consider negative numbers too.")  # however a note gets there
+    assert window.notice.label.text() == caps.nudge_note
+    assert window.session.live_thinking  # it thinks on: nothing was ended
+    with qtbot.waitSignal(window.session.answer_finished, timeout=ANSWER_TIMEOUT_MS) as finished:
+        qtbot.mouseClick(window.stop_button, Qt.MouseButton.LeftButton)  # what the note offers instead
+    message = finished.args[0]
+    assert message.status == "stopped" and "answer_now" not in message.flags
+    assert message.sampling["thinking_budget"] is None  # a budget the server ignores is not claimed
+    assert window.store.get_conversation(message.conversation_id).messages[-1].sampling["thinking_budget"] is None
+    assert bar.budget_box.value() == 512 and window.session.thinking_budget == 512  # kept for a local model
+    # After a stopped thought a server has nothing to continue it with: no note box for that.
+    assert bar.note_input.isHidden() and bar.answer_now_button.isHidden() and not action.isEnabled()
+
+
+@pytest.fixture
+def llama_server():
+    servers: list[Fake] = []
+
+    def start(**options) -> Fake:
+        servers.append(Fake(**options))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+def test_answer_now_and_the_budget_go_to_llama_servers_controls(qtbot, open_app, data_dir, llama_server):
+    server = llama_server(owned_by="llamacpp")  # thinks in 2000 steps until its control ends the thought
+    window = open_app(data_dir)
+    bar, action = window.steering_bar, window.menus.answer_now
+    bar.budget_box.setValue(512)
+    connect(qtbot, window, Endpoint(server.base_url, "llama", reasoning=True))
+    caps = window.client.capabilities
+    assert caps.answer_now and caps.budget and not caps.nudge
+    assert bar.budget_box.isEnabled() and "llama-server" in bar.budget_box.toolTip()
+    qtbot.keyClicks(window.prompt_input, PROMPT)
+    qtbot.keyClick(window.prompt_input, Qt.Key.Key_Return)
+    qtbot.waitUntil(lambda: "step20" in window.session.live_trace.thinking, timeout=ANSWER_TIMEOUT_MS)
+    assert bar.answer_now_button.isEnabled() and action.isEnabled()
+    assert not bar.note_input.isEnabled()  # llama-server has no way to take a note either
+    with qtbot.waitSignal(window.session.answer_finished, timeout=ANSWER_TIMEOUT_MS) as finished:
+        qtbot.mouseClick(bar.answer_now_button, Qt.MouseButton.LeftButton)
+    message = finished.args[0]
+    assert (message.content, message.status) == ("The answer.", "complete") and "answer_now" in message.flags
+    assert "step1999" not in message.thinking  # the server ended the thought when asked
+    assert server.controls == [{"id": "chatcmpl-llama", "action": "reasoning_end", "model": "llama"}]
+    sent = server.requests[-1]
+    assert sent["reasoning_budget_tokens"] == 512 and sent["reasoning_control"] is True
+    assert message.sampling["thinking_budget"] == 512  # the server took it, so the message says so
+
+
+def test_a_llama_server_without_the_control_endpoint_says_so_while_it_thinks(qtbot, open_app, data_dir,
+                                                                             llama_server):
+    # Remembered as llama-server, but its build has no control endpoint (404, as before llama.cpp #23944).
+    server = llama_server(owned_by="vllm")
+    window = open_app(data_dir)
+    connect(qtbot, window, Endpoint(server.base_url, "llama", reasoning=True, server_kind="llama-server"))
+    bar = window.steering_bar
+    qtbot.keyClicks(window.prompt_input, PROMPT)
+    qtbot.keyClick(window.prompt_input, Qt.Key.Key_Return)
+    qtbot.waitUntil(lambda: bar.answer_now_button.isVisible(), timeout=ANSWER_TIMEOUT_MS)
+    qtbot.mouseClick(bar.answer_now_button, Qt.MouseButton.LeftButton)
+    said = "can't end the thinking early: this llama-server has no control endpoint"
+    qtbot.waitUntil(lambda: window.notice.isVisible() and said in window.notice.label.text(),
+                    timeout=ANSWER_TIMEOUT_MS)
+    assert window.session.live_thinking  # said while it still thinks
+    with qtbot.waitSignal(window.session.answer_finished, timeout=ANSWER_TIMEOUT_MS):
+        qtbot.mouseClick(window.stop_button, Qt.MouseButton.LeftButton)
