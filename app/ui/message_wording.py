@@ -39,8 +39,8 @@ FLAG_INFO = {
     ),
     "answer_now": (
         "answered now",
-        "You pressed Answer now: Ponder ended the thought with a short wrap-up and </think>, and the model "
-        "answered from there.",
+        "You pressed Answer now: Ponder ended the thought with a short wrap-up and </think> (on a server, "
+        "its control ended it), and the model answered from there.",
     ),
     "nudged": ("nudged", "You added a note to the thought while the model thought; it is marked in the thinking."),
     "continued": (
