@@ -2,9 +2,10 @@
 Starlette app served by uvicorn on loopback: a stream cut mid-answer, bytes that are not JSON,
 a server that goes quiet or never sends [DONE], 5xx with Retry-After, an error event, a TLS
 certificate the client cannot trust, a response that waits before its headers, vLLM's
-`reasoning` field, and llama-server's thinking budget and control endpoint (no llama-server
-binary exists on this machine; the fake speaks its documented protocol: tools/server/README.md
-of llama.cpp, `POST /v1/chat/completions/control`).
+`reasoning` field, and llama-server's thinking budget and control endpoint (the fake speaks its
+protocol, read in llama.cpp's tools/server source: `POST /v1/chat/completions/control`, so the
+default test run covers it; test_remote_llama_server.py runs the real llama-server where its
+binaries are built).
 """
 
 from __future__ import annotations
