@@ -48,8 +48,9 @@ What it does, and why:
 - **Thinking budget / Answer now** (`capabilities`): llama-server takes a per-request
   `reasoning_budget_tokens` and ends a running thought through `POST /v1/chat/completions/control`
   `{"id", "action": "reasoning_end", "model"}` (the request must carry `reasoning_control: true`;
-  llama.cpp tools/server README). Other servers have no such control; the capability is False
-  and its note is a sentence the control can show.
+  llama.cpp's tools/server source). The run's flags then say `answer_now` or `budget_reached`,
+  as a local run's do. Other servers have no such control; the capability is False and its
+  note is a sentence the control can show.
 - **Failures** end the run with `finish_reason == "error"` and `run.error` (a `RemoteError`
   with a sentence and a `kind`), keeping the part already received: unreachable host, TLS, 401,
   403, 404, 429 and 5xx (with the server's Retry-After), a stream cut before its end, bytes
@@ -989,6 +990,11 @@ class RemoteChatRun:
         else:
             stats.finish_reason = "length" if server_finish == "length" else "stop"
         self._learn_reasoning(stats.finish_reason)
+        budget = getattr(self._sampling, "thinking_budget", None)
+        if (budget is not None and self._engine.capabilities.budget and self._splitter is not None
+                and not self._splitter.in_thinking and self.thinking_tokens >= budget
+                and "answer_now" not in self._extra_flags):
+            self._extra_flags.append("budget_reached")  # the server ended the thought at the budget
 
     def _learn_reasoning(self, finish: str) -> None:
         """What the stream showed about the model, and a re-split where the guess was wrong."""

@@ -142,6 +142,7 @@ def test_the_thinking_budget_reaches_llama_server(llama_server):
     run = engine.chat(QUESTION, Sampling(thinking_budget=20)).run()
     assert run.error is None and run.stats.finish_reason == "stop"
     assert run.thinking_tokens < 100  # of the script's 3000
+    assert "budget_reached" in run.flags
     assert run.answer.endswith("the answer is **42**.")
 
 
