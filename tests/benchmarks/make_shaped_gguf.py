@@ -410,6 +410,8 @@ def make_successor_model(path: Path, seed: int = 0, pool_blocks: int = 16384) ->
     zero output row.
     """
     layout = {name: (shape, qtype, offset, nbytes) for name, shape, qtype, offset, nbytes in tensor_layout(path)}
+    if layout["token_embd.weight"][0][0] <= first_special_id(layout["token_embd.weight"][0][0]):
+        raise ValueError(f"{path.name} is not a shaped Qwen or Llama distill (too few tokens)")
     data = np.memmap(path, mode="r+")
     for name, (shape, qtype, offset, nbytes) in layout.items():
         if name.startswith("blk.") and len(shape) == 2:

@@ -420,8 +420,8 @@ def print_cost(name: str, table: dict) -> None:
     alt = table.get("alternating")
     if alt:
         print(f"  alternating with a 3-token verify: one-token step {alt['one_token_after_verify3']:.2f} ms "
-              f"(in a row: {alt['one_token_in_a_row']:.2f}), verify {alt['verify3_after_one_token']:.2f} ms "
-              f"(alone: {table['verify'].get(3, float('nan')):.2f})")
+              f"(in a row: {alt['one_token_in_a_row']:.2f}), verify {alt['verify3_after_one_token']:.2f} ms"
+              + (f" (alone: {table['verify'][3]:.2f})" if 3 in table["verify"] else ""))
 
 
 def print_speed(result: dict) -> None:
@@ -462,8 +462,9 @@ def main() -> int:
     p.add_argument("--smoke", action="store_true", help="CPU check with tiny shaped models (numbers mean nothing)")
     p.add_argument("--out", type=Path)
     args = p.parse_args()
+    folder = None
     if args.smoke:
-        targets, draft, _ = smoke(args)
+        targets, draft, folder = smoke(args)
         args.tokens, args.depth, args.reps = min(args.tokens, 200), 256, 3
     else:
         if not args.targets or not args.draft:
@@ -480,6 +481,16 @@ def main() -> int:
         results["diagnostic"][model.name] = info["diagnostic"]
         print_cost(model.name, table)
         print(f"  [{time.perf_counter() - t0:.0f}s]", flush=True)
+        save(args.out, results)
+    try:
+        run_targets(args, targets, draft, fixed_ks, results, t0)
+    finally:
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
+    return 0
+
+
+def run_targets(args, targets: list[Path], draft: Path, fixed_ks: list[int], results: dict, t0: float) -> None:
     results["successor"] = {}
     for target in targets:
         print(f"\n{target.name}:", flush=True)
@@ -488,7 +499,7 @@ def main() -> int:
             sigma = make_successor_model(target)
             print(f"  turned into a successor model in {time.perf_counter() - t1:.1f} s "
                   f"(greedy next(t) = sigma(t); e.g. 1000 -> {sigma[1000]} -> {sigma[sigma[1000]]})", flush=True)
-            info: dict = {}
+            info = {}
             check = cost_table(target, args.depth, args.reps, args.gpu_layers, batches=(1, 2, 4), results=info)
             print_cost(f"{target.name} as a successor model (cost check)", check)
             info["cost"] = check
@@ -510,9 +521,13 @@ def main() -> int:
         results["speed"].append(result)
         print_speed(result)
         print(f"  [{time.perf_counter() - t0:.0f}s]", flush=True)
-    if args.out:
-        args.out.write_text(json.dumps(results, indent=1))
-    return 0
+        save(args.out, results)
+
+
+def save(out: Path | None, results: dict) -> None:
+    """After each part: a run cut short by the device's time limit still leaves what it measured."""
+    if out:
+        out.write_text(json.dumps(results, indent=1))
 
 
 if __name__ == "__main__":
