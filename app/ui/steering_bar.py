@@ -119,6 +119,9 @@ class SteeringBar(QWidget):
         can_budget = reasoning and (caps is None or caps.budget)
         self.budget_box.setEnabled(can_budget)
         self.budget_label.setEnabled(can_budget)
+        # The user's budget stays in the box for local models; the label says it does not apply here.
+        self.budget_label.setText("Thinking budget" if caps is None or caps.budget else
+                                  "Thinking budget (not on this server)")
         self.budget_box.setToolTip(NO_THINKING_BUDGET_TIP if not reasoning else
                                    BUDGET_TIP if caps is None else
                                    SERVER_BUDGET_TIP if caps.budget else caps.budget_note)

@@ -333,6 +333,7 @@ def test_a_server_without_the_controls_disables_them_and_says_why(qtbot, open_ap
     assert caps is not None and not (caps.answer_now or caps.budget or caps.nudge)
     assert caps.answer_now_note.startswith("Ponder can't end the thinking early")
     assert not bar.budget_box.isEnabled() and bar.budget_box.toolTip() == caps.budget_note
+    assert bar.budget_label.text() == "Thinking budget (not on this server)"
     qtbot.keyClicks(window.prompt_input, PROMPT)
     qtbot.keyClick(window.prompt_input, Qt.Key.Key_Return)
     qtbot.waitUntil(lambda: bar.answer_now_button.isVisible(), timeout=ANSWER_TIMEOUT_MS)
@@ -382,6 +383,7 @@ def test_answer_now_and_the_budget_go_to_llama_servers_controls(qtbot, open_app,
     caps = window.client.capabilities
     assert caps.answer_now and caps.budget and not caps.nudge
     assert bar.budget_box.isEnabled() and "llama-server" in bar.budget_box.toolTip()
+    assert bar.budget_label.text() == "Thinking budget"
     qtbot.keyClicks(window.prompt_input, PROMPT)
     qtbot.keyClick(window.prompt_input, Qt.Key.Key_Return)
     qtbot.waitUntil(lambda: "step20" in window.session.live_trace.thinking, timeout=ANSWER_TIMEOUT_MS)
