@@ -4,10 +4,7 @@ files, migrations, search over prompts/answers/thinking, delete and undo."""
 from __future__ import annotations
 
 import os
-import signal
 import sqlite3
-import subprocess
-import sys
 import textwrap
 import threading
 from dataclasses import replace
@@ -29,34 +26,7 @@ from app.core.storage import (
     title_from_prompt,
 )
 from app.core.storage_file import _storage_error
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Path:
-    return tmp_path / "conversations.db"
-
-
-@pytest.fixture
-def store(db: Path):
-    s = ChatStore(db)
-    yield s
-    s.close()
-
-
-def integrity(path: Path) -> str:
-    conn = sqlite3.connect(path)
-    try:
-        return conn.execute("PRAGMA integrity_check").fetchone()[0]
-    finally:
-        conn.close()
-
-
-def fts_integrity_ok(store: ChatStore) -> None:
-    """FTS5's own check; rank 1 also compares the index with the messages table."""
-    if store.has_fts:
-        store._conn.execute("INSERT INTO message_fts (message_fts, rank) VALUES ('integrity-check', 1)")
+from tests.core.storage_helpers import fts_integrity_ok, integrity, kill_child_after
 
 
 def chat(store: ChatStore, prompt: str, thinking: str, answer: str, **kw) -> tuple[int, int, int]:
@@ -424,22 +394,8 @@ def _text(k: int) -> str:
 
 @pytest.mark.parametrize("checkpoints", [3, 25, 120])
 def test_sigkill_mid_stream_keeps_every_checkpoint_and_a_sound_file(db: Path, checkpoints: int):
-    child = subprocess.Popen(
-        [sys.executable, "-c", CHILD, str(db)], cwd=REPO, stdout=subprocess.PIPE, text=True
-    )
-    try:
-        conv, msg = map(int, child.stdout.readline().split())
-        last = 0
-        while last < checkpoints:
-            line = child.stdout.readline()
-            assert line, "the child died before it was killed"
-            last = int(line)
-        child.send_signal(signal.SIGKILL)
-        assert child.wait(timeout=30) == -signal.SIGKILL
-    finally:
-        if child.poll() is None:
-            child.kill()
-        child.stdout.close()
+    header, last = kill_child_after(CHILD, db, checkpoints)
+    conv, msg = map(int, header.split())
 
     assert db.with_name(db.name + "-wal").exists()  # killed before any clean close
     with ChatStore(db) as store:

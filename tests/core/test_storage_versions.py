@@ -4,10 +4,6 @@ survive reopening, undo of a delete and SIGKILL; files from v1 and v2 keep every
 
 from __future__ import annotations
 
-import signal
-import sqlite3
-import subprocess
-import sys
 import textwrap
 from dataclasses import replace
 from pathlib import Path
@@ -16,38 +12,12 @@ import pytest
 
 from app.core.errors import StorageError
 from app.core.storage import MIGRATIONS, SCHEMA_VERSION, ChatStore, Conversation
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.core.storage_helpers import fts_integrity_ok, integrity, kill_child_after
 
 SPANS = [{"field": "thinking", "start": 10, "end": 42, "by": "ponder", "kind": "wrap_up"},
          {"field": "thinking", "start": 42, "end": 50, "by": "ponder", "kind": "close"}]
 MODEL_INFO = {"name": "R1 1.5B", "file": "/m/r1.gguf", "quantization": "Q4_K_M", "sha256": "ab" * 32,
               "source": "local"}
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Path:
-    return tmp_path / "conversations.db"
-
-
-@pytest.fixture
-def store(db: Path):
-    s = ChatStore(db)
-    yield s
-    s.close()
-
-
-def integrity(path: Path) -> str:
-    conn = sqlite3.connect(path)
-    try:
-        return conn.execute("PRAGMA integrity_check").fetchone()[0]
-    finally:
-        conn.close()
-
-
-def fts_ok(store: ChatStore) -> None:
-    if store.has_fts:  # rank 1 compares the index with the messages table
-        store._conn.execute("INSERT INTO message_fts (message_fts, rank) VALUES ('integrity-check', 1)")
 
 
 def shown(store: ChatStore, conv: int) -> list[tuple[str, str]]:
@@ -117,7 +87,7 @@ def test_a_file_from_an_older_schema_keeps_every_conversation(db: Path, monkeypa
         # and the new features work on it
         regenerate(store, 1, 1, "answer 0 again")
         assert store.get_conversation(1).version_of(0) == (2, 2)
-        fts_ok(store)
+        fts_integrity_ok(store)
     assert integrity(db) == "ok"
 
 
@@ -193,7 +163,7 @@ def test_switching_versions_keeps_ids_and_the_conversation_follows_the_shown_one
     store.switch_version(conv, store.get_conversation(conv).versions_of(2)[0].id)
     assert shown(store, conv)[3:] == [("assistant", "a2"), ("user", "q3 after a2"), ("assistant", "a3")]
     assert store.get_conversation(conv).version_of(2) == (1, 3)
-    fts_ok(store)
+    fts_integrity_ok(store)
 
 
 def test_deeper_versions_travel_with_their_turn(store: ChatStore):
@@ -231,7 +201,7 @@ def test_search_finds_what_is_shown(store: ChatStore):
     store.switch_version(conv, store.get_conversation(conv).versions_of(2)[0].id)
     assert store.search("zebra") == []
     assert {h.message_id for h in store.search("a2")} == {store.get_conversation(conv).messages[3].id}
-    fts_ok(store)
+    fts_integrity_ok(store)
 
 
 def test_deleting_versions(store: ChatStore):
@@ -250,7 +220,7 @@ def test_deleting_versions(store: ChatStore):
     assert shown(store, conv) == [("user", "q1"), ("assistant", "a1")]
     with pytest.raises(StorageError, match="no version 12345"):
         store.switch_version(conv, 12345)
-    fts_ok(store)
+    fts_integrity_ok(store)
 
 
 def test_deleting_the_tail_deletes_its_versions(store: ChatStore):
@@ -291,7 +261,7 @@ def test_delete_and_undo_keep_every_version(store: ChatStore):
     assert strip(c) == strip(snapshot)
     store.switch_version(copy, c.versions_of(0)[0].id)
     assert [m.content for m in store.get_conversation(copy).messages] == ["q1", "a1", "q2", "second"]
-    fts_ok(store)
+    fts_integrity_ok(store)
 
 
 # --- crash safety -------------------------------------------------------------------
@@ -322,20 +292,8 @@ CHILD = textwrap.dedent(
 
 @pytest.mark.parametrize("switches", [1, 7, 30])
 def test_sigkill_while_switching_versions_loses_nothing(db: Path, switches: int):
-    child = subprocess.Popen([sys.executable, "-c", CHILD, str(db)], cwd=REPO, stdout=subprocess.PIPE, text=True)
-    try:
-        conv = int(child.stdout.readline())
-        done = 0
-        while done < switches:
-            line = child.stdout.readline()
-            assert line, "the child died before it was killed"
-            done = int(line)
-        child.send_signal(signal.SIGKILL)
-        assert child.wait(timeout=30) == -signal.SIGKILL
-    finally:
-        if child.poll() is None:
-            child.kill()
-        child.stdout.close()
+    header, _ = kill_child_after(CHILD, db, switches)
+    conv = int(header)
     with ChatStore(db) as store:
         c: Conversation = store.get_conversation(conv)
         versions = c.versions_of(0)
@@ -345,7 +303,7 @@ def test_sigkill_while_switching_versions_loses_nothing(db: Path, switches: int)
             n = v.answer.content.split()[0][1:]
             assert [m.content for m in v.messages][0] == "q1"
             assert v.answer.thinking == f"t{n} " * 20000 and v.answer.content == f"a{n} " * 2000
-        fts_ok(store)
+        fts_integrity_ok(store)
     assert integrity(db) == "ok"
 
 
@@ -362,4 +320,4 @@ def test_a_regenerate_cut_off_before_its_answer_shows_the_version_before_at_the_
         c = store.get_conversation(conv)
         assert [m.content for m in c.messages] == ["q1", "a1", "q2", "third"]
         assert [v.answer.content for v in c.versions_of(2)] == ["a2", "second", "third"]
-        fts_ok(store)
+        fts_integrity_ok(store)
