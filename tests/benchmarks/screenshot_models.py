@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -34,6 +33,7 @@ from app.core.settings import Settings, save_settings  # noqa: E402
 from app.core import survey  # noqa: E402
 from app.ui import downloads  # noqa: E402
 from app.ui.main import create_app, open_window  # noqa: E402
+from tests.benchmarks.screenshot_common import grab  # noqa: E402
 from tests.fixtures.scripted_gguf import SCRIPTS  # noqa: E402
 
 SPEED_BPS = 38e6  # a good home connection
@@ -47,11 +47,6 @@ def simulated_download(repo, files, dest, *, progress=None, cancel=None, **_kwar
         done = min(total, done + int(SPEED_BPS * 0.1))
         progress(Progress(done, total, SPEED_BPS, (total - done) / SPEED_BPS, Path(files[0]).name))
     raise DownloadCancelled("cancelled")
-
-
-def grab(path: Path) -> None:
-    subprocess.run(["import", "-window", "root", str(path)], check=True)
-    print("wrote", path)
 
 
 def main() -> int:

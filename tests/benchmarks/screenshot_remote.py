@@ -13,7 +13,6 @@ window connects to it through "Connect to a server…". Writes:
 
 from __future__ import annotations
 
-import argparse
 import socket
 import sys
 import tempfile
@@ -31,7 +30,8 @@ from app.core.server.service import EngineService  # noqa: E402
 from app.core.settings import Settings, save_settings  # noqa: E402
 from app.ui.main import create_app, open_window  # noqa: E402
 from app.ui.remote_dialog import ConnectDialog  # noqa: E402
-from tests.benchmarks.screenshot_window import ANSWER, PROMPT, THINKING, grab  # noqa: E402
+from tests.benchmarks.screenshot_common import grab, send, shot_args  # noqa: E402
+from tests.benchmarks.screenshot_window import ANSWER, PROMPT, THINKING  # noqa: E402
 from tests.fixtures.scripted_gguf import split_script, write_scripted_gguf  # noqa: E402
 
 
@@ -42,11 +42,7 @@ def free_port() -> int:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("out", type=Path)
-    parser.add_argument("--theme", default="light", choices=("light", "dark"))
-    args = parser.parse_args()
-    args.out.mkdir(parents=True, exist_ok=True)
+    args = shot_args()
 
     work = Path(tempfile.mkdtemp(prefix="ponder-remote-"))
     script = split_script(THINKING + "</think>" + ANSWER)
@@ -73,8 +69,7 @@ def main() -> int:
         QTimer.singleShot(delay_ms, action)
 
     def ask() -> None:
-        window.prompt_input.setPlainText(PROMPT)
-        window.send_prompt()
+        send(window, PROMPT)
 
     def on_loaded_local(_info) -> None:
         window.client.loaded.disconnect(on_loaded_local)

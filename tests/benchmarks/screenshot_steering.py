@@ -13,7 +13,6 @@ A scripted GGUF (real llama.cpp) thinks about a palindrome function, paced like 
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import tempfile
@@ -23,12 +22,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import app  # noqa: E402,F401  (llama_cpp before numpy)
 from PySide6.QtCore import QTimer  # noqa: E402
-from PySide6.QtWidgets import QApplication  # noqa: E402
 
 from app.core.settings import Settings, save_settings  # noqa: E402
 from app.ui.main import create_app, open_window  # noqa: E402
 from app.ui.steering_editor import ThinkingEditor  # noqa: E402
-from tests.benchmarks.screenshot_window import ANSWER, PROMPT, THINKING, grab, slow_down_stream  # noqa: E402
+from tests.benchmarks.screenshot_common import grab, run_until_closed, send, shot_args  # noqa: E402
+from tests.benchmarks.screenshot_window import ANSWER, PROMPT, THINKING, slow_down_stream  # noqa: E402
 from tests.fixtures.scripted_gguf import split_script, write_scripted_gguf  # noqa: E402
 
 NOTE = "also handle accented letters like é, not just ASCII."
@@ -36,11 +35,7 @@ NUDGE_AT, LIVE_SHOT_AT, ANSWER_NOW_AT = 70, 150, 190  # thinking tokens
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("out", type=Path)
-    parser.add_argument("--theme", default="light", choices=("light", "dark"))
-    args = parser.parse_args()
-    args.out.mkdir(parents=True, exist_ok=True)
+    args = shot_args()
 
     work = Path(tempfile.mkdtemp(prefix="ponder-steer-"))
     model = write_scripted_gguf(work / "DeepSeek-R1-Distill-Qwen-7B.gguf",
@@ -88,18 +83,10 @@ def main() -> int:
         editor.move(window.x() + 280, window.y() + 120)
         QTimer.singleShot(500, lambda: (grab(args.out / "steering-edit.png"), editor.close(), window.close()))
 
-    def ask() -> None:
-        window.prompt_input.setPlainText(PROMPT)
-        window.send_prompt()
-
     window.session.stream_counts.connect(on_counts)
     window.session.answer_finished.connect(on_finished)
-    window.client.loaded.connect(lambda _info: QTimer.singleShot(800, ask))
-    window.client.load_failed.connect(lambda message: (print(message), QApplication.exit(1)))
-    QTimer.singleShot(120_000, lambda: QApplication.exit(2))
-    code = qapp.exec()
-    window.store.close()
-    return code
+    window.client.loaded.connect(lambda _info: QTimer.singleShot(800, lambda: send(window, PROMPT)))
+    return run_until_closed(qapp, window)
 
 
 if __name__ == "__main__":

@@ -12,9 +12,7 @@ screen, with ImageMagick's `import`, as a user would see it).
 
 from __future__ import annotations
 
-import argparse
 import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -23,13 +21,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import app  # noqa: E402,F401  (llama_cpp before numpy)
 from PySide6.QtCore import QTimer  # noqa: E402
-from PySide6.QtWidgets import QApplication  # noqa: E402
 
 from app.core.settings import Settings, save_settings  # noqa: E402
 from app.core.storage import ChatStore, store_path  # noqa: E402
 from app.ui.compare_view import _diff_colors  # noqa: E402
 from app.ui.main import create_app, open_window  # noqa: E402
 from tests.benchmarks.bench_compare import r1_like_trace  # noqa: E402
+from tests.benchmarks.screenshot_common import grab, run_until_closed, shot_args  # noqa: E402
 from tests.fixtures.scripted_gguf import split_script, write_scripted_gguf  # noqa: E402
 
 PROMPT = "In how many ways can a committee of 3 be chosen from 10 people?"
@@ -53,11 +51,6 @@ VERSIONS = [
 ]
 
 
-def grab(path: Path) -> None:
-    subprocess.run(["import", "-window", "root", str(path)], check=True)
-    print("wrote", path)
-
-
 def stats(thinking_tokens: int, answer_tokens: int, thinking_s: float) -> dict:
     return {"thinking_tokens": thinking_tokens, "answer_tokens": answer_tokens, "thinking_s": thinking_s,
             "answer_s": round(answer_tokens / 38.0, 1), "total_s": round(thinking_s + answer_tokens / 38.0, 1),
@@ -66,11 +59,7 @@ def stats(thinking_tokens: int, answer_tokens: int, thinking_s: float) -> dict:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("out", type=Path)
-    parser.add_argument("--theme", default="light", choices=("light", "dark"))
-    args = parser.parse_args()
-    args.out.mkdir(parents=True, exist_ok=True)
+    args = shot_args()
 
     work = Path(tempfile.mkdtemp(prefix="ponder-shot-"))
     model = write_scripted_gguf(work / "DeepSeek-R1-Distill-Qwen-7B.gguf", split_script("Hm.</think>Hi."),
@@ -137,11 +126,7 @@ def main() -> int:
         QTimer.singleShot(600, lambda: (grab(args.out / "compare.png"), dialog.close(), window.close()))
 
     window.client.loaded.connect(lambda _info: QTimer.singleShot(600, show_versions))
-    window.client.load_failed.connect(lambda message: (print(message), QApplication.exit(1)))
-    QTimer.singleShot(120_000, lambda: QApplication.exit(2))
-    code = qapp.exec()
-    window.store.close()
-    return code
+    return run_until_closed(qapp, window)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -24,12 +23,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import app  # noqa: E402,F401  (llama_cpp before numpy)
 from PySide6.QtCore import QTimer  # noqa: E402
-from PySide6.QtWidgets import QApplication  # noqa: E402
 
 import app.core.engine as engine  # noqa: E402
 from app.core.settings import Settings, save_settings  # noqa: E402
 from app.core.storage import ChatStore, store_path  # noqa: E402
 from app.ui.main import create_app, open_window  # noqa: E402
+from tests.benchmarks.screenshot_common import grab, run_until_closed, send, shot_args  # noqa: E402
 from tests.fixtures.scripted_gguf import split_script, write_scripted_gguf  # noqa: E402
 
 PROMPT = "Write a Python function that checks whether a string is a palindrome, ignoring case and punctuation."
@@ -117,18 +116,10 @@ def slow_down_stream() -> None:
     engine.ChatRun.__next__ = paced
 
 
-def grab(path: Path) -> None:
-    subprocess.run(["import", "-window", "root", str(path)], check=True)
-    print("wrote", path)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("out", type=Path)
-    parser.add_argument("--theme", default="light", choices=("light", "dark"))
     parser.add_argument("--maths", action="store_true", help="a maths answer, written to maths.png")
-    args = parser.parse_args()
-    args.out.mkdir(parents=True, exist_ok=True)
+    args = shot_args(parser)
     shot_prompt, shot_thinking, shot_answer = (MATHS_PROMPT, MATHS_THINKING, MATHS_ANSWER) if args.maths else (PROMPT, THINKING, ANSWER)
 
     work = Path(tempfile.mkdtemp(prefix="ponder-shot-"))
@@ -168,18 +159,10 @@ def main() -> int:
         window.transcript.scroll_to_bottom()
         QTimer.singleShot(300, lambda: (grab(args.out / ("maths.png" if args.maths else "answer.png")), window.close()))
 
-    def ask() -> None:
-        window.prompt_input.setPlainText(shot_prompt)
-        window.send_prompt()
-
     window.session.stream_counts.connect(on_counts)
     window.session.answer_finished.connect(on_finished)
-    window.client.loaded.connect(lambda _info: QTimer.singleShot(800, ask))
-    window.client.load_failed.connect(lambda message: (print(message), QApplication.exit(1)))
-    QTimer.singleShot(120_000, lambda: QApplication.exit(2))
-    code = qapp.exec()
-    window.store.close()
-    return code
+    window.client.loaded.connect(lambda _info: QTimer.singleShot(800, lambda: send(window, shot_prompt)))
+    return run_until_closed(qapp, window)
 
 
 if __name__ == "__main__":
