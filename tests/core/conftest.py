@@ -1,5 +1,6 @@
-"""Fixtures of the ChatStore tests (test_storage.py, test_storage_versions.py): a database
-file in the test's own folder, and a store open on it."""
+"""Fixtures shared by tests/core: a database file in the test's own folder and a store open on it
+(test_storage.py, test_storage_versions.py); Ponder's own server on loopback (test_serve.py,
+test_remote.py)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from app.core.storage import ChatStore
+from tests.core.serve_helpers import Served, start_server, stop_server
 
 
 @pytest.fixture
@@ -20,3 +22,25 @@ def store(db: Path):
     s = ChatStore(db)
     yield s
     s.close()
+
+
+@pytest.fixture
+def serve(scripted_model):
+    """serve(script, max_waiting=, n_ctx=, **build_app options) -> a fresh server, stopped after the test."""
+    started: list[Served] = []
+
+    def start(script: str = "standard_r1", **options) -> Served:
+        started.append(start_server(scripted_model(script), **options))
+        return started[-1]
+
+    yield start
+    for served in started:
+        stop_server(served)
+
+
+@pytest.fixture(scope="module")
+def ponder_served(scripted_model):
+    """One server of the standard R1 script for the tests that read no counters."""
+    served = start_server(scripted_model("standard_r1"))
+    yield served
+    stop_server(served)

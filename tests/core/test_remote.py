@@ -29,7 +29,7 @@ from app.core.errors import RemoteError, RemoteUnsupported
 from app.core.remote import Endpoint, RemoteEngine, list_models, normalise_base_url
 from app.core.server.service import ChatRequest
 from app.core.steering import Steering
-from tests.core.test_serve import engine_held, start_server, stop_server
+from tests.core.test_serve import engine_held
 from tests.fixtures.scripted_gguf import (
     LONG_TRACE_THINKING_TOKENS,
     NON_REASONING_ANSWER,
@@ -67,26 +67,6 @@ def kinds(segments) -> str:
 
 
 # --- Ponder's own serve: reasoning_content --------------------------------------------------
-
-
-@pytest.fixture
-def serve(scripted_model):
-    started = []
-
-    def start(script: str = "standard_r1", **options):
-        started.append(start_server(scripted_model(script), **options))
-        return started[-1]
-
-    yield start
-    for served in started:
-        stop_server(served)
-
-
-@pytest.fixture(scope="module")
-def ponder_served(scripted_model):
-    served = start_server(scripted_model("standard_r1"))
-    yield served
-    stop_server(served)
 
 
 def test_reasoning_content_from_ponder_serve_splits_and_counts_from_usage(ponder_served):

@@ -18,7 +18,7 @@ import pytest
 
 from app.core.engine import Engine, LoadOptions, Sampling
 from app.core.reasoning import split_text
-from app.core.server.api import bind_socket, build_app, make_server, parse_chat_request, ApiError
+from app.core.server.api import parse_chat_request, ApiError
 from app.core.server.service import ChatRequest, EngineService, ServerBusy, StopMatcher
 from tests.fixtures.scripted_gguf import LONG_TRACE_THINKING_TOKENS, SCRIPTS, STANDARD_ANSWER, STANDARD_THINKING
 
@@ -29,73 +29,11 @@ REASONING_TOKENS = PIECES.index("</think>") + 1  # the closing tag is the thinki
 QUESTION = [{"role": "user", "content": "What is 17 × 23?"}]
 
 
-class Served:
-    def __init__(self, service: EngineService, server, thread: threading.Thread, port: int) -> None:
-        self.service, self.server, self.thread, self.port = service, server, thread, port
-        self.base_url = f"http://127.0.0.1:{port}/v1"
-
-    def client(self, api_key: str = "none") -> openai.OpenAI:
-        return openai.OpenAI(base_url=self.base_url, api_key=api_key, max_retries=0, timeout=30)
-
-    def wait_for(self, condition, timeout: float = 10.0):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            value = condition()
-            if value:
-                return value
-            time.sleep(0.005)
-        raise AssertionError("condition not reached in time")
-
-
-def start_server(model, *, max_waiting: int = 8, n_ctx: int = 4096, **app_options) -> Served:
-    service = EngineService(model, LoadOptions(n_ctx=n_ctx), max_waiting=max_waiting).start()
-    server = make_server(build_app(service, **app_options), log_level="warning")
-    sock = bind_socket()
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    served = Served(service, server, thread, sock.getsockname()[1])
-    try:
-        served.wait_for(lambda: server.started)
-    except AssertionError:
-        stop_server(served)
-        raise
-    return served
-
-
-def stop_server(served: Served) -> None:
-    served.service.close()  # cancels what runs, so open streams end
-    served.server.should_exit = True
-    served.thread.join(10)
-    assert not served.thread.is_alive(), "the server did not shut down"
-
-
-@pytest.fixture
-def serve(scripted_model):
-    """serve(script, max_waiting=, n_ctx=, **build_app options) -> a fresh server, stopped after the test."""
-    started: list[Served] = []
-
-    def start(script: str = "standard_r1", **options) -> Served:
-        started.append(start_server(scripted_model(script), **options))
-        return started[-1]
-
-    yield start
-    for served in started:
-        stop_server(served)
-
-
-@pytest.fixture(scope="module")
-def standard(scripted_model):
-    """One server of the standard R1 script for the tests that read no counters."""
-    served = start_server(scripted_model("standard_r1"))
-    yield served
-    stop_server(served)
-
-
 # --- the openai client, stream and whole --------------------------------------------------
 
 
-def test_whole_answer_splits_reasoning_and_counts_usage(standard):
-    served = standard
+def test_whole_answer_splits_reasoning_and_counts_usage(ponder_served):
+    served = ponder_served
     reply = served.client().chat.completions.create(model="anything", messages=QUESTION, seed=1)
     choice = reply.choices[0]
     assert choice.message.reasoning_content == THINKING
@@ -109,8 +47,8 @@ def test_whole_answer_splits_reasoning_and_counts_usage(standard):
     assert usage.total_tokens == usage.prompt_tokens + usage.completion_tokens
 
 
-def test_stream_sends_reasoning_then_content_then_usage(standard):
-    served = standard
+def test_stream_sends_reasoning_then_content_then_usage(ponder_served):
+    served = ponder_served
     stream = served.client().chat.completions.create(
         model="anything", messages=QUESTION, stream=True, stream_options={"include_usage": True})
     chunks = list(stream)
@@ -130,8 +68,8 @@ def test_stream_sends_reasoning_then_content_then_usage(standard):
     assert chunks[-1].usage.completion_tokens_details.reasoning_tokens == REASONING_TOKENS
 
 
-def test_stream_ends_with_done_marker_and_no_usage_unless_asked(standard):
-    served = standard
+def test_stream_ends_with_done_marker_and_no_usage_unless_asked(ponder_served):
+    served = ponder_served
     body = {"model": "m", "messages": QUESTION, "stream": True}
     with httpx2.stream("POST", served.base_url + "/chat/completions", json=body, timeout=30) as response:
         assert response.headers["content-type"].startswith("text/event-stream")
@@ -141,8 +79,8 @@ def test_stream_ends_with_done_marker_and_no_usage_unless_asked(standard):
     assert not any("usage" in json.loads(line[6:]) for line in lines[:-1])
 
 
-def test_models_lists_the_served_model(standard, scripted_model):
-    served = standard
+def test_models_lists_the_served_model(ponder_served, scripted_model):
+    served = ponder_served
     models = served.client().models.list().data
     assert [m.id for m in models] == [scripted_model("standard_r1").stem]
 
@@ -159,16 +97,16 @@ def test_raw_reasoning_format_keeps_think_tags_in_content(serve):
     assert streamed.strip() == message.content
 
 
-def test_max_tokens_ends_with_length(standard):
-    served = standard
+def test_max_tokens_ends_with_length(ponder_served):
+    served = ponder_served
     reply = served.client().chat.completions.create(model="m", messages=QUESTION, max_tokens=5)
     assert reply.choices[0].finish_reason == "length"
     assert reply.usage.completion_tokens == 5 == reply.usage.completion_tokens_details.reasoning_tokens
     assert reply.choices[0].message.content == ""
 
 
-def test_stop_string_ends_the_answer_before_it(standard):
-    served = standard
+def test_stop_string_ends_the_answer_before_it(ponder_served):
+    served = ponder_served
     client = served.client()
     reply = client.chat.completions.create(model="m", messages=QUESTION, stop=["| step"])
     assert reply.choices[0].message.content == "**17 × 23 = 391**"
@@ -195,10 +133,10 @@ def test_sampling_fields_reach_the_engine_and_r1_defaults_fill_the_rest():
         parse_chat_request({"messages": QUESTION, "temperature": True})
 
 
-def test_seed_makes_sampling_repeatable_through_the_server(standard):
+def test_seed_makes_sampling_repeatable_through_the_server(ponder_served):
     # A scripted model follows its script at any temperature, so a high temperature with a seed
     # must still give the one answer: the fields get through without breaking the run.
-    served = standard
+    served = ponder_served
     client = served.client()
     replies = [client.chat.completions.create(model="m", messages=QUESTION, temperature=1.5, top_p=0.9, seed=7)
                for _ in range(2)]
@@ -329,8 +267,8 @@ def test_disconnect_while_waiting_drops_the_job(serve):
     (json.dumps({"messages": QUESTION, "tools": []}).encode(), "tools"),
     (json.dumps({"messages": QUESTION, "n": 3}).encode(), "n"),
 ])
-def test_bad_bodies_get_400_json_and_the_server_keeps_serving(standard, body, param):
-    served = standard
+def test_bad_bodies_get_400_json_and_the_server_keeps_serving(ponder_served, body, param):
+    served = ponder_served
     response = httpx2.post(served.base_url + "/chat/completions", content=body,
                            headers={"Content-Type": "application/json"}, timeout=10)
     assert response.status_code == 400
@@ -377,8 +315,8 @@ def test_api_key_is_required_when_set(serve):
     assert served.service.counters["completed"] == 1
 
 
-def test_no_key_needed_without_api_key(standard):
-    served = standard
+def test_no_key_needed_without_api_key(ponder_served):
+    served = ponder_served
     response = httpx2.get(served.base_url + "/models", timeout=10)
     assert response.status_code == 200
 
