@@ -11,6 +11,7 @@ binaries are built).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import shutil
 import ssl
@@ -168,17 +169,27 @@ def server_kind_models(owned_by: str):
     return [RemoteModel("fake", owned_by)]
 
 
-@pytest.fixture
-def fake():
+@contextlib.contextmanager
+def fake_servers():
+    """start(**Fake options) -> a Fake on loopback; every one started is stopped on leaving.
+    The fixtures here and in tests/ui/test_remote_window.py are this."""
     servers: list[Fake] = []
 
     def start(**options) -> Fake:
         servers.append(Fake(**options))
         return servers[-1]
 
-    yield start
-    for server in servers:
-        server.stop()
+    try:
+        yield start
+    finally:
+        for server in servers:
+            server.stop()
+
+
+@pytest.fixture
+def fake():
+    with fake_servers() as start:
+        yield start
 
 
 def test_a_stream_cut_mid_answer_keeps_the_part_received(fake):

@@ -27,7 +27,7 @@ from app.core.server.service import EngineService
 from app.core.settings import settings_path
 from app.core.traces import trace_records
 from app.ui.remote_dialog import ConnectDialog
-from tests.core.test_remote_failures import Fake
+from tests.core.test_remote_failures import fake_servers
 from tests.fixtures.scripted_gguf import NON_REASONING_ANSWER, STANDARD_ANSWER, STANDARD_THINKING
 from tests.ui.conftest import ANSWER_TIMEOUT_MS, LOAD_TIMEOUT_MS
 
@@ -363,15 +363,8 @@ def test_a_server_without_the_controls_disables_them_and_says_why(qtbot, open_ap
 
 @pytest.fixture
 def llama_server():
-    servers: list[Fake] = []
-
-    def start(**options) -> Fake:
-        servers.append(Fake(**options))
-        return servers[-1]
-
-    yield start
-    for server in servers:
-        server.stop()
+    with fake_servers() as start:
+        yield start
 
 
 def test_answer_now_and_the_budget_go_to_llama_servers_controls(qtbot, open_app, data_dir, llama_server):
