@@ -29,7 +29,6 @@ from PySide6.QtGui import QAction, QGuiApplication
 from PySide6.QtWidgets import (
     QCheckBox,
     QDialog,
-    QDialogButtonBox,
     QFormLayout,
     QLabel,
     QLineEdit,
@@ -50,6 +49,7 @@ from app.core.server.service import (
     NoModelLoaded,
     WaitingRoom,
 )
+from app.ui.settings_dialog import lay_out_form_dialog
 from app.ui.worker import NO_MODEL_TO_SERVE, EngineClient
 
 log = logging.getLogger(__name__)
@@ -251,15 +251,7 @@ class ServerSettingsDialog(QDialog):
         form.addRow("Thinking", self.raw_think)
         where = key_note or "The key is kept in the system keychain."
         note = QLabel(f"Clients send the key as 'Authorization: Bearer KEY'. {where}", objectName="serverKeyNote")
-        note.setWordWrap(True)
-        note.setEnabled(False)
-        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
-        buttons.accepted.connect(self.accept)
-        buttons.rejected.connect(self.reject)
-        layout = QVBoxLayout(self)
-        layout.addLayout(form)
-        layout.addWidget(note)
-        layout.addWidget(buttons)
+        lay_out_form_dialog(self, form, note)
 
     def result_config(self) -> ServerConfig:
         return ServerConfig(self.host.text().strip() or "127.0.0.1", self.port.value(), self.raw_think.isChecked(),

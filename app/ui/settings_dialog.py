@@ -25,6 +25,19 @@ MAX_CONTEXT = 262_144
 MAX_GPU_LAYERS = 999
 
 
+def lay_out_form_dialog(dialog: QDialog, form: QFormLayout, note: QLabel) -> None:
+    """The form, a greyed note under it and OK / Cancel: the Settings and Serve dialogs' layout."""
+    note.setWordWrap(True)
+    note.setEnabled(False)  # greyed: a hint, not a control
+    buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+    buttons.accepted.connect(dialog.accept)
+    buttons.rejected.connect(dialog.reject)
+    layout = QVBoxLayout(dialog)
+    layout.addLayout(form)
+    layout.addWidget(note)
+    layout.addWidget(buttons)
+
+
 class SettingsDialog(QDialog):
     """Edits a copy of the settings; `result_settings()` gives the edited copy after OK.
 
@@ -107,17 +120,7 @@ class SettingsDialog(QDialog):
         form.addRow("Theme", self.theme)
 
         note = QLabel("Context size, GPU layers and drafting take effect when the model is reloaded; OK reloads it.")
-        note.setWordWrap(True)
-        note.setEnabled(False)  # greyed: a hint, not a control
-
-        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
-        buttons.accepted.connect(self.accept)
-        buttons.rejected.connect(self.reject)
-
-        layout = QVBoxLayout(self)
-        layout.addLayout(form)
-        layout.addWidget(note)
-        layout.addWidget(buttons)
+        lay_out_form_dialog(self, form, note)
 
     def result_settings(self) -> Settings:
         gpu = "auto" if self.gpu_auto.isChecked() else self.gpu_layers.value()
