@@ -5,7 +5,6 @@ it placed by the override. The planner's side: which bytes go where, the speed, 
 
 from __future__ import annotations
 
-import logging
 
 import pytest
 from gguf import GGUFReader
@@ -17,7 +16,7 @@ from app.core.hardware import describe
 from app.core.modelfile import inspect_gguf
 from app.core.sizing import best_placement, plan
 from app.core.wording import describe_plan, experts_in_ram_text
-from tests.fixtures.deepseek2_gguf import DeepSeek2Shape, write_deepseek2_gguf
+from tests.fixtures.deepseek2_gguf import DeepSeek2Shape, llama_log, write_deepseek2_gguf
 
 SHAPE = DeepSeek2Shape()
 CATALOG = load_catalog()
@@ -28,33 +27,19 @@ def moe_file(tmp_path_factory):
     return write_deepseek2_gguf(tmp_path_factory.mktemp("moe") / "ds2-moe.gguf", mla=True)
 
 
-class _Lines(logging.Handler):
-    def __init__(self):
-        super().__init__(logging.DEBUG)
-        self.lines: list[str] = []
-
-    def emit(self, record):
-        self.lines.append(record.getMessage())
-
-
 def _load_log(path, experts_in_ram: bool, cpu_moe_layers: int | None = None) -> list[str]:
     """Open `path` the way Engine.load does (Engine._open), decode one token, return llama.cpp's log."""
-    logger = logging.getLogger("llama.cpp")
-    handler, level = _Lines(), logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG)
-    e = engine.Engine()
-    e._lc = lc = engine._llama()
-    try:
-        e._open(path, engine.LoadOptions(n_ctx=512, kv_type="f16", n_threads=1), 0, None, experts_in_ram=experts_in_ram,
-                cpu_moe_layers=cpu_moe_layers)
-        tokens = (lc.llama_token * 2)(1, 2)
-        assert lc.llama_decode(e._ctx, lc.llama_batch_get_one(tokens, 2)) == 0
-    finally:
-        e.close()
-        logger.removeHandler(handler)
-        logger.setLevel(level)
-    return handler.lines
+    with llama_log() as lines:
+        e = engine.Engine()
+        e._lc = lc = engine._llama()
+        try:
+            e._open(path, engine.LoadOptions(n_ctx=512, kv_type="f16", n_threads=1), 0, None,
+                    experts_in_ram=experts_in_ram, cpu_moe_layers=cpu_moe_layers)
+            tokens = (lc.llama_token * 2)(1, 2)
+            assert lc.llama_decode(e._ctx, lc.llama_batch_get_one(tokens, 2)) == 0
+        finally:
+            e.close()
+    return lines
 
 
 def test_the_load_puts_every_routed_expert_tensor_in_cpu_memory_by_the_override(moe_file):

@@ -5,7 +5,6 @@ generated deepseek2 GGUFs (tests/fixtures/deepseek2_gguf.py). Numbers in docs/si
 from __future__ import annotations
 
 import json
-import logging
 import re
 
 import pytest
@@ -17,7 +16,7 @@ from app.core.errors import CatalogError
 from app.core.hardware import describe
 from app.core.modelfile import inspect_gguf
 from app.core.sizing import ModelShape, plan
-from tests.fixtures.deepseek2_gguf import DeepSeek2Shape, write_deepseek2_gguf
+from tests.fixtures.deepseek2_gguf import DeepSeek2Shape, llama_log, write_deepseek2_gguf
 
 MiB = 1024**2
 SHAPE = DeepSeek2Shape()
@@ -34,48 +33,34 @@ def files(tmp_path_factory):
             for mla in (True, False)}
 
 
-class _Lines(logging.Handler):
-    def __init__(self):
-        super().__init__(logging.DEBUG)
-        self.lines: list[str] = []
-
-    def emit(self, record):
-        self.lines.append(record.getMessage())
-
-
 def llama_kv(path, *, n_ctx: int, kv_type: str, flash_attn: bool) -> dict:
     """Load `path` on the CPU with real llama.cpp and return its KV cache line's numbers."""
     lc = engine._llama()  # llama.cpp's log routed to the "llama.cpp" logger
-    logger = logging.getLogger("llama.cpp")
-    handler, level = _Lines(), logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG)
-    model = ctx = None
-    try:
-        mparams = lc.llama_model_default_params()
-        mparams.n_gpu_layers = 0
-        model = lc.llama_model_load_from_file(str(path).encode(), mparams)
-        assert model, "\n".join(handler.lines[-5:])
-        cparams = lc.llama_context_default_params()
-        cparams.n_ctx = n_ctx
-        cparams.n_batch = cparams.n_ubatch = 512
-        cparams.n_threads = cparams.n_threads_batch = 1
-        cparams.flash_attn_type = lc.LLAMA_FLASH_ATTN_TYPE_ENABLED if flash_attn else lc.LLAMA_FLASH_ATTN_TYPE_DISABLED
-        ggml_type = {"f16": lc.GGML_TYPE_F16, "q8_0": lc.GGML_TYPE_Q8_0}[kv_type]
-        cparams.type_k = cparams.type_v = ggml_type
-        ctx = lc.llama_init_from_model(model, cparams)
-        assert ctx, "\n".join(handler.lines[-5:])
-    finally:
-        if ctx:
-            lc.llama_free(ctx)
-        if model:
-            lc.llama_model_free(model)
-        logger.removeHandler(handler)
-        logger.setLevel(level)
-    found = [m for line in handler.lines if (m := KV_LINE.search(line))]
-    assert len(found) == 1, [line for line in handler.lines if "kv" in line.lower()]
+    with llama_log() as lines:
+        model = ctx = None
+        try:
+            mparams = lc.llama_model_default_params()
+            mparams.n_gpu_layers = 0
+            model = lc.llama_model_load_from_file(str(path).encode(), mparams)
+            assert model, "\n".join(lines[-5:])
+            cparams = lc.llama_context_default_params()
+            cparams.n_ctx = n_ctx
+            cparams.n_batch = cparams.n_ubatch = 512
+            cparams.n_threads = cparams.n_threads_batch = 1
+            cparams.flash_attn_type = lc.LLAMA_FLASH_ATTN_TYPE_ENABLED if flash_attn else lc.LLAMA_FLASH_ATTN_TYPE_DISABLED
+            ggml_type = {"f16": lc.GGML_TYPE_F16, "q8_0": lc.GGML_TYPE_Q8_0}[kv_type]
+            cparams.type_k = cparams.type_v = ggml_type
+            ctx = lc.llama_init_from_model(model, cparams)
+            assert ctx, "\n".join(lines[-5:])
+        finally:
+            if ctx:
+                lc.llama_free(ctx)
+            if model:
+                lc.llama_model_free(model)
+    found = [m for line in lines if (m := KV_LINE.search(line))]
+    assert len(found) == 1, [line for line in lines if "kv" in line.lower()]
     total, cells, layers, k_type, k_mib, v_type, v_mib = found[0].groups()
-    buffers = {kind: float(mib) for line in handler.lines if (m := BUFFER_LINE.search(line)) for kind, mib in [m.groups()]}
+    buffers = {kind: float(mib) for line in lines if (m := BUFFER_LINE.search(line)) for kind, mib in [m.groups()]}
     return {"total": float(total), "cells": int(cells), "layers": int(layers), "k_type": k_type,
             "k": float(k_mib), "v_type": v_type, "v": float(v_mib), **buffers}
 

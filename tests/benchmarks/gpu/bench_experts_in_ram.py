@@ -18,7 +18,6 @@ import llama_cpp  # noqa: F401
 
 import argparse
 import json
-import logging
 import re
 import sys
 import time
@@ -29,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 from app.core import engine, hardware  # noqa: E402
 from app.core.modelfile import inspect_gguf  # noqa: E402
 from app.core.sizing import plan  # noqa: E402
-from tests.fixtures.deepseek2_gguf import DeepSeek2Shape, write_deepseek2_gguf  # noqa: E402
+from tests.fixtures.deepseek2_gguf import DeepSeek2Shape, llama_log, write_deepseek2_gguf  # noqa: E402
 
 MiB = 1024**2
 SHAPED = DeepSeek2Shape(n_layer=12, n_embd=2048, n_head=16, q_lora_rank=768, kv_lora_rank=512, qk_nope=128,
@@ -37,15 +36,6 @@ SHAPED = DeepSeek2Shape(n_layer=12, n_embd=2048, n_head=16, q_lora_rank=768, kv_
                         n_expert_shared=1, n_dense_lead=1, context_length=32768)
 TINY = DeepSeek2Shape()
 BUFFER = re.compile(r"(\S+) (model|KV|compute) buffer size = +([\d.]+) MiB")
-
-
-class _Lines(logging.Handler):
-    def __init__(self):
-        super().__init__(logging.DEBUG)
-        self.lines: list[str] = []
-
-    def emit(self, record):
-        self.lines.append(record.getMessage())
 
 
 def make_model(out: Path, shape: DeepSeek2Shape) -> Path:
@@ -62,37 +52,33 @@ def make_model(out: Path, shape: DeepSeek2Shape) -> Path:
 
 def measure(path: Path, experts_in_ram: bool, n_ctx: int, n_tokens: int, ram_gbps: float | None) -> dict:
     lc = engine._llama()
-    logger = logging.getLogger("llama.cpp")
-    handler = _Lines()
-    logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG)
-    summary = inspect_gguf(path)
-    e = engine.Engine()
-    e._lc = lc
-    n_gpu = summary.n_layers + 1 if engine.gpu_backend_name() else 0
-    e._open(path, engine.LoadOptions(n_ctx=n_ctx, kv_type="f16"), n_gpu, None, experts_in_ram=experts_in_ram)
-    try:
-        prompt = (lc.llama_token * 64)(*([1] * 64))
-        assert lc.llama_decode(e._ctx, lc.llama_batch_get_one(prompt, 64)) == 0
-        one = (lc.llama_token * 1)(1)
-        lc.llama_synchronize(e._ctx)
-        start = time.perf_counter()
-        for _ in range(n_tokens):
-            assert lc.llama_decode(e._ctx, lc.llama_batch_get_one(one, 1)) == 0
+    with llama_log() as lines:
+        summary = inspect_gguf(path)
+        e = engine.Engine()
+        e._lc = lc
+        n_gpu = summary.n_layers + 1 if engine.gpu_backend_name() else 0
+        e._open(path, engine.LoadOptions(n_ctx=n_ctx, kv_type="f16"), n_gpu, None, experts_in_ram=experts_in_ram)
+        try:
+            prompt = (lc.llama_token * 64)(*([1] * 64))
+            assert lc.llama_decode(e._ctx, lc.llama_batch_get_one(prompt, 64)) == 0
+            one = (lc.llama_token * 1)(1)
             lc.llama_synchronize(e._ctx)
-        seconds = time.perf_counter() - start
-    finally:
-        e.close()
-        logger.removeHandler(handler)
+            start = time.perf_counter()
+            for _ in range(n_tokens):
+                assert lc.llama_decode(e._ctx, lc.llama_batch_get_one(one, 1)) == 0
+                lc.llama_synchronize(e._ctx)
+            seconds = time.perf_counter() - start
+        finally:
+            e.close()
     buffers: dict[str, float] = {}
-    for line in handler.lines:
+    for line in lines:
         if m := BUFFER.search(line):
             device, kind, mib = m.groups()
             on_host = device.upper().startswith("CPU") or "HOST" in device.upper()  # CUDA_Host: pinned RAM
             # CPU_REPACK: llama.cpp's re-laid-out copy of CPU weights (beside the mapped file), kept apart
             key = "cpu_repack" if "REPACK" in device.upper() else f"{'cpu' if on_host else 'gpu'}_{kind.lower()}"
             buffers[key] = buffers.get(key, 0.0) + float(mib)
-    overridden = sum("buffer type overridden" in line for line in handler.lines)
+    overridden = sum("buffer type overridden" in line for line in lines)
     hw = hardware.probe()
     if ram_gbps:  # the probe cannot measure RAM bandwidth (50 GB/s unless known); the expert rate depends on it
         hw.cpu_bandwidth_gbps = ram_gbps
