@@ -481,13 +481,9 @@ DS2_REPO = "ponder-tests/DeepSeek-Tiny-GGUF"
 
 @pytest.fixture(scope="module")
 def ds2_files(tmp_path_factory):
-    """Tiny deepseek2 GGUFs with 16 heads (so the uncompressed KV cache is 16 × the MLA one), MLA and not."""
-    from tests.fixtures.deepseek2_gguf import DeepSeek2Shape, write_deepseek2_gguf
+    from tests.fixtures.deepseek2_gguf import mla_pair
 
-    folder = tmp_path_factory.mktemp("ds2hub")
-    shape = DeepSeek2Shape(n_head=16, context_length=32768)
-    return {mla: write_deepseek2_gguf(folder / f"ds2-{'mla' if mla else 'nomla'}.gguf", mla=mla, shape=shape).read_bytes()
-            for mla in (True, False)}
+    return mla_pair(tmp_path_factory.mktemp("ds2hub"))
 
 
 def _catalog_entry(mla: bool):
@@ -506,20 +502,11 @@ def _catalog_entry(mla: bool):
 
 
 def _between(ds2_files, tmp_path):
-    """A CPU-only machine whose RAM holds the MLA file's plan but not the uncompressed one's, even at the 8k
-    context a full deepseek2 model may drop to (plan_download)."""
-    from app.core.hardware import GiB, describe
-    from app.core.modelfile import inspect_gguf
-    from app.core.sizing import plan
+    """A CPU-only machine whose RAM holds the MLA file's plan but not the uncompressed one's."""
+    from app.core.hardware import describe
+    from tests.fixtures.deepseek2_gguf import ram_gb_between
 
-    need = {}
-    for mla, data in ds2_files.items():
-        path = tmp_path / f"local-{mla}.gguf"
-        path.write_bytes(data)
-        need[mla] = plan(inspect_gguf(path), hw=describe(ram_gb=64), n_ctx=16384 if mla else 8192,
-                         kv_type="f16" if mla else "q8_0").ram_bytes
-    assert need[False] > need[True] + 16 * 2**20  # the uncompressed cache is what does not fit
-    return describe(ram_gb=3 + (need[True] + need[False]) / 2 / GiB)
+    return describe(ram_gb=ram_gb_between(ds2_files, tmp_path))
 
 
 def test_the_header_is_read_with_growing_ranged_requests_before_any_download(hub, ds2_files, tmp_path):

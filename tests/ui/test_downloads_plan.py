@@ -13,11 +13,9 @@ from PySide6.QtWidgets import QApplication
 
 from app.core import downloads, survey
 from app.core.catalog import load_catalog
-from app.core.hardware import GiB, describe
-from app.core.modelfile import inspect_gguf
-from app.core.sizing import plan
+from app.core.hardware import describe
 from tests.fakehub import fake_hub  # noqa: F401  (fixture)
-from tests.fixtures.deepseek2_gguf import DeepSeek2Shape, write_deepseek2_gguf
+from tests.fixtures.deepseek2_gguf import mla_pair, ram_gb_between
 from tests.ui.model_setup import DOWNLOAD_TIMEOUT_MS, SURVEY_TIMEOUT_MS
 
 REPO = "ponder-tests/DeepSeek-Tiny-GGUF"
@@ -27,9 +25,7 @@ FILE = "ds2.gguf"
 @pytest.fixture(scope="module")
 def ds2_files(tmp_path_factory) -> dict[bool, bytes]:
     """Tiny deepseek2 GGUFs with 16 heads (the uncompressed KV cache is 16 × the MLA one), MLA and not."""
-    folder = tmp_path_factory.mktemp("ds2")
-    shape = DeepSeek2Shape(n_head=16, context_length=32768)
-    return {mla: write_deepseek2_gguf(folder / f"{mla}.gguf", mla=mla, shape=shape).read_bytes() for mla in (True, False)}
+    return mla_pair(tmp_path_factory.mktemp("ds2"))
 
 
 def _catalog(path, *, claims_mla: bool, size: int, n_ctx_train: int = 32768):
@@ -49,15 +45,7 @@ def _catalog(path, *, claims_mla: bool, size: int, n_ctx_train: int = 32768):
 def between(ds2_files, tmp_path, monkeypatch):
     """The window's survey sees a CPU-only machine whose RAM holds the MLA file's plan but not the
     uncompressed one's (planned from the files themselves)."""
-    need = {}
-    for mla, data in ds2_files.items():
-        path = tmp_path / f"local-{mla}.gguf"
-        path.write_bytes(data)
-        # (the uncompressed one at 8k with q8_0: a deepseek2 file that does not fit at 16k is planned so too)
-        need[mla] = plan(inspect_gguf(path), hw=describe(ram_gb=64), n_ctx=16384 if mla else 8192,
-                         kv_type="f16" if mla else "q8_0").ram_bytes
-    assert need[False] > need[True] + 16 * 2**20
-    hw = describe(ram_gb=3 + (need[True] + need[False]) / 2 / GiB, cpu_cores=4)
+    hw = describe(ram_gb=ram_gb_between(ds2_files, tmp_path), cpu_cores=4)
     monkeypatch.setattr(survey, "probe", lambda: hw)
     return hw
 
