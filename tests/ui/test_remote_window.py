@@ -30,8 +30,7 @@ from app.ui.remote_dialog import ConnectDialog
 from tests.core.test_remote_failures import fake_servers
 from tests.fixtures.scripted_gguf import NON_REASONING_ANSWER, STANDARD_ANSWER, STANDARD_THINKING
 from tests.ui.conftest import ANSWER_TIMEOUT_MS, LOAD_TIMEOUT_MS
-
-PROMPT = "What is 17 times 23?"
+from tests.ui.test_window import PROMPT, send
 
 
 class PonderServer:
@@ -72,13 +71,6 @@ def ponder_server(scripted_model):
 def connect(qtbot, window, endpoint: Endpoint) -> None:
     with qtbot.waitSignal(window.client.loaded, timeout=LOAD_TIMEOUT_MS):
         window.models.connect_remote(endpoint)
-
-
-def send(qtbot, window, text: str = PROMPT):
-    qtbot.keyClicks(window.prompt_input, text)
-    with qtbot.waitSignal(window.session.answer_finished, timeout=ANSWER_TIMEOUT_MS) as blocker:
-        qtbot.keyClick(window.prompt_input, Qt.Key.Key_Return)
-    return blocker.args[0]
 
 
 def test_the_dialog_lists_the_servers_models_and_the_window_chats_through_it(qtbot, open_app, data_dir,

@@ -13,16 +13,7 @@ from app.ui.message_view import AssistantMessageView
 from app.ui.version_nav import NO_SECOND_VERSION
 from app.ui.window import MainWindow
 from tests.ui.conftest import ANSWER_TIMEOUT_MS
-
-PROMPT = "What is 17 times 23?"
-
-
-def send(qtbot, window: MainWindow, text: str = PROMPT):
-    qtbot.keyClicks(window.prompt_input, text)
-    with qtbot.waitSignal(window.session.answer_finished, timeout=ANSWER_TIMEOUT_MS) as blocker:
-        qtbot.keyClick(window.prompt_input, Qt.Key.Key_Return)
-    return blocker.args[0]
-
+from tests.ui.test_window import PROMPT, send
 
 def answers(window: MainWindow) -> list[AssistantMessageView]:
     return window.transcript.assistant_views()
