@@ -59,6 +59,18 @@ class InThread:
             self.done.set()
 
 
+def one_request_waiting(qtbot, window) -> tuple[threading.Event, InThread]:
+    """A server job holds the engine (as a long chat of the window's would) until `hold` is set,
+    and one client request waits behind it: returns (hold, the waiting request)."""
+    hold, holding = threading.Event(), threading.Event()
+    window.server.jobs.submit(ChatRequest(QUESTION), lambda kind, _p: kind == "started" and (holding.set(),
+                                                                                              hold.wait(20)))
+    assert holding.wait(10)
+    waiting = InThread(lambda: client(window).chat.completions.create(model="m", messages=QUESTION))
+    qtbot.waitUntil(lambda: window.server.jobs.room.count == 1, timeout=TIMEOUT_MS)
+    return hold, waiting
+
+
 def test_a_request_is_answered_while_the_window_is_idle(qtbot, open_app, data_dir, scripted_model):
     window = serving_window(open_app, data_dir, scripted_model("standard_r1"))
     window.menus.model_menu  # the switch lives in the Model menu
@@ -148,12 +160,7 @@ def test_a_full_queue_answers_429(qtbot, open_app, data_dir, scripted_model):
     window = serving_window(open_app, data_dir, scripted_model("standard_r1"))
     window.server.max_waiting = 1
     window.server.start()
-    hold, holding = threading.Event(), threading.Event()
-    window.server.jobs.submit(ChatRequest(QUESTION), lambda kind, _p: kind == "started" and (holding.set(),
-                                                                                              hold.wait(20)))
-    assert holding.wait(10)
-    waiting = InThread(lambda: client(window).chat.completions.create(model="m", messages=QUESTION))
-    qtbot.waitUntil(lambda: window.server.jobs.room.count == 1, timeout=TIMEOUT_MS)
+    hold, waiting = one_request_waiting(qtbot, window)
     with pytest.raises(openai.RateLimitError) as refused:
         client(window).chat.completions.create(model="m", messages=QUESTION)
     assert refused.value.body["code"] == "queue_full"
@@ -269,12 +276,7 @@ def test_closing_the_window_ends_a_waiting_request_and_the_server(qtbot, open_ap
     window = serving_window(open_app, data_dir, scripted_model("standard_r1"))
     window.server.start()
     port = window.settings.server_port
-    hold, holding = threading.Event(), threading.Event()
-    window.server.jobs.submit(ChatRequest(QUESTION), lambda kind, _p: kind == "started" and (holding.set(),
-                                                                                              hold.wait(20)))
-    assert holding.wait(10)
-    waiting = InThread(lambda: client(window).chat.completions.create(model="m", messages=QUESTION))
-    qtbot.waitUntil(lambda: window.server.jobs.room.count == 1, timeout=TIMEOUT_MS)
+    hold, waiting = one_request_waiting(qtbot, window)
     threading.Timer(0.3, hold.set).start()  # the holder lets go while the window is closing (GUI blocked)
     window.close()
     assert waiting.done.wait(20)
@@ -310,12 +312,7 @@ def test_server_settings_restart_the_server_with_the_new_port_and_raw_thinking(q
 def test_turning_serving_off_answers_a_waiting_request_at_once(qtbot, open_app, data_dir, scripted_model):
     window = serving_window(open_app, data_dir, scripted_model("standard_r1"))
     window.server.start()
-    hold, holding = threading.Event(), threading.Event()
-    window.server.jobs.submit(ChatRequest(QUESTION), lambda kind, _p: kind == "started" and (holding.set(),
-                                                                                              hold.wait(20)))
-    assert holding.wait(10)  # the engine is busy (as with a long chat of the window's)
-    waiting = InThread(lambda: client(window).chat.completions.create(model="m", messages=QUESTION))
-    qtbot.waitUntil(lambda: window.server.jobs.room.count == 1, timeout=TIMEOUT_MS)
+    hold, waiting = one_request_waiting(qtbot, window)
     jobs = window.server.jobs
     try:
         window.server.stop()  # does not wait for the engine to get to the request
