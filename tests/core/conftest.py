@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from app.core.storage import ChatStore
-from tests.core.serve_helpers import Served, start_server, stop_server
+from tests.core.serve_helpers import ponder_servers, start_server, stop_server
 
 
 @pytest.fixture
@@ -27,15 +27,8 @@ def store(db: Path):
 @pytest.fixture
 def serve(scripted_model):
     """serve(script, max_waiting=, n_ctx=, **build_app options) -> a fresh server, stopped after the test."""
-    started: list[Served] = []
-
-    def start(script: str = "standard_r1", **options) -> Served:
-        started.append(start_server(scripted_model(script), **options))
-        return started[-1]
-
-    yield start
-    for served in started:
-        stop_server(served)
+    with ponder_servers(scripted_model) as start:
+        yield start
 
 
 @pytest.fixture(scope="module")

@@ -1,9 +1,10 @@
 """Ponder's own server (uvicorn + Starlette, an EngineService over a GGUF) started on loopback
-for a test and stopped after it: used by test_serve.py, test_remote.py and the `serve` and
-`ponder_served` fixtures in tests/core/conftest.py."""
+for a test and stopped after it: used by test_serve.py, test_remote.py, tests/ui/test_remote_window.py and
+the `serve` and `ponder_served` fixtures in tests/core/conftest.py."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 
@@ -52,3 +53,20 @@ def stop_server(served: Served) -> None:
     served.server.should_exit = True
     served.thread.join(10)
     assert not served.thread.is_alive(), "the server did not shut down"
+
+
+@contextlib.contextmanager
+def ponder_servers(scripted_model):
+    """start(script, max_waiting=, n_ctx=, **build_app options) -> a fresh server of that scripted
+    model; every one started is stopped on leaving."""
+    started: list[Served] = []
+
+    def start(script: str = "standard_r1", **options) -> Served:
+        started.append(start_server(scripted_model(script), **options))
+        return started[-1]
+
+    try:
+        yield start
+    finally:
+        for served in started:
+            stop_server(served)

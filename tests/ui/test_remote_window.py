@@ -11,7 +11,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 
 import openai
@@ -19,53 +18,24 @@ import pytest
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import QApplication
 
-from app.core.engine import LoadOptions
 from app.core.remote import Endpoint
 from app.core.secrets import NO_KEYCHAIN, key_store
-from app.core.server.api import bind_socket, build_app, make_server
-from app.core.server.service import EngineService
 from app.core.settings import settings_path
 from app.core.traces import trace_records
 from app.ui.remote_dialog import ConnectDialog
+from tests.core.serve_helpers import ponder_servers
 from tests.core.test_remote_failures import fake_servers
 from tests.fixtures.scripted_gguf import NON_REASONING_ANSWER, STANDARD_ANSWER, STANDARD_THINKING
 from tests.ui.conftest import ANSWER_TIMEOUT_MS, LOAD_TIMEOUT_MS
 from tests.ui.test_window import PROMPT, send
 
 
-class PonderServer:
-    """`ponder serve`'s service and API in a thread of this process, on a free loopback port."""
-
-    def __init__(self, model, **app_options) -> None:
-        self.service = EngineService(model, LoadOptions(n_ctx=4096)).start()
-        self.server = make_server(build_app(self.service, **app_options), log_level="warning")
-        sock = bind_socket()
-        self.port = sock.getsockname()[1]
-        self.base_url = f"http://127.0.0.1:{self.port}/v1"
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [sock]}, daemon=True)
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            assert time.monotonic() < deadline, "the server did not start"
-            time.sleep(0.01)
-
-    def close(self) -> None:
-        self.service.close()
-        self.server.should_exit = True
-        self.thread.join(10)
-
-
 @pytest.fixture
 def ponder_server(scripted_model):
-    started: list[PonderServer] = []
-
-    def start(script: str = "standard_r1", **options) -> PonderServer:
-        started.append(PonderServer(scripted_model(script), **options))
-        return started[-1]
-
-    yield start
-    for server in started:
-        server.close()
+    """ponder_server(script, **build_app options) -> `ponder serve`'s service and API in a thread of
+    this process, on a free loopback port; stopped after the test."""
+    with ponder_servers(scripted_model) as start:
+        yield start
 
 
 def connect(qtbot, window, endpoint: Endpoint) -> None:
