@@ -238,10 +238,13 @@ class Engine:
         path: str | os.PathLike,
         options: LoadOptions | None = None,
         progress: Callable[[float], bool | None] | None = None,
+        phase: Callable[[str], bool | None] | None = None,
     ) -> Engine:
         """Validate and load a GGUF. Raises ModelFileError or ModelLoadError with a user-facing sentence.
 
         `progress(fraction)` is called while loading; returning False cancels it (LoadCancelled).
+        `phase(name)`, with drafting on, after the model: "draft" before the drafter opens (a draft
+        model loads then, without progress), "ready" after; returning False cancels the whole load.
         """
         options = options or LoadOptions()
         summary = inspect_gguf(path)  # before llama.cpp sees the file: some bad files abort()
@@ -343,8 +346,16 @@ class Engine:
         if options.draft != "off":
             from app.core.speculative import open_drafter
 
+            # A cancel (a newer load, the window's Cancel, the app closing) before or while the draft
+            # loads ends the whole load, the model too: the load was asked as one.
+            if phase is not None and phase("draft") is False:
+                self.close()
+                raise LoadCancelled("Loading the model was cancelled.")
             self._drafter, self.draft_note = open_drafter(self, options.draft, hw)
             self.info.drafter, self.info.draft_note = self.drafter_name, self.draft_note
+            if phase is not None and phase("ready") is False:
+                self.close()
+                raise LoadCancelled("Loading the model was cancelled.")
         return self
 
     @property
