@@ -13,9 +13,12 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal, Slot
 
+from app.core.catalog import CatalogModel
 from app.core.downloads import SHA256_SUFFIX, import_local_gguf, model_parts
 from app.core.hardware import HardwareInfo
+from app.core.draft_plan import DraftPlan, plan_with_draft
 from app.core.paths import same_file
+from app.core.sizing import Plan
 from app.core.survey import DownloadRequest, MachineSurvey, survey
 from app.core.wording import header_differences_text
 from app.ui.background import run_in_background
@@ -74,6 +77,20 @@ class ModelLibrary(QObject):
 
     def is_loading(self, path: Path) -> bool:
         return same_file(self.client.loading_path, path)
+
+    def draft_plan(self, plan: Plan | None, model: CatalogModel | None) -> DraftPlan | None:
+        """`plan` with the draft the catalog pairs with `model` beside it, while drafting is on
+        (app/core/draft_plan.py); None without a pair, with drafting off or before a survey."""
+        s = self.survey
+        if plan is None or s is None or self.settings.draft == "off":
+            return None
+        return plan_with_draft(plan, model, s.catalog, self.models_dir, s.hardware)
+
+    def catalog_model_of(self, path: Path) -> CatalogModel | None:
+        """The catalog entry a downloaded file belongs to (by name), as the survey's catalog knows it."""
+        catalog = self.survey.catalog if self.survey is not None else None
+        known = catalog.find_file(Path(path).name) if catalog is not None else None
+        return known[0] if known else None
 
     @property
     def refreshing(self) -> bool:

@@ -130,11 +130,12 @@ class ModelSwitching(QObject):
             self.manager.load_requested.connect(self.load)
             self.manager.import_requested.connect(self.choose_file)
             self.manager.connect_requested.connect(self.open_connect_dialog)
-            self.library.refresh()  # the folder may have changed outside Ponder
         if self.manager.isVisible():  # already open, perhaps behind the window
             self.manager.raise_()
             self.manager.activateWindow()
         else:
+            # The folder may have changed outside Ponder, and the settings (drafting: the plans) since it was shown.
+            self.library.refresh()
             self.manager.show()
         return self.manager
 

@@ -1,0 +1,89 @@
+"""The window around draft models (speculative decoding): the Models window's memory plan with
+the draft, loading the draft (what the status bar says, Cancel) and the offer of a draft after a
+download. Real Qt, real llama.cpp on scripted models named as the catalog's files, the real
+catalog (models.json, whose "draft" fields pair the models), the fake hub on loopback."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from app.core import sizing, survey
+from app.core.catalog import load_catalog
+from app.core.downloads import format_bytes
+from app.core.hardware import describe
+from app.core.settings import Settings, save_settings
+from tests.ui.test_model_manager import open_manager, put, settled
+
+TARGET_FILE = "DeepSeek-R1-Distill-Qwen-32B-Q4_K_M.gguf"  # the catalog pairs it with the 1.5B
+DRAFT_FILE = "DeepSeek-R1-Distill-Qwen-1.5B-Q4_K_M.gguf"
+
+
+@pytest.fixture
+def workstation(monkeypatch):
+    """The window sees a 48 GB GPU and 64 GB of RAM: the 32B fits with its draft, the 70B not with its."""
+    hw = describe(vram_gb=48, ram_gb=64, gpu_name="RTX 6000 Ada", cpu_cores=16)
+    monkeypatch.setattr(survey, "probe", lambda: hw)
+    return hw
+
+
+@pytest.fixture
+def drafting_dir(data_dir):
+    """data_dir with drafting on (the default setting; the other UI tests turn it off)."""
+    save_settings(data_dir, Settings(n_ctx=2048, n_gpu_layers=0, theme="light", draft="auto"))
+    return data_dir
+
+
+def memory(p: sizing.Plan) -> str:
+    return format_bytes(p.gpu_bytes + p.ram_bytes)
+
+
+def draft_memory(hw, draft_id: str, n_ctx: int) -> str:
+    """The draft as the engine loads it beside a model on the GPU: all layers there, the model's context."""
+    return memory(sizing.plan(load_catalog().get(draft_id), quant="Q4_K_M", n_ctx=n_ctx, n_gpu_layers=-1, hw=hw))
+
+
+def test_the_models_window_plans_a_paired_model_with_its_draft(qtbot, drafting_dir, open_app, workstation,
+                                                                scripted_model):
+    local = put(drafting_dir, scripted_model("standard_r1"), TARGET_FILE)
+    window = open_app(drafting_dir)
+    dialog = open_manager(qtbot, window)
+    s = window.library.survey
+
+    def row_plans():
+        rows = dialog.catalog_rows
+        return {i: (rows[i].detail.text(), s.catalog_plan(rows[i].model, rows[i].quant))
+                for i in ("r1-distill-qwen-32b", "r1-distill-llama-70b", "r1-distill-qwen-7b")}
+
+    # Not downloaded: the plan without the draft, and what the draft would add.
+    plans = row_plans()
+    text, p = plans["r1-distill-qwen-32b"]
+    assert text.endswith(f" · about {memory(p)} (the 1.5B draft would add "
+                         f"{draft_memory(workstation, 'r1-distill-qwen-1.5b', p.n_ctx)})"), text
+    text, p = plans["r1-distill-llama-70b"]  # 49 GB with the 8B's 8 GB beside it: more than the GPU has
+    assert text.endswith(f" · about {memory(p)} (no room beside it for the 8B draft's "
+                         f"{draft_memory(workstation, 'r1-distill-llama-8b', p.n_ctx)})"), text
+    assert "draft" not in plans["r1-distill-qwen-7b"][0]  # the catalog pairs no draft with a 7B
+    local_row = dialog.local_rows[local]
+    local_plan = s.local[0].plan
+    assert local_row.detail.text().endswith(
+        f"(the 1.5B draft would add {draft_memory(workstation, 'r1-distill-qwen-1.5b', local_plan.n_ctx)})")
+
+    # Downloaded: the plan counts it, and says so.
+    put(drafting_dir, scripted_model("standard_r1"), DRAFT_FILE)
+    window.library.refresh()
+    settled(qtbot, window)
+    qtbot.waitUntil(lambda: "for the 1.5B draft" in dialog.catalog_rows["r1-distill-qwen-32b"].detail.text())
+    text, p = row_plans()["r1-distill-qwen-32b"]
+    assert text.endswith(f" · about {memory(p)} + {draft_memory(workstation, 'r1-distill-qwen-1.5b', p.n_ctx)} "
+                         "for the 1.5B draft"), text
+    assert dialog.local_rows[local].detail.text().endswith(
+        f" + {draft_memory(workstation, 'r1-distill-qwen-1.5b', local_plan.n_ctx)} for the 1.5B draft")
+
+    # Drafting off: no draft in any plan once the Models window is shown again.
+    window.apply_settings(dataclasses.replace(window.settings, draft="off"))
+    dialog.close()
+    dialog = open_manager(qtbot, window)
+    qtbot.waitUntil(lambda: "draft" not in dialog.catalog_rows["r1-distill-qwen-32b"].detail.text())
+    assert not any("draft" in row.detail.text() for row in [*dialog.catalog_rows.values(), *dialog.local_rows.values()])
