@@ -63,6 +63,7 @@ class ModelLibrary(QObject):
         client.load_started.connect(self._on_load_started)
         client.loaded.connect(self._on_active_changed)
         client.load_failed.connect(self._on_active_changed)
+        client.load_cancelled.connect(self._on_active_changed)
         client.unloaded.connect(self._on_unloaded)
 
     # --- state ----------------------------------------------------------------------

@@ -55,6 +55,9 @@ class ModelSwitching(QObject):
         c = self.client
         c.load_started.connect(self._on_load_started)
         c.load_progress.connect(self._on_load_progress)
+        c.load_phase.connect(self._on_load_phase)
+        c.load_cancelled.connect(self._on_load_cancelled)
+        window.status.cancel_load_button.clicked.connect(c.cancel_load)
         c.loaded.connect(self._on_loaded)
         c.load_failed.connect(self._on_load_failed)
         c.unloaded.connect(self._on_unloaded)
@@ -195,6 +198,35 @@ class ModelSwitching(QObject):
     def _on_load_progress(self, fraction: float) -> None:
         self.window.welcome.set_progress(fraction)
         self.window.status.show_load_progress(fraction)
+
+    @Slot(str)
+    def _on_load_phase(self, name: str) -> None:
+        """The draft model loads after the model, without progress of its own: say which, so a
+        long wait has a name (and Cancel stays there)."""
+        label = self._draft_label() if name == "draft" else None
+        if label is not None:
+            text = f"Loading {label}…"  # "Loading draft 1.5B…"
+            self.window.welcome.message.setText(text)
+            self.window.welcome.progress.setRange(0, 0)
+            self.window.status.show_load_step(text)
+
+    def _draft_label(self) -> str | None:
+        """'draft 1.5B': the draft model the engine opens with drafting on (the catalog's pair, if
+        downloaded); None when it drafts from the text, which has nothing to load."""
+        from app.core.speculative import drafter_label, paired_draft_path
+
+        path = self.client.loading_path
+        if path is None or self.settings.draft != "auto":
+            return None
+        draft = paired_draft_path(path, [self.library.models_dir])
+        return drafter_label(draft) if draft is not None else None
+
+    @Slot()
+    def _on_load_cancelled(self) -> None:
+        w = self.window
+        w.welcome.show_no_model("Loading was cancelled.")
+        w.status.show_model(None)
+        w.update_controls()
 
     @Slot(object)
     def _on_loaded(self, info: ModelInfo) -> None:

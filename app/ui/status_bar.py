@@ -68,11 +68,16 @@ class ModelStatusBar(QStatusBar):
         self.progress_bar.setMaximumHeight(14)
         self.progress_bar.setTextVisible(False)
         self.progress_bar.hide()
+        # Cancel while a model loads (its draft model too); the window connects it (model_switching.py).
+        self.cancel_load_button = QToolButton(objectName="cancelLoadButton", text="Cancel", autoRaise=True)
+        self.cancel_load_button.setToolTip("Stop loading; nothing stays loaded")
+        self.cancel_load_button.hide()
         # A long name (a remote "remote: host · model", a long file name while loading) is clipped
         # rather than making the window wider than the screen; the tooltip has it whole.
         self.model_label.setMinimumWidth(120)
         self.addWidget(self.model_label)
         self.addWidget(self.progress_bar)
+        self.addWidget(self.cancel_load_button)
         for label in (self.device_label, self.context_label, self.speed_label):
             self.addPermanentWidget(label)
         # The window's server (app/ui/server_switch.py): "● Serving on http://…", a menu on click.
@@ -91,6 +96,12 @@ class ModelStatusBar(QStatusBar):
         self.model_label.setText(f"Loading {Path(path).name}…")
         self.progress_bar.setRange(0, 0)  # busy until the first fraction arrives
         self.progress_bar.show()
+        self.cancel_load_button.show()
+
+    def show_load_step(self, text: str) -> None:
+        """A part of the load without progress of its own, e.g. "Loading draft 1.5B…"."""
+        self.model_label.setText(text)
+        self.progress_bar.setRange(0, 0)
 
     def show_load_progress(self, fraction: float) -> None:
         if self.progress_bar.maximum() == 0:
@@ -100,6 +111,7 @@ class ModelStatusBar(QStatusBar):
     def show_model(self, info: ModelInfo | None) -> None:
         """The loaded model (None: nothing loaded, or a load failed)."""
         self.progress_bar.hide()
+        self.cancel_load_button.hide()
         self._live_redraw.cancel()
         if info is None:
             self._n_ctx = 0

@@ -41,6 +41,8 @@ class EngineWorker(QObject):
 
     Signals (all emitted on the engine thread, carrying plain data):
       load_progress(int load_id, float): 0..1 while a model loads.
+      load_phase(int load_id, str): a later part of the load begins: "draft" (the draft model, after
+        the model, without progress of its own), "ready" (Engine.load's `phase`).
       loaded(int load_id, ModelInfo): a model is ready.
       capabilities_known(int load_id, Capabilities): just before `loaded` of a model on a server:
         what its API can do (app.core.remote.Capabilities, frozen: safe to read on any thread).
@@ -59,6 +61,7 @@ class EngineWorker(QObject):
     """
 
     load_progress = Signal(int, float)
+    load_phase = Signal(int, str)
     loaded = Signal(int, object)
     capabilities_known = Signal(int, object)
     load_failed = Signal(int, str)
@@ -92,8 +95,12 @@ class EngineWorker(QObject):
                 self.load_progress.emit(load_id, float(fraction))
             return not cancel.is_set()
 
+        def phase(name: str) -> bool:
+            self.load_phase.emit(load_id, name)
+            return not cancel.is_set()
+
         try:
-            self._engine = Engine.load(Path(path), options, progress=progress)
+            self._engine = Engine.load(Path(path), options, progress=progress, phase=phase)
         except PonderError as exc:
             self.load_failed.emit(load_id, str(exc))
         except Exception as exc:  # a bug, not a bad file: log it with its traceback
@@ -241,6 +248,8 @@ class EngineClient(QObject):
     Signals:
       load_started(str path), load_progress(float), loaded(ModelInfo), load_failed(str)
         (for a server's model, `capabilities` is set before `loaded` comes)
+      load_phase(str): "draft": the draft model loads now, after the model (EngineWorker.load_phase)
+      load_cancelled(): `cancel_load()` gave the load up; nothing is loaded now
       started(int req_id, int prompt_tokens): the answer's prompt fills this many tokens of context
       segment(int req_id, Segment), counts(int req_id, int thinking, int answer)
       finished(int req_id, dict result): flags and stats; failed(int req_id, str message)
@@ -252,6 +261,8 @@ class EngineClient(QObject):
 
     load_started = Signal(str)
     load_progress = Signal(float)
+    load_phase = Signal(str)
+    load_cancelled = Signal()
     loaded = Signal(object)
     load_failed = Signal(str)
     started = Signal(int, int)
@@ -298,6 +309,7 @@ class EngineClient(QObject):
         self._job_requested.connect(self._worker.serve, Qt.ConnectionType.QueuedConnection)
         self._remote_requested.connect(self._worker.connect_remote)
         self._worker.load_progress.connect(self._on_load_progress)
+        self._worker.load_phase.connect(self._on_load_phase)
         self._worker.loaded.connect(self._on_loaded)
         self._worker.capabilities_known.connect(self._on_capabilities_known)
         self._worker.load_failed.connect(self._on_load_failed)
@@ -427,6 +439,17 @@ class EngineClient(QObject):
         log.warning("waiting for the engine thread to finish its current step")
         return self._thread.wait()
 
+    def cancel_load(self) -> None:
+        """Give up the running load (the window's Cancel): the engine thread abandons it at its next
+        progress report or phase (a draft model's load ends first: llama.cpp reports none for it
+        there) and frees what it loaded; `load_cancelled` says so now. The load was asked as one, so
+        it ends whole: no model stays loaded (the one before was closed when the load began)."""
+        if self._current_load is None:
+            return
+        self._cancel_load()
+        self.info = self.capabilities = None
+        self.load_cancelled.emit()
+
     def _cancel_load(self) -> None:
         if self._load_cancel is not None:
             self._load_cancel.set()
@@ -444,6 +467,11 @@ class EngineClient(QObject):
     def _on_load_progress(self, load_id: int, fraction: float) -> None:
         if load_id == self._current_load:
             self.load_progress.emit(fraction)
+
+    @Slot(int, str)
+    def _on_load_phase(self, load_id: int, name: str) -> None:
+        if load_id == self._current_load:
+            self.load_phase.emit(name)
 
     @Slot(int, object)
     def _on_loaded(self, load_id: int, info) -> None:

@@ -6,6 +6,7 @@ catalog (models.json, whose "draft" fields pair the models), the fake hub on loo
 from __future__ import annotations
 
 import dataclasses
+import threading
 
 import pytest
 
@@ -14,7 +15,8 @@ from app.core.catalog import load_catalog
 from app.core.downloads import format_bytes
 from app.core.hardware import describe
 from app.core.settings import Settings, save_settings
-from tests.ui.test_model_manager import open_manager, put, settled
+from tests.ui.conftest import LOAD_TIMEOUT_MS
+from tests.ui.test_model_manager import click, open_manager, put, settled
 
 TARGET_FILE = "DeepSeek-R1-Distill-Qwen-32B-Q4_K_M.gguf"  # the catalog pairs it with the 1.5B
 DRAFT_FILE = "DeepSeek-R1-Distill-Qwen-1.5B-Q4_K_M.gguf"
@@ -87,3 +89,63 @@ def test_the_models_window_plans_a_paired_model_with_its_draft(qtbot, drafting_d
     dialog = open_manager(qtbot, window)
     qtbot.waitUntil(lambda: "draft" not in dialog.catalog_rows["r1-distill-qwen-32b"].detail.text())
     assert not any("draft" in row.detail.text() for row in [*dialog.catalog_rows.values(), *dialog.local_rows.values()])
+
+
+@pytest.fixture
+def slow_draft(monkeypatch):
+    """The draft model's load waits (a big draft on a slow disk) until the test sets the event, then
+    loads for real. llama.cpp reports no progress for it, so this is where a Cancel lands."""
+    from app.core import speculative
+
+    real, may_load = speculative.open_drafter, threading.Event()
+
+    def open_drafter(eng, spec, hw=None):
+        may_load.wait(LOAD_TIMEOUT_MS / 1000)
+        return real(eng, spec, hw)
+
+    monkeypatch.setattr(speculative, "open_drafter", open_drafter)
+    yield may_load
+    may_load.set()  # never leave the engine thread waiting
+
+
+def test_the_status_bar_names_the_draft_while_it_loads_and_cancel_ends_the_whole_load(
+        qtbot, drafting_dir, open_app, scripted_model, slow_draft):
+    target = put(drafting_dir, scripted_model("standard_r1"), TARGET_FILE)
+    draft = put(drafting_dir, scripted_model("standard_r1"), DRAFT_FILE)  # same script: same tokenizer
+    window = open_app(drafting_dir)
+    bar, client = window.status, window.client
+    said = []  # what the status bar says when each phase arrives (connected after the window's handler)
+    client.load_phase.connect(lambda name: said.append((name, bar.model_label.text())))
+
+    window.models.load(target)
+    qtbot.waitUntil(lambda: bool(said), timeout=LOAD_TIMEOUT_MS)
+    assert said == [("draft", "Loading draft 1.5B…")]
+    assert window.welcome.message.text() == "Loading draft 1.5B…"
+    assert bar.progress_bar.isVisible() and bar.progress_bar.maximum() == 0  # busy: no fraction to show
+    engine_said = []  # the engine thread's answer to the load (emitted there: recorded, not waited on)
+    client._worker.load_failed.connect(lambda _id, message: engine_said.append(message))
+    client._worker.loaded.connect(lambda _id, info: engine_said.append(info))
+    click(qtbot, bar.cancel_load_button)
+    # At once: nothing loads and nothing is loaded, though the draft's load is still under way.
+    assert not client.loading and client.info is None and client.uses_file(target)
+    assert bar.model_label.text() == "No model loaded"
+    assert not bar.cancel_load_button.isVisible() and not bar.progress_bar.isVisible()
+    assert window.welcome.message.text().startswith("Loading was cancelled.")
+    slow_draft.set()  # the draft's load ends; the engine thread sees the cancel and frees both models
+    qtbot.waitUntil(lambda: not client.uses_file(target), timeout=LOAD_TIMEOUT_MS)
+    assert engine_said == ["Loading the model was cancelled."]
+    assert not window.send_button.isEnabled()
+
+    # Loading again works, and drafts with the pair.
+    window.models.load(target)
+    qtbot.waitUntil(lambda: client.info is not None, timeout=LOAD_TIMEOUT_MS)
+    assert client.info.drafter == "draft 1.5B" and "drafting (draft 1.5B)" in bar.device_label.text()
+
+    # Without the pair downloaded it drafts from the text: nothing to load, nothing named.
+    said.clear()
+    with qtbot.waitSignal(client.unloaded, timeout=LOAD_TIMEOUT_MS):
+        client.unload()
+    draft.unlink()
+    window.models.load(target)
+    qtbot.waitUntil(lambda: client.info is not None, timeout=LOAD_TIMEOUT_MS)
+    assert said[0] == ("draft", f"Loading {TARGET_FILE}…") and client.info.drafter == "n-gram"
