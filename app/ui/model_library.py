@@ -45,6 +45,7 @@ class ModelLibrary(QObject):
     problem = Signal(str)
     deleted = Signal(str)
     draft_offered = Signal(object, str)  # (DownloadRequest, sentence): the downloaded model's draft pair
+    draft_ready = Signal(str, str)  # (path, sentence): an offered draft is downloaded (not loaded as the chat model)
 
     def __init__(self, models_dir: Path, client, settings, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -56,6 +57,9 @@ class ModelLibrary(QObject):
         self._hardware: HardwareInfo | None = None  # probed once, before a model takes GPU memory
         self._pending_delete: Path | None = None
         self._surveys_running = 0
+        # Drafts offered this session (DownloadRequest -> the model's name): each is offered once, and
+        # its download, when done, is not loaded as the chat model (it drafts for that model).
+        self._offered_drafts: dict[DownloadRequest, str] = {}
         self.downloads.finished.connect(self._on_download_finished)
         self.downloads.planned.connect(self._on_download_planned)
         self.downloads.failed.connect(self._on_download_ended)
@@ -183,11 +187,16 @@ class ModelLibrary(QObject):
     @Slot(object, str)
     def _on_download_finished(self, request: DownloadRequest, path: str) -> None:
         self.refresh()
+        if request in self._offered_drafts:  # a draft: it loads beside its model, not in its place
+            self.draft_ready.emit(path, f"{request.label} is downloaded: it drafts for "
+                                        f"{self._offered_drafts[request]} from its next load.")
+            return
         self.load_requested.emit(path)
         from app.core.speculative import draft_offer
 
         offer = draft_offer(request.model_id, self.models_dir)  # a 14B/32B/70B: its small draft model
-        if offer is not None:
+        if offer is not None and offer[0] not in self._offered_drafts:  # once a session: no nagging
+            self._offered_drafts[offer[0]] = request.label.removesuffix(f" {request.quant}")
             self.draft_offered.emit(*offer)
 
     @Slot(object, object)

@@ -68,6 +68,9 @@ class ModelSwitching(QObject):
         lib.problem.connect(self._on_library_problem)
         lib.deleted.connect(self._on_model_deleted)
         lib.downloads.failed.connect(self._on_download_failed)
+        # Bound methods, not lambdas: the library outlives the window, and a lambda would keep it alive.
+        lib.draft_offered.connect(self._on_draft_offered)
+        lib.draft_ready.connect(self._on_draft_ready)
         welcome = window.welcome
         welcome.choose_model_requested.connect(self.choose_file)
         welcome.models_requested.connect(self.open_manager)
@@ -175,6 +178,23 @@ class ModelSwitching(QObject):
             self.manager is not None and self.manager.isVisible())
         if not shown:
             self.window.notice.show_notice(message, error=True)
+
+    @Slot(object, str)
+    def _on_draft_offered(self, request, text: str) -> None:
+        """A 14B/32B/70B is downloaded: "… answers faster when … drafts for it", [Download]."""
+        library = self.library
+        self.window.notice.show_notice(text, action=("Download", lambda: library.start_download(request)))
+
+    @Slot(str, str)
+    def _on_draft_ready(self, path: str, text: str) -> None:
+        """An offered draft is downloaded: the model it drafts for picks it up when it loads next;
+        if that model is loaded now (drafting on), "Reload now" does that at once."""
+        from app.core.speculative import paired_draft_path
+
+        model = getattr(self.client.info, "path", None)  # None: nothing loaded, or a model on a server
+        pairs = (model is not None and self.settings.draft == "auto"
+                 and same_file(paired_draft_path(model, [self.library.models_dir]), path))
+        self.window.notice.show_notice(text, action=("Reload now", lambda: self.load(model)) if pairs else None)
 
     @Slot(str)
     def _on_model_deleted(self, path: str) -> None:

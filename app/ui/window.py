@@ -107,12 +107,6 @@ class MainWindow(QMainWindow):
             run_in_background(lambda job: store.check_integrity(job.cancel_event), owner=self,
                               name="conversation file check", on_failed=self._on_store_check_failed)
         self.library.refresh()  # hardware, recommendation and local models, on a worker thread
-        # A bound method, not a lambda: the library outlives the window, and a lambda would keep it alive.
-        self.library.draft_offered.connect(self._offer_draft)
-
-    def _offer_draft(self, request, text: str) -> None:
-        library = self.library
-        self.notice.show_notice(text, action=("Download", lambda: library.start_download(request)))
 
     # --- construction ---------------------------------------------------------------
 

@@ -10,12 +10,15 @@ import threading
 
 import pytest
 
-from app.core import sizing, survey
+from app.core import downloads, sizing, survey
 from app.core.catalog import load_catalog
 from app.core.downloads import format_bytes
 from app.core.hardware import describe
 from app.core.settings import Settings, save_settings
+from app.core.survey import DownloadRequest
+from tests.fakehub import fake_hub  # noqa: F401  (fixture)
 from tests.ui.conftest import LOAD_TIMEOUT_MS
+from tests.ui.model_setup import DOWNLOAD_TIMEOUT_MS
 from tests.ui.test_model_manager import click, open_manager, put, settled
 
 TARGET_FILE = "DeepSeek-R1-Distill-Qwen-32B-Q4_K_M.gguf"  # the catalog pairs it with the 1.5B
@@ -149,3 +152,72 @@ def test_the_status_bar_names_the_draft_while_it_loads_and_cancel_ends_the_whole
     window.models.load(target)
     qtbot.waitUntil(lambda: client.info is not None, timeout=LOAD_TIMEOUT_MS)
     assert said[0] == ("draft", f"Loading {TARGET_FILE}…") and client.info.drafter == "n-gram"
+
+
+@pytest.fixture
+def catalog_hub(fake_hub, monkeypatch, scripted_model):  # noqa: F811
+    """The fake hub serves the catalog's 14B, 32B and 1.5B Q4_K_M files at their real repositories
+    and paths; each is a scripted model (one script: one tokenizer, so the 1.5B can draft)."""
+    monkeypatch.setenv("HF_ENDPOINT", fake_hub.url)
+    monkeypatch.setattr(downloads, "RETRY_DELAYS_S", (0, 0.01))
+    data = scripted_model("standard_r1").read_bytes()
+    catalog = load_catalog()
+    requests = {}
+    for model_id in ("r1-distill-qwen-14b", "r1-distill-qwen-32b", "r1-distill-qwen-1.5b"):
+        model = catalog.get(model_id)
+        request = requests[model_id] = DownloadRequest.for_catalog(model, model.quant("Q4_K_M"))
+        fake_hub.add(request.repo, request.files[0], data)
+    return requests
+
+
+def download(qtbot, window, request) -> None:
+    with qtbot.waitSignal(window.library.downloads.finished, timeout=DOWNLOAD_TIMEOUT_MS):
+        assert window.library.start_download(request)
+
+
+def test_a_downloaded_32b_offers_its_draft_whose_download_then_drafts_for_it(
+        qtbot, drafting_dir, open_app, workstation, catalog_hub):
+    window = open_app(drafting_dir)
+    offers = []
+    window.library.draft_offered.connect(lambda request, text: offers.append(request))
+    settled(qtbot, window)
+
+    download(qtbot, window, catalog_hub["r1-distill-qwen-32b"])
+    notice = window.notice
+    draft = load_catalog().get("r1-distill-qwen-1.5b").quant("Q4_K_M")
+    assert notice.label.text().startswith(
+        f"R1-Distill-Qwen-32B answers faster when R1-Distill-Qwen-1.5B drafts for it ({format_bytes(draft.size_bytes)} "
+        "download, about ")
+    assert notice.label.text().endswith(" of memory beside it; the answers stay the same).")
+    assert offers == [catalog_hub["r1-distill-qwen-1.5b"]]
+    # The 32B is loaded meanwhile (the download switches to it); its load leaves the offer standing.
+    qtbot.waitUntil(lambda: window.client.info is not None, timeout=LOAD_TIMEOUT_MS)
+    big = window.client.info.path
+    assert big.name == TARGET_FILE and window.client.info.drafter == "n-gram"  # no draft model yet
+    assert notice.isVisible() and notice.action_button.text() == "Download"
+
+    with qtbot.waitSignal(window.library.downloads.finished, timeout=DOWNLOAD_TIMEOUT_MS) as done:
+        click(qtbot, notice.action_button)
+        assert window.library.downloads.current == catalog_hub["r1-distill-qwen-1.5b"]
+    assert done.args[0] == catalog_hub["r1-distill-qwen-1.5b"]
+    # The draft is not loaded in the 32B's place: it drafts for it, after a reload.
+    assert not window.client.loading and window.client.info.path == big
+    assert notice.label.text() == ("R1-Distill-Qwen-1.5B Q4_K_M is downloaded: it drafts for R1-Distill-Qwen-32B "
+                                   "from its next load.")
+    click(qtbot, notice.action_button)  # "Reload now"
+    qtbot.waitUntil(lambda: window.client.info is not None, timeout=LOAD_TIMEOUT_MS)
+    assert window.client.info.path == big and window.client.info.drafter == "draft 1.5B"
+    assert offers == [catalog_hub["r1-distill-qwen-1.5b"]]  # offered once
+
+
+def test_the_draft_is_offered_once_a_session(qtbot, drafting_dir, open_app, workstation, catalog_hub):
+    window = open_app(drafting_dir)
+    offers = []
+    window.library.draft_offered.connect(lambda request, text: offers.append(text))
+    settled(qtbot, window)
+    download(qtbot, window, catalog_hub["r1-distill-qwen-32b"])
+    assert len(offers) == 1 and offers[0].startswith("R1-Distill-Qwen-32B answers faster when R1-Distill-Qwen-1.5B")
+    qtbot.waitUntil(lambda: window.client.info is not None, timeout=LOAD_TIMEOUT_MS)
+    download(qtbot, window, catalog_hub["r1-distill-qwen-14b"])  # paired with the same 1.5B, still not downloaded
+    assert len(offers) == 1
+    assert not (drafting_dir / "models" / DRAFT_FILE).exists()
