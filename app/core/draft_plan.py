@@ -39,14 +39,15 @@ class DraftPlan:
         return self.draft.gpu_bytes + self.draft.ram_bytes
 
     def text(self) -> str:
-        """'about 9.4 GB + 1.3 GB for the 1.5B draft'; not downloaded: 'about 9.4 GB (the 1.5B draft
-        would add 1.3 GB)'; too much for both: 'about 9.4 GB (no room beside it for the 1.5B draft's 1.3 GB)'."""
+        """'uses about 9.4 GB + 1.3 GB for the 1.5B draft'; not downloaded: 'uses about 9.4 GB (the 1.5B
+        draft would add 1.3 GB)'; too much for both: 'uses about 9.4 GB (no room beside it for the 1.5B
+        draft's 1.3 GB)'."""
         own, extra = format_bytes(self.model_bytes), format_bytes(self.draft_bytes)
         if not self.fits_beside:
-            return f"about {own} (no room beside it for the {self.draft_label}'s {extra})"
+            return f"uses about {own} (no room beside it for the {self.draft_label}'s {extra})"
         if self.downloaded:
-            return f"about {own} + {extra} for the {self.draft_label}"
-        return f"about {own} (the {self.draft_label} would add {extra})"
+            return f"uses about {own} + {extra} for the {self.draft_label}"
+        return f"uses about {own} (the {self.draft_label} would add {extra})"
 
 
 def paired_draft(model: CatalogModel | None, catalog: Catalog | None) -> CatalogModel | None:
@@ -78,14 +79,19 @@ def plan_with_draft(model_plan: Plan, model: CatalogModel | None, catalog: Catal
     on_gpu = model_plan.n_gpu_layers > 0
     draft_plan = plan(draft, quant=quant, n_ctx=model_plan.n_ctx, kv_type="f16",
                       n_gpu_layers=-1 if on_gpu else 0, hw=hw)
-    fits = True
-    if hw is not None:  # the engine's own check (speculative._check_room): totals, both models together
-        vram = sum(g.memory_total_bytes for g in hw.usable_gpus)
-        if hw.ram_total_bytes and model_plan.ram_bytes + draft_plan.ram_bytes > hw.ram_total_bytes:
-            fits = False
-        if on_gpu and vram and model_plan.gpu_bytes + draft_plan.gpu_bytes > vram:
-            fits = False
     from app.core.speculative import drafter_label  # "draft 1.5B", as the status bar names it
 
     label = drafter_label(quant.file.name).removeprefix("draft ") + " draft"
-    return DraftPlan(model_plan, draft_plan, label, downloaded, fits)
+    return DraftPlan(model_plan, draft_plan, label, downloaded, fits_beside(model_plan, draft_plan, hw))
+
+
+def fits_beside(model: Plan, draft: Plan, hw: HardwareInfo | None) -> bool:
+    """Whether the two fit this computer's memory together, as the engine checks it when it opens
+    the draft (speculative._check_room): RAM, and GPU memory when the model uses the GPU, against
+    the totals. (Each plan counts its own runtime buffers, so this errs on the side of caution.)"""
+    if hw is None:
+        return True
+    if hw.ram_total_bytes and model.ram_bytes + draft.ram_bytes > hw.ram_total_bytes:
+        return False
+    vram = sum(g.memory_total_bytes for g in hw.usable_gpus)
+    return not (model.n_gpu_layers > 0 and vram and model.gpu_bytes + draft.gpu_bytes > vram)

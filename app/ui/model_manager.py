@@ -183,7 +183,7 @@ class _CatalogRow(QFrame):
 
 def plan_text(p, with_draft) -> str:
     """'all on the GPU · ~60 tokens/s', and with drafting on for a model the catalog pairs with a
-    draft, the memory of both: '… · about 9.4 GB + 1.3 GB for the 1.5B draft' (app/core/draft_plan.py)."""
+    draft, the memory of both: '… · uses about 9.4 GB + 1.3 GB for the 1.5B draft' (app/core/draft_plan.py)."""
     text = describe_plan(p)
     return f"{text} · {with_draft.text()}" if with_draft is not None else text
 

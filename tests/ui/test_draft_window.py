@@ -64,10 +64,10 @@ def test_the_models_window_plans_a_paired_model_with_its_draft(qtbot, drafting_d
     # Not downloaded: the plan without the draft, and what the draft would add.
     plans = row_plans()
     text, p = plans["r1-distill-qwen-32b"]
-    assert text.endswith(f" · about {memory(p)} (the 1.5B draft would add "
+    assert text.endswith(f" · uses about {memory(p)} (the 1.5B draft would add "
                          f"{draft_memory(workstation, 'r1-distill-qwen-1.5b', p.n_ctx)})"), text
     text, p = plans["r1-distill-llama-70b"]  # 49 GB with the 8B's 8 GB beside it: more than the GPU has
-    assert text.endswith(f" · about {memory(p)} (no room beside it for the 8B draft's "
+    assert text.endswith(f" · uses about {memory(p)} (no room beside it for the 8B draft's "
                          f"{draft_memory(workstation, 'r1-distill-llama-8b', p.n_ctx)})"), text
     assert "draft" not in plans["r1-distill-qwen-7b"][0]  # the catalog pairs no draft with a 7B
     local_row = dialog.local_rows[local]
@@ -81,7 +81,7 @@ def test_the_models_window_plans_a_paired_model_with_its_draft(qtbot, drafting_d
     settled(qtbot, window)
     qtbot.waitUntil(lambda: "for the 1.5B draft" in dialog.catalog_rows["r1-distill-qwen-32b"].detail.text())
     text, p = row_plans()["r1-distill-qwen-32b"]
-    assert text.endswith(f" · about {memory(p)} + {draft_memory(workstation, 'r1-distill-qwen-1.5b', p.n_ctx)} "
+    assert text.endswith(f" · uses about {memory(p)} + {draft_memory(workstation, 'r1-distill-qwen-1.5b', p.n_ctx)} "
                          "for the 1.5B draft"), text
     assert dialog.local_rows[local].detail.text().endswith(
         f" + {draft_memory(workstation, 'r1-distill-qwen-1.5b', local_plan.n_ctx)} for the 1.5B draft")
