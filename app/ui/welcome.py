@@ -229,6 +229,10 @@ class SetupPanel(QWidget):
             reason = rec.reason
         else:
             reason = f"{chosen.description} Here it runs {describe_plan(chosen.plan)}."
+        model = self.survey.catalog.get(chosen.model_id) if self.survey.catalog is not None else None
+        with_draft = self.library.draft_plan(chosen.plan, model) if self.library is not None else None
+        if with_draft is not None:  # drafting on, and the catalog pairs a draft: "It uses about 25.5 GB (the …)."
+            reason += f" It {with_draft.text()}."
         self._show_card(heading, f"{chosen.name} · {chosen.plan.quant}", chosen.plan.fit, reason)
         self._update_button(self.request_for(chosen))
 

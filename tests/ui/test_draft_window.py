@@ -221,3 +221,15 @@ def test_the_draft_is_offered_once_a_session(qtbot, drafting_dir, open_app, work
     download(qtbot, window, catalog_hub["r1-distill-qwen-14b"])  # paired with the same 1.5B, still not downloaded
     assert len(offers) == 1
     assert not (drafting_dir / "models" / DRAFT_FILE).exists()
+
+
+def test_the_welcome_page_says_what_the_chosen_model_uses_with_its_draft(qtbot, drafting_dir, open_app, workstation):
+    window = open_app(drafting_dir)
+    settled(qtbot, window)
+    setup = window.welcome.setup
+    setup.select("r1-distill-qwen-32b")
+    p = setup.selected.plan
+    assert setup.reason.text().endswith(f" It uses about {memory(p)} (the 1.5B draft would add "
+                                        f"{draft_memory(workstation, 'r1-distill-qwen-1.5b', p.n_ctx)})."), setup.reason.text()
+    setup.select("r1-distill-qwen-7b")
+    assert "draft" not in setup.reason.text()
