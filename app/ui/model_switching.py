@@ -306,6 +306,8 @@ class ModelSwitching(QObject):
 
     @Slot()
     def _on_unloaded(self) -> None:
+        if self.client.loading:  # a load asked after the unload: its own reports follow ("Loading …" stays)
+            return
         self.window.setWindowTitle(APP_NAME)
         self.window.welcome.show_no_model()
         self.window.status.show_model(None)

@@ -144,11 +144,19 @@ def test_the_status_bar_names_the_draft_while_it_loads_and_cancel_ends_the_whole
     qtbot.waitUntil(lambda: client.info is not None, timeout=LOAD_TIMEOUT_MS)
     assert client.info.drafter == "draft 1.5B" and "drafting (draft 1.5B)" in bar.device_label.text()
 
-    # Without the pair downloaded it drafts from the text: nothing to load, nothing named.
-    said.clear()
+    # An unload's report that comes after the next load began leaves "Loading …" standing.
+    client.unload()
+    window.models.load(target)
     with qtbot.waitSignal(client.unloaded, timeout=LOAD_TIMEOUT_MS):
-        client.unload()
+        pass
+    assert bar.model_label.text() == f"Loading {TARGET_FILE}…" and bar.progress_bar.isVisible()
+    qtbot.waitUntil(lambda: client.info is not None, timeout=LOAD_TIMEOUT_MS)
+
+    # Without the pair downloaded it drafts from the text: nothing to load, nothing named.
+    with qtbot.waitSignal(client.unloaded, timeout=LOAD_TIMEOUT_MS):
+        client.unload()  # (the draft's file is let go before it leaves the folder)
     draft.unlink()
+    said.clear()
     window.models.load(target)
     qtbot.waitUntil(lambda: client.info is not None, timeout=LOAD_TIMEOUT_MS)
     assert said[0] == ("draft", f"Loading {TARGET_FILE}…") and client.info.drafter == "n-gram"
