@@ -58,6 +58,7 @@ class ModelSwitching(QObject):
         c.load_phase.connect(self._on_load_phase)
         c.load_cancelled.connect(self._on_load_cancelled)
         window.status.cancel_load_button.clicked.connect(c.cancel_load)
+        window.welcome.cancel_load_requested.connect(c.cancel_load)
         c.loaded.connect(self._on_loaded)
         c.load_failed.connect(self._on_load_failed)
         c.unloaded.connect(self._on_unloaded)

@@ -69,7 +69,7 @@ class ModelStatusBar(QStatusBar):
         self.progress_bar.setTextVisible(False)
         self.progress_bar.hide()
         # Cancel while a model loads (its draft model too); the window connects it (model_switching.py).
-        self.cancel_load_button = QToolButton(objectName="cancelLoadButton", text="Cancel", autoRaise=True)
+        self.cancel_load_button = QToolButton(objectName="cancelLoadButton", text="Cancel")
         self.cancel_load_button.setToolTip("Stop loading; nothing stays loaded")
         self.cancel_load_button.hide()
         # A long name (a remote "remote: host · model", a long file name while loading) is clipped

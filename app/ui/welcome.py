@@ -297,8 +297,10 @@ class SetupPanel(QWidget):
 
 class WelcomePage(QWidget):
     """Signals: choose_model_requested(), models_requested(), load_requested(str path),
-    connect_requested() ("Connect to a server…": a model on vLLM, llama-server, DeepSeek's API…)"""
+    connect_requested() ("Connect to a server…": a model on vLLM, llama-server, DeepSeek's API…),
+    cancel_load_requested() (Cancel under the load's progress)"""
 
+    cancel_load_requested = Signal()
     choose_model_requested = Signal()
     models_requested = Signal()
     connect_requested = Signal()
@@ -328,6 +330,10 @@ class WelcomePage(QWidget):
         self.progress.setTextVisible(False)
         self.progress.setMaximumWidth(360)
         self.progress.hide()
+        self.cancel_load_button = QPushButton("Cancel", objectName="cancelLoadButton")
+        self.cancel_load_button.setToolTip("Stop loading; nothing stays loaded")
+        self.cancel_load_button.clicked.connect(self.cancel_load_requested)
+        self.cancel_load_button.hide()
 
         self.setup = SetupPanel()
         self.setup.load_requested.connect(self.load_requested)
@@ -371,6 +377,7 @@ class WelcomePage(QWidget):
         layout.addWidget(self.title)
         layout.addWidget(self.message)
         layout.addWidget(self.progress, 0, Qt.AlignmentFlag.AlignHCenter)
+        layout.addWidget(self.cancel_load_button, 0, Qt.AlignmentFlag.AlignHCenter)
         layout.addWidget(self.download_area)
         layout.addStretch(3)
         inner = QWidget(objectName="welcomeInner")
@@ -417,6 +424,7 @@ class WelcomePage(QWidget):
     def _show(self, text: str, *, busy: bool, choose: bool) -> None:
         self.message.setText(text)
         self.progress.setVisible(busy)
+        self.cancel_load_button.setVisible(busy)
         self.choose_button.setVisible(choose)
         self.download_area.setVisible(choose)
 
@@ -438,10 +446,11 @@ class WelcomePage(QWidget):
 #alternativesHeading {{ color: {c.text_dim}; font-weight: 600; }}
 QPushButton#downloadButton {{ background-color: {c.accent}; color: {c.accent_text}; border: none;
                              border-radius: 10px; padding: 9px 20px; font-weight: 600; }}
-QPushButton#chooseModelButton, QPushButton#modelsButton, QPushButton#connectServerButton, QPushButton#cancelDownloadButton {{
+QPushButton#chooseModelButton, QPushButton#modelsButton, QPushButton#connectServerButton, QPushButton#cancelDownloadButton,
+QPushButton#cancelLoadButton {{
     background-color: {c.base}; color: {c.text}; border: 1px solid {c.border}; border-radius: 8px;
     padding: 6px 14px; }}
 QPushButton#chooseModelButton:hover, QPushButton#modelsButton:hover, QPushButton#connectServerButton:hover,
-QPushButton#cancelDownloadButton:hover {{
+QPushButton#cancelDownloadButton:hover, QPushButton#cancelLoadButton:hover {{
     background-color: {c.hover}; }}
 {library_css(c)}""")

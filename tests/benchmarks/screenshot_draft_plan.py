@@ -6,8 +6,10 @@
 Drafting on (the default setting). The real catalog (models.json) is planned for a described
 machine; R1-Distill-Qwen-32B and its draft, R1-Distill-Qwen-1.5B, are downloaded (scripted GGUFs
 under the catalog's file names) and the 32B is loaded, so the status bar says it drafts. Writes
-draft-plan.png: the 32B's row and the 14B's say "+ … for the 1.5B draft"; the 70B's names its 8B
-draft (not downloaded).
+- loading-draft.png: the status bar while the draft loads ("Loading draft 1.5B…", Cancel); the
+  draft's load is held for 2 s here, as a big draft on a slow disk would take;
+- draft-plan.png: the 32B's row and the 14B's say "+ … for the 1.5B draft"; the 70B's names its 8B
+  draft (not downloaded).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import argparse
 import os
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
@@ -24,7 +27,7 @@ import app  # noqa: E402,F401  (llama_cpp before numpy)
 from PySide6.QtCore import QTimer  # noqa: E402
 from PySide6.QtWidgets import QScrollArea  # noqa: E402
 
-from app.core import survey  # noqa: E402
+from app.core import speculative, survey  # noqa: E402
 from app.core.hardware import describe  # noqa: E402
 from app.core.settings import Settings, save_settings  # noqa: E402
 from app.ui.main import create_app, open_window  # noqa: E402
@@ -48,6 +51,13 @@ def main() -> int:
     big = SCRIPTS["standard_r1"].write(models / "DeepSeek-R1-Distill-Qwen-32B-Q4_K_M.gguf")
     SCRIPTS["standard_r1"].write(models / "DeepSeek-R1-Distill-Qwen-1.5B-Q4_K_M.gguf")  # same script: same tokenizer
 
+    real_open_drafter = speculative.open_drafter
+
+    def slow_open_drafter(eng, spec, hw=None):
+        time.sleep(2)
+        return real_open_drafter(eng, spec, hw)
+
+    speculative.open_drafter = slow_open_drafter
     qapp = create_app()
     window = open_window(str(data), None)
     window.resize(1280, 800)
@@ -66,6 +76,8 @@ def main() -> int:
             scroll.verticalScrollBar().setValue(max(0, row.y() - 260))
         QTimer.singleShot(500, lambda: (grab(args.out / "draft-plan.png"), window.close()))
 
+    window.client.load_phase.connect(
+        lambda name: QTimer.singleShot(500, lambda: grab(args.out / "loading-draft.png")) if name == "draft" else None)
     window.client.loaded.connect(open_manager)
     window.load_model(big)
     return run_until_closed(qapp, window)

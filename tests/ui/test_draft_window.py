@@ -125,6 +125,7 @@ def test_the_status_bar_names_the_draft_while_it_loads_and_cancel_ends_the_whole
     assert said == [("draft", "Loading draft 1.5B…")]
     assert window.welcome.message.text() == "Loading draft 1.5B…"
     assert bar.progress_bar.isVisible() and bar.progress_bar.maximum() == 0  # busy: no fraction to show
+    assert window.welcome.cancel_load_button.isVisible()  # (the page's Cancel does what the status bar's does)
     engine_said = []  # the engine thread's answer to the load (emitted there: recorded, not waited on)
     client._worker.load_failed.connect(lambda _id, message: engine_said.append(message))
     client._worker.loaded.connect(lambda _id, info: engine_said.append(info))
@@ -134,6 +135,7 @@ def test_the_status_bar_names_the_draft_while_it_loads_and_cancel_ends_the_whole
     assert bar.model_label.text() == "No model loaded"
     assert not bar.cancel_load_button.isVisible() and not bar.progress_bar.isVisible()
     assert window.welcome.message.text().startswith("Loading was cancelled.")
+    assert not window.welcome.cancel_load_button.isVisible()
     slow_draft.set()  # the draft's load ends; the engine thread sees the cancel and frees both models
     qtbot.waitUntil(lambda: not client.uses_file(target), timeout=LOAD_TIMEOUT_MS)
     assert engine_said == ["Loading the model was cancelled."]
@@ -241,3 +243,17 @@ def test_the_welcome_page_says_what_the_chosen_model_uses_with_its_draft(qtbot, 
                                         f"{draft_memory(workstation, 'r1-distill-qwen-1.5b', p.n_ctx)})."), setup.reason.text()
     setup.select("r1-distill-qwen-7b")
     assert "draft" not in setup.reason.text()
+
+
+def test_cancel_on_the_welcome_page_gives_a_load_up(qtbot, drafting_dir, open_app, scripted_model, slow_draft):
+    target = put(drafting_dir, scripted_model("standard_r1"), TARGET_FILE)
+    put(drafting_dir, scripted_model("standard_r1"), DRAFT_FILE)
+    window = open_app(drafting_dir)
+    window.models.load(target)
+    qtbot.waitUntil(lambda: window.welcome.message.text() == "Loading draft 1.5B…", timeout=LOAD_TIMEOUT_MS)
+    click(qtbot, window.welcome.cancel_load_button)
+    assert not window.client.loading and window.client.info is None
+    assert window.welcome.message.text().startswith("Loading was cancelled.")
+    slow_draft.set()
+    qtbot.waitUntil(lambda: not window.client.uses_file(target), timeout=LOAD_TIMEOUT_MS)
+    assert window.client.info is None
