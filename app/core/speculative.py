@@ -14,9 +14,11 @@ one draw per `llama_sampler_sample`; in-graph (GPU) sampling draws per output bu
 the accepted prefix (llama.cpp's "transactional" dist sampler, on when the context allows more
 than one output per sequence: `n_outputs_max_per_seq`, set by the engine when drafting is on).
 
-`AdaptiveK` picks k from the running acceptance rate and this machine's measured step times, and
-drafts nothing when drafting would not pay (probing now and then); after drafts the model rejected
-outright it backs off exponentially, whatever the timings say. docs/engine.md has the numbers.
+`AdaptiveK` drafts in stretches at one k, chosen from the running acceptance rate and this
+machine's measured step times, and decodes plainly where drafting would not pay, probing now and
+then with a guess the model's own next token checks (no extra work for the model). One k per
+stretch, one-token draft decodes and padded short proposals keep every batch of a stretch one
+shape, so llama.cpp's CUDA graphs are replayed, not captured again. docs/engine.md has the numbers.
 
 A drafter that fails (a draft model's decode error) turns drafting off for the rest of the run, with
 a log line; the run goes on one token at a time.
@@ -34,19 +36,21 @@ log = logging.getLogger("ponder.speculative")
 K_MAX = 8  # verify batches above 9 tokens switch llama.cpp kernels and cost jumps (docs/engine.md)
 N_OUTPUTS_PER_SEQ = K_MAX + 1  # context parameter: outputs one verify batch needs
 # Verify cost of a batch of B tokens relative to one token, until this run has measured its own
-# (H200, 32B shape, depth 1024: the cost table in docs/engine.md). Optimistic on CPUs; measured
-# times replace it after the first batch of each size.
-_VERIFY_PRIOR = {1: 1.0, 2: 1.07, 3: 1.29, 4: 1.53, 5: 1.70, 6: 1.88, 7: 2.08, 8: 2.29, 9: 2.50}
-_DECAY = 0.95  # per verify round: the acceptance estimate follows the last ~20 rounds
+# (H200, 32B shape, depth 1024: tests/benchmarks/gpu/speculative_h200.txt; at 9 tokens llama.cpp
+# changes kernels and the cost drops). Optimistic on CPUs; measured times replace it after the
+# first steady batch of each size.
+_VERIFY_PRIOR = {1: 1.0, 2: 1.07, 3: 1.28, 4: 1.52, 5: 1.65, 6: 1.87, 7: 2.08, 8: 2.29, 9: 1.93}
+# Two acceptance estimates, decayed per observation: a quick one (~20 rounds) decides whether to
+# draft at all, a steady one (~100 rounds) which k (its noise would make k flap: each change costs
+# a graph capture, and near the best k the rates differ by a few per cent).
+_DECAY_QUICK, _DECAY_STEADY = 0.95, 0.99
 _EMA = 0.2  # weight of a new timing
-_PAYS = 1.03  # draft only when the expected rate beats the plain rate by 3 %
-_PROBE_BUDGET = 0.01  # probes while drafting is off may cost at most ~1 % of the plain rate
-_CALIBRATE_EVERY = 64  # while drafting, one plain step in this many keeps the plain time fresh
-# After r fully rejected drafts in a row (r >= 2), 2^(r-1) - 1 plain steps before a 1-token probe:
-# at acceptance 0 a 384-token answer drafts ~9 times. It does not trust the timings: on a GPU a
-# step after a batch of another size can be slower (kernel/graph changes), which makes drafting
-# look cheaper than it is (the H200 32B at acceptance 0 drafted 257 times: 0.84x).
-_BACKOFF_MAX = 256
+_START = 1.03  # start drafting when the expected rate beats the plain rate by 3 %
+_STOP = 1.0  # stop when it no longer beats it (the gap between the two keeps k from flapping)
+_CHANGE = 1.08  # a new k must promise 8 % more than the current one (the estimate is noisy; a change costs a capture)
+_REVIEW_FIRST, _REVIEW_EVERY = 8, 16  # rounds at one k before its first review, then between reviews
+_REALIZED_FLOOR = 0.98  # a stretch whose measured rate falls below this x plain stops, whatever the model says
+_PROBE_GAP_FIRST, _PROBE_GAP_MAX = 16, 512  # plain steps between probes while drafting is off; doubles per wrong probe
 VOCAB_SIZE_SLACK = 128  # Qwen distills: 151,936 (1.5B) vs 152,064 (7B-32B) entries, extras unused
 
 
@@ -58,98 +62,171 @@ def expected_tokens(acceptance: float, k: int) -> float:
 
 
 class AdaptiveK:
-    """How many tokens to draft next: the k with the best expected tokens per second.
+    """How many tokens to draft: drafting stretches at one k, plain stretches with probes.
 
-    rate(k) = expected_tokens(a, k) / (k * t_draft + t_verify(k + 1)); rate(0) = 1 / t_plain.
-    a is the decayed per-token acceptance; the times are this run's own measurements.
+    On a GPU llama.cpp replays a captured CUDA graph only while the batch shape stays the same;
+    each change of shape costs about two slow steps (graph keyed on the first node, warm-up reset,
+    capture again: ~+4 ms on a 32B at every change, docs/engine.md). So the policy keeps one shape
+    for long stretches instead of choosing k per round:
+    - plain: one-token steps; every `probe gap` steps the drafter guesses the next token and the
+      guess is checked against the model's own (a probe costs the drafter only: the model's batch
+      stays one token). A probe that is right shortens the gap, a wrong one doubles it.
+    - drafting at k: every round verifies k+1 tokens. After _REVIEW_FIRST rounds and then every
+      _REVIEW_EVERY, k is reviewed (changed only for a 4 % better expected rate), and the stretch
+      stops when the model says plain is faster (quick estimate, checked every round) or when the
+      stretch's own measured rate is below plain's.
+    rate(k) = expected_tokens(a, k) / (k * t_draft + t_verify(k + 1)); plain rate = 1 / t_plain.
+    a is the decayed per-token acceptance (quick for whether, steady for which k). Times are measured only on steady steps (same shape as
+    the two before), so graph re-captures do not bias them.
     `fixed_k` (tests, benchmarks) drafts exactly that many every round.
+    `free_probes` (n-gram: a guess costs microseconds): probe on every plain step.
     """
 
-    def __init__(self, draft_cost_prior: float, fixed_k: int | None = None) -> None:
+    def __init__(self, draft_cost_prior: float, fixed_k: int | None = None, free_probes: bool = False) -> None:
         self.fixed_k = fixed_k
+        self.free_probes = free_probes
         self._draft_cost_prior = draft_cost_prior  # draft token / target token, until measured
-        self._kept = 1.0  # pseudo-counts: the estimate starts at 0.5
-        self._missed = 1.0
+        # Decayed (kept, missed) counts. Pseudo-counts: both start at 0.7, about what a small distill
+        # drafting for a big one of its family keeps (docs/engine.md); a few rounds outweigh them.
+        self._quick = [1.4, 0.6]
+        self._steady = [1.4, 0.6]
         self.t_plain: float | None = None
-        self.n_plain = 0  # one-token steps timed
+        self.n_plain = 0  # steady one-token steps timed
         self._t_verify: dict[int, float] = {}
-        self._t_draft: float | None = None  # seconds per drafted token
-        self._t_catchup: float | None = None  # a draft model's catch-up after a pause (what it missed)
-        self._plain_steps = 0  # plain steps since drafting was last tried
-        self._rounds = 0
-        self.rejected_in_row = 0  # drafts the model rejected outright (0 of k kept), in a row
-        self._pause = 0  # plain steps left before the next probe (the exponential back-off)
+        self._t_draft: float | None = None  # seconds per one-token decode of the drafter
+        self.k = 0  # the stretch's k; 0 while plain
+        self._opened = False  # the first choice after the plain time is known is made
+        self._rounds_at_k = 0
+        self._stretch_tokens = 0
+        self._stretch_s = 0.0
+        self._probe_gap = _PROBE_GAP_FIRST
+        self._until_probe = 0  # plain steps left before the next probe
 
     @property
     def acceptance(self) -> float:
-        return self._kept / (self._kept + self._missed)
+        kept, missed = self._quick
+        return kept / (kept + missed)
+
+    @property
+    def steady_acceptance(self) -> float:
+        kept, missed = self._steady
+        return kept / (kept + missed)
 
     def _verify_time(self, batch: int) -> float:
+        """Measured, else the prior's shape scaled to the nearest size measured on this machine."""
         t = self._t_verify.get(batch)
-        return t if t is not None else self.t_plain * _VERIFY_PRIOR.get(batch, batch)
+        if t is not None:
+            return t
+        prior = self.t_plain * _VERIFY_PRIOR.get(batch, batch)
+        if not self._t_verify:
+            return prior
+        near = min(self._t_verify, key=lambda b: (abs(b - batch), b))
+        return prior * self._t_verify[near] / (self.t_plain * _VERIFY_PRIOR.get(near, near))
 
     def _draft_time(self) -> float:
         return self._t_draft if self._t_draft is not None else self.t_plain * self._draft_cost_prior
 
-    def best_k(self) -> int:
-        """The k that maximises the expected rate; 0 when plain decoding is at least as fast."""
-        a, td = self.acceptance, self._draft_time()
-        best, best_rate = 0, _PAYS / self.t_plain
-        for k in range(1, K_MAX + 1):
-            rate = expected_tokens(a, k) / (k * td + self._verify_time(k + 1))
-            if rate > best_rate:
-                best, best_rate = k, rate
-        return best
+    def rate(self, k: int, a: float | None = None) -> float:
+        """Expected tokens per second when drafting k (k = 0: plain) at acceptance a (default: quick)."""
+        if k == 0:
+            return 1.0 / self.t_plain
+        a = self.acceptance if a is None else a
+        # A draft model decodes k tokens a round, one more after a round that kept all k.
+        return expected_tokens(a, k) / ((k + a**k) * self._draft_time() + self._verify_time(k + 1))
+
+    def best_k(self, a: float | None = None) -> int:
+        """The k that maximises the expected rate (never 0: compare with rate(0) to decide)."""
+        return max(range(1, K_MAX + 1), key=lambda k: self.rate(k, a))
 
     def choose(self) -> int:
+        """The next step's k: 0 for a one-token step (the drafter may still probe: `probe_due`)."""
         if self.fixed_k is not None:
             return self.fixed_k
         if self.t_plain is None:
-            return 0  # one plain step first, to know what drafting has to beat
-        if self._pause > 0:
-            self._pause -= 1
-            return 0
-        if self.rejected_in_row >= 2:
-            return 1  # a probe: one token, the cheapest check whether drafts are right again
-        k = self.best_k()
-        if k == 0:
-            self._plain_steps += 1
-            if self._plain_steps >= self._probe_interval():
-                self._plain_steps = 0
-                return 1
-            return 0
-        self._rounds += 1
-        every = _CALIBRATE_EVERY if self._rounds > _CALIBRATE_EVERY else 16  # more often at first
-        return 0 if self._rounds % every == 0 else k
+            return 0  # a steady plain step first: what drafting has to beat
+        if not self._opened:  # then draft at once if the priors say it pays (else probes decide)
+            self._opened = True
+            if self.rate(k := self.best_k()) > _START * self.rate(0):
+                self._start(k)
+        return self.k
 
-    def _probe_interval(self) -> int:
-        # A rejected probe costs a draft token and a 2-token verify instead of a 1-token step, and
-        # a draft model first catches up on the tokens since the last probe.
-        cost = self._draft_time() + self._verify_time(2) - self.t_plain + (self._t_catchup or 0.0)
-        return max(16, int(cost / (_PROBE_BUDGET * self.t_plain)) + 1)
+    def probe_due(self) -> bool:
+        """On a plain step: should the drafter guess the token the model is about to give?"""
+        if self.fixed_k is not None or self.t_plain is None or self.k:
+            return False
+        if self.free_probes:
+            return True
+        self._until_probe -= 1
+        return self._until_probe <= 0
 
-    def observe_plain(self, seconds: float) -> None:
-        self.n_plain += 1
-        self.t_plain = seconds if self.t_plain is None else self.t_plain + _EMA * (seconds - self.t_plain)
+    def observe_plain(self, seconds: float, steady: bool = True, extra_s: float = 0.0) -> None:
+        """A one-token step (plain, or inside a drafting stretch where the drafter had nothing:
+        `extra_s` is what asking it cost)."""
+        if self.k:
+            self._stretch_tokens += 1
+            self._stretch_s += seconds + extra_s
+        if steady:
+            self.n_plain += 1
+            self.t_plain = seconds if self.t_plain is None else self.t_plain + _EMA * (seconds - self.t_plain)
 
-    def observe_round(self, drafted: int, kept: int, verify_s: float, draft_s: float, catchup_s: float = 0.0) -> None:
-        if catchup_s and self._t_draft is not None:  # (the first one is the prompt: not a pause)
-            old = self._t_catchup
-            self._t_catchup = catchup_s if old is None else old + _EMA * (catchup_s - old)
-        if kept and self.rejected_in_row >= 2:  # a probe was right after a back-off: the text
-            self._kept = self._missed = 1.0  # changed (e.g. code restated); start the estimate afresh
-        self._kept = self._kept * _DECAY + kept
-        if kept == 0:
-            self.rejected_in_row += 1
-            self._pause = min(2 ** (self.rejected_in_row - 1) - 1, _BACKOFF_MAX)
-        else:
-            self.rejected_in_row = 0
-        self._missed = self._missed * _DECAY + (1 if kept < drafted else 0)
-        batch = drafted + 1
-        old = self._t_verify.get(batch)
-        self._t_verify[batch] = verify_s if old is None else old + _EMA * (verify_s - old)
-        per_token = draft_s / drafted
-        self._t_draft = per_token if self._t_draft is None else self._t_draft + _EMA * (per_token - self._t_draft)
+    def observe_probe(self, right: bool) -> None:
+        """A plain step's probe: the drafter's guess was (not) the model's token."""
+        self._count(1, int(right))
+        self._probe_gap = _PROBE_GAP_FIRST if right else min(2 * self._probe_gap, _PROBE_GAP_MAX)
+        self._until_probe = self._probe_gap
+        if right and self.rate(k := self.best_k()) > _START * self.rate(0):
+            self._start(k)
+
+    def observe_round(self, drafted: int, kept: int, verify_s: float, draft_s: float,
+                      steady: bool = True, width: int | None = None, draft_decodes: int | None = None) -> None:
+        """A verify round: `drafted` tokens proposed (the batch is `width` = drafted + 1 unless
+        padded), `kept` of them accepted; draft_s is what drafting them cost, in `draft_decodes`
+        one-token decodes of a draft model (default: one per drafted token)."""
+        self._count(drafted, kept)
+        width = width or drafted + 1
+        if steady:
+            old = self._t_verify.get(width)
+            self._t_verify[width] = verify_s if old is None else old + _EMA * (verify_s - old)
+        if decodes := draft_decodes if draft_decodes is not None else drafted:
+            per_token = draft_s / decodes
+            self._t_draft = per_token if self._t_draft is None else self._t_draft + _EMA * (per_token - self._t_draft)
+        if self.fixed_k is not None or not self.k:
+            return
+        self._rounds_at_k += 1
+        self._stretch_tokens += kept + 1
+        self._stretch_s += verify_s + draft_s
+        self._review()
+
+    def _count(self, drafted: int, kept: int) -> None:
+        missed = 1 if kept < drafted else 0
+        for counts, decay in ((self._quick, _DECAY_QUICK), (self._steady, _DECAY_STEADY)):
+            counts[0] = counts[0] * decay + kept
+            counts[1] = counts[1] * decay + missed
+
+    def _start(self, k: int) -> None:
+        self.k, self._rounds_at_k = k, 0
+        self._stretch_tokens, self._stretch_s = 0, 0.0
+
+    def _stop(self) -> None:
+        self.k = 0
+        self._until_probe = self._probe_gap
+
+    def _review(self) -> None:
+        plain = self.rate(0)
+        if self.rate(self.k) < _STOP * plain:
+            self._stop()
+            return
+        n = self._rounds_at_k
+        if n < _REVIEW_FIRST or (n - _REVIEW_FIRST) % _REVIEW_EVERY:
+            return
+        if self._stretch_s and self._stretch_tokens / self._stretch_s < _REALIZED_FLOOR * plain:
+            self._probe_gap = min(2 * self._probe_gap, _PROBE_GAP_MAX)  # the timings misled: wait longer
+            self._stop()
+            return
+        a = self.steady_acceptance
+        k = self.best_k(a)
+        if k != self.k and self.rate(k, a) > _CHANGE * self.rate(self.k, a):
+            self._start(k)
 
 
 # --- drafters -------------------------------------------------------------------------------
@@ -163,23 +240,26 @@ class NgramDrafter:
     cost_prior = 0.0
     N_MAX = 4
     N_MIN = 2
+    _CHECK = 32
 
     def __init__(self) -> None:
         self._history: list[int] = []
         self._index: dict[tuple[int, ...], int] = {}  # n-gram -> where its latest continuation starts
 
     def _sync(self, tokens: list[int], last: int) -> None:
+        """Bring the history to `tokens + [last]`, indexing the new tokens. It is checked against
+        `tokens` on its last _CHECK tokens only: a step must not cost the whole text. (A wrong
+        history can only make worse guesses: the model checks every guess.)"""
         h = self._history
         n = len(h)
-        if n <= len(tokens):
-            follows = tokens[:n] == h
-        else:  # the history already holds `last` (cannot happen in a run, but a caller may repeat a call)
-            follows = n == len(tokens) + 1 and h[-1] == last and h[:-1] == tokens
-        if not follows:  # another conversation: start over
+        lo = max(0, n - self._CHECK)
+        if n == len(tokens) + 1 and h[-1] == last and h[lo : n - 1] == tokens[lo:]:
+            return  # asked again for the same point
+        if n > len(tokens) or h[lo:] != tokens[lo:n]:  # another conversation, or a cut: start over
             self._history, self._index = [], {}
             h, n = self._history, 0
         index = self._index
-        for token in (tokens[n:] + [last]) if n <= len(tokens) else ():
+        for token in tokens[n:] + [last]:
             i = len(h)
             for size in range(self.N_MIN, min(self.N_MAX, i) + 1):
                 index[tuple(h[i - size : i])] = i
@@ -223,6 +303,7 @@ class ModelDrafter:
         self._stand_in = next((t for t in (pad, eos) if 0 <= t < self.n_vocab), 0)
         self._cached: list[int] = []  # the target's ids the draft's KV cache holds (stand-ins unmapped)
         self.catchup_s = 0.0
+        self.decodes = 0
         self._greedy = lc.llama_sampler_chain_init(lc.llama_sampler_chain_default_params())
         lc.llama_sampler_chain_add(self._greedy, lc.llama_sampler_init_greedy())
         # In-graph greedy keeps the draft's logits on the GPU, as the target's sampling does.
@@ -265,11 +346,14 @@ class ModelDrafter:
         if k <= 0:
             return []
         missing = tokens[keep:] + [last]
-        t0 = time.perf_counter()
-        self._decode(missing)
-        # A long catch-up (the prompt, or tokens generated while drafting was off) is not what a
-        # drafted token costs: report it apart so the k policy is not misled.
-        self.catchup_s = time.perf_counter() - t0 if len(missing) > 2 else 0.0
+        self.decodes = len(missing) if len(missing) <= 2 else 0  # one-token decodes this draft (a batch apart)
+        if len(missing) <= 2:  # a round's usual catch-up: one token at a time, so that every
+            for t in missing:  # decode of the draft has one shape (its CUDA graph is replayed)
+                self._decode([t])
+        else:  # the prompt, or tokens given while drafting was off: one batch, reported apart
+            t0 = time.perf_counter()  # (it is not what a drafted token costs)
+            self._decode(missing)
+            self.catchup_s = time.perf_counter() - t0
         drafts = []
         sample, is_eog = lc.llama_sampler_sample, lc.llama_vocab_is_eog
         one = self._one
@@ -281,6 +365,7 @@ class ModelDrafter:
                 return drafts  # the last draft is not decoded: the next round starts from the target's token
             one[0] = token
             self._check(lc.llama_decode(self._ctx, batch))
+            self.decodes += 1
             cached.append(token)
 
     def close(self) -> None:
@@ -339,7 +424,7 @@ class Speculation:
         self._lc, self._eng, self._ctx, self._chain = lc, eng, eng._ctx, chain
         self._drafter = drafter
         self._n_vocab = lc.llama_vocab_n_tokens(eng._vocab)
-        self.policy = AdaptiveK(drafter.cost_prior, fixed_k)
+        self.policy = AdaptiveK(drafter.cost_prior, fixed_k, free_probes=drafter.cost_prior == 0.0)
         self.counts = DraftCounts(drafter.name)
         self._batch = lc.llama_batch_init(K_MAX + 1, 0, 1)
         self._one = (lc.llama_token * 1)()
@@ -349,36 +434,23 @@ class Speculation:
         self._saved = lc.llama_sampler_clone(chain)
         self._spent_s = 0.0
         self._tokens_out = 0
+        self._widths = (0, 0)  # the model's last two batch sizes
+        # On a GPU a drafting stretch verifies one width, padding short proposals (n-gram).
+        self._pad = eng.info.n_gpu_layers > 0
         self.failed: str | None = None  # why drafting stopped for this run (a drafter's failure)
 
     def step(self, token: int) -> list[int]:
         lc, ctx, chain = self._lc, self._ctx, self._chain
         cached = self._eng._cached
-        n_ctx = self._eng.info.n_ctx
-        k = 0 if self.failed else min(self.policy.choose(), K_MAX, n_ctx - len(cached) - 2)
+        room = self._eng.info.n_ctx - len(cached) - 2
+        k = 0 if self.failed else min(self.policy.choose(), K_MAX, room)
+        probe = k == 0 and not self.failed and room >= 1 and self.policy.probe_due()
         drafts: list[int] = []
-        draft_s = catchup_s = 0.0
-        if k > 0:
-            t0 = time.perf_counter()
-            try:
-                drafts = self._drafter.draft(cached, token, k)[:k]
-            except Exception as exc:  # a drafter's failure never breaks the answer: it goes on undrafted
-                self.failed = str(exc) or type(exc).__name__
-                if isinstance(exc, DraftFailed):
-                    log.warning("drafting is off for the rest of this answer: %s", self.failed)
-                else:
-                    log.exception("drafting is off for the rest of this answer: the drafter failed")
-                k, drafts = 0, []
-            draft_s = time.perf_counter() - t0
-            catchup_s = getattr(self._drafter, "catchup_s", 0.0)
-            self._spent_s += catchup_s
-            draft_s -= catchup_s
-            for i, d in enumerate(drafts):
-                if not 0 <= d < self._n_vocab:  # a larger draft vocabulary's id
-                    del drafts[i:]
-                    break
+        draft_s = 0.0
+        if k or probe:
+            drafts, draft_s = self._draft(cached, token, k or 1)
         t0 = time.perf_counter()
-        if not drafts:
+        if k == 0 or not drafts:
             self._one[0] = token
             rc = lc.llama_decode(ctx, lc.llama_batch_get_one(self._one, 1))
             if rc != 0:
@@ -386,12 +458,16 @@ class Speculation:
             cached.append(token)
             out = [lc.llama_sampler_sample(chain, ctx, -1)]
             seconds = time.perf_counter() - t0
-            if k == 0:
-                self.policy.observe_plain(seconds)
+            self.policy.observe_plain(seconds, self._steady(1), extra_s=draft_s)
+            if probe and drafts:
+                self.policy.observe_probe(drafts[0] == out[0])
             self._spent_s += seconds + draft_s
             self._tokens_out += 1
             return out
 
+        proposed = len(drafts)
+        if self._pad and proposed < k:  # one batch shape for the whole stretch (the CUDA graph stays)
+            drafts += [drafts[-1]] * (k - proposed)  # any token will do: only matches are kept
         batch = self._batch
         n_batch = len(drafts) + 1
         base = len(cached)
@@ -420,12 +496,41 @@ class Speculation:
             del cached[base + 1 + kept :]
             lc.llama_memory_seq_rm(self._mem, -1, len(cached), -1)
         seconds = time.perf_counter() - t0
-        self.policy.observe_round(len(drafts), kept, seconds, draft_s, catchup_s)
-        self.counts.drafted += len(drafts)
-        self.counts.accepted += kept
+        self.policy.observe_round(proposed, min(kept, proposed), seconds, draft_s, steady=self._steady(n_batch),
+                                  width=n_batch, draft_decodes=getattr(self._drafter, "decodes", None))
+        self.counts.drafted += proposed
+        self.counts.accepted += min(kept, proposed)
         self._spent_s += seconds + draft_s
         self._tokens_out += len(out)
         return out
+
+    def _draft(self, cached: list[int], token: int, k: int) -> tuple[list[int], float]:
+        """The drafter's proposals after `token` and what drafting them cost (a draft model's long
+        catch-up, after plain steps, is spent but not counted as drafting: it would mislead k)."""
+        t0 = time.perf_counter()
+        try:
+            drafts = self._drafter.draft(cached, token, k)[:k]
+        except Exception as exc:  # a drafter's failure never breaks the answer: it goes on undrafted
+            self.failed = str(exc) or type(exc).__name__
+            if isinstance(exc, DraftFailed):
+                log.warning("drafting is off for the rest of this answer: %s", self.failed)
+            else:
+                log.exception("drafting is off for the rest of this answer: the drafter failed")
+            drafts = []
+        catchup_s = getattr(self._drafter, "catchup_s", 0.0)
+        self._spent_s += catchup_s
+        for i, d in enumerate(drafts):
+            if not 0 <= d < self._n_vocab:  # a larger draft vocabulary's id
+                del drafts[i:]
+                break
+        return drafts, time.perf_counter() - t0 - catchup_s
+
+    def _steady(self, width: int) -> bool:
+        """Whether the model's batch had this shape in the two steps before (so its time is the
+        steady one: on a GPU the first two steps of a new shape run without the CUDA graph)."""
+        steady = self._widths[0] == self._widths[1] == width
+        self._widths = (self._widths[1], width)
+        return steady
 
     def rewind(self, taken: int) -> None:
         """The loop took only the first `taken` tokens of the last round and goes on after them

@@ -288,6 +288,10 @@ class RecordedProposals:
         self.wrong = [rng.random() >= acceptance for _ in recorded]
         self.catchup_s = 0.0
 
+    @property
+    def decodes(self) -> int:
+        return self.inner.decodes
+
     def draft(self, tokens: list[int], last: int, k: int) -> list[int]:
         real = self.inner.draft(tokens, last, k)
         self.catchup_s = getattr(self.inner, "catchup_s", 0.0)
