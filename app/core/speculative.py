@@ -43,6 +43,7 @@ _VERIFY_PRIOR = {1: 1.0, 2: 1.07, 3: 1.28, 4: 1.52, 5: 1.65, 6: 1.87, 7: 2.08, 8
 # Two acceptance estimates, decayed per observation: a quick one (~20 rounds) decides whether to
 # draft at all, a steady one (~100 rounds) which k (its noise would make k flap: each change costs
 # a graph capture, and near the best k the rates differ by a few per cent).
+_PLAIN_FIRST = 3  # steady one-token steps timed before drafting starts
 _DECAY_QUICK, _DECAY_STEADY = 0.95, 0.99
 _EMA = 0.2  # weight of a new timing
 _START = 1.03  # start drafting when the expected rate beats the plain rate by 3 %
@@ -142,8 +143,8 @@ class AdaptiveK:
         """The next step's k: 0 for a one-token step (the drafter may still probe: `probe_due`)."""
         if self.fixed_k is not None:
             return self.fixed_k
-        if self.t_plain is None:
-            return 0  # a steady plain step first: what drafting has to beat
+        if self.n_plain < _PLAIN_FIRST:
+            return 0  # steady plain steps first: what drafting has to beat
         if not self._opened:  # then draft at once if the priors say it pays (else probes decide)
             self._opened = True
             if self.rate(k := self.best_k()) > _START * self.rate(0):
@@ -152,7 +153,7 @@ class AdaptiveK:
 
     def probe_due(self) -> bool:
         """On a plain step: should the drafter guess the token the model is about to give?"""
-        if self.fixed_k is not None or self.t_plain is None or self.k:
+        if self.fixed_k is not None or self.n_plain < _PLAIN_FIRST or self.k:
             return False
         if self.free_probes:
             return True
@@ -178,16 +179,19 @@ class AdaptiveK:
             self._start(k)
 
     def observe_round(self, drafted: int, kept: int, verify_s: float, draft_s: float,
-                      steady: bool = True, width: int | None = None, draft_decodes: int | None = None) -> None:
+                      steady: bool = True, width: int | None = None, draft_decodes: int | None = None,
+                      draft_steady: bool = True) -> None:
         """A verify round: `drafted` tokens proposed (the batch is `width` = drafted + 1 unless
         padded), `kept` of them accepted; draft_s is what drafting them cost, in `draft_decodes`
-        one-token decodes of a draft model (default: one per drafted token)."""
+        one-token decodes of a draft model (default: one per drafted token), timed on a warm
+        graph when `draft_steady`."""
         self._count(drafted, kept)
         width = width or drafted + 1
         if steady:
             old = self._t_verify.get(width)
             self._t_verify[width] = verify_s if old is None else old + _EMA * (verify_s - old)
-        if decodes := draft_decodes if draft_decodes is not None else drafted:
+        decodes = draft_decodes if draft_decodes is not None else drafted
+        if decodes and draft_steady:
             per_token = draft_s / decodes
             self._t_draft = per_token if self._t_draft is None else self._t_draft + _EMA * (per_token - self._t_draft)
         if self.fixed_k is not None or not self.k:
@@ -303,7 +307,9 @@ class ModelDrafter:
         self._stand_in = next((t for t in (pad, eos) if 0 <= t < self.n_vocab), 0)
         self._cached: list[int] = []  # the target's ids the draft's KV cache holds (stand-ins unmapped)
         self.catchup_s = 0.0
-        self.decodes = 0
+        self.decodes = 0  # one-token decodes in the last draft() (its catch-up batch apart)
+        self.steady = False  # whether they all ran on a warm graph (two one-token decodes before)
+        self._singles = 0  # one-token decodes since the last batch
         self._greedy = lc.llama_sampler_chain_init(lc.llama_sampler_chain_default_params())
         lc.llama_sampler_chain_add(self._greedy, lc.llama_sampler_init_greedy())
         # In-graph greedy keeps the draft's logits on the GPU, as the target's sampling does.
@@ -320,6 +326,7 @@ class ModelDrafter:
             arr = (lc.llama_token * len(chunk))(*(t if 0 <= t < n_vocab else stand_in for t in chunk))
             self._check(lc.llama_decode(self._ctx, lc.llama_batch_get_one(arr, len(chunk))))
             self._cached.extend(chunk)
+            self._singles = self._singles + 1 if len(chunk) == 1 else 0
 
     def _check(self, rc: int) -> None:
         if rc != 0:  # its KV cache is in an unknown state: empty it, so a later run starts clean
@@ -348,9 +355,11 @@ class ModelDrafter:
         missing = tokens[keep:] + [last]
         self.decodes = len(missing) if len(missing) <= 2 else 0  # one-token decodes this draft (a batch apart)
         if len(missing) <= 2:  # a round's usual catch-up: one token at a time, so that every
+            self.steady = self._singles >= 2  # and the two decodes before were one-token ones too
             for t in missing:  # decode of the draft has one shape (its CUDA graph is replayed)
                 self._decode([t])
         else:  # the prompt, or tokens given while drafting was off: one batch, reported apart
+            self.steady = False
             t0 = time.perf_counter()  # (it is not what a drafted token costs)
             self._decode(missing)
             self.catchup_s = time.perf_counter() - t0
@@ -366,6 +375,7 @@ class ModelDrafter:
             one[0] = token
             self._check(lc.llama_decode(self._ctx, batch))
             self.decodes += 1
+            self._singles += 1
             cached.append(token)
 
     def close(self) -> None:
@@ -413,6 +423,10 @@ class DraftCounts:
     drafted: int = 0
     accepted: int = 0
     speedup: float | None = None  # against this run's own plain-step time, estimated
+    # Where the time went (benchmarks): verify rounds, and seconds in the model's and the drafter's decodes.
+    rounds: int = 0
+    model_s: float = 0.0
+    draft_s: float = 0.0
 
 
 class Speculation:
@@ -462,6 +476,8 @@ class Speculation:
             if probe and drafts:
                 self.policy.observe_probe(drafts[0] == out[0])
             self._spent_s += seconds + draft_s
+            self.counts.model_s += seconds
+            self.counts.draft_s += draft_s
             self._tokens_out += 1
             return out
 
@@ -497,10 +513,14 @@ class Speculation:
             lc.llama_memory_seq_rm(self._mem, -1, len(cached), -1)
         seconds = time.perf_counter() - t0
         self.policy.observe_round(proposed, min(kept, proposed), seconds, draft_s, steady=self._steady(n_batch),
-                                  width=n_batch, draft_decodes=getattr(self._drafter, "decodes", None))
+                                  width=n_batch, draft_decodes=getattr(self._drafter, "decodes", None),
+                                  draft_steady=getattr(self._drafter, "steady", True))
+        self.counts.rounds += 1
         self.counts.drafted += proposed
         self.counts.accepted += min(kept, proposed)
         self._spent_s += seconds + draft_s
+        self.counts.model_s += seconds
+        self.counts.draft_s += draft_s
         self._tokens_out += len(out)
         return out
 
@@ -519,6 +539,7 @@ class Speculation:
             drafts = []
         catchup_s = getattr(self._drafter, "catchup_s", 0.0)
         self._spent_s += catchup_s
+        self.counts.draft_s += catchup_s
         for i, d in enumerate(drafts):
             if not 0 <= d < self._n_vocab:  # a larger draft vocabulary's id
                 del drafts[i:]

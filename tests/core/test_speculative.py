@@ -516,18 +516,19 @@ def _steady_best(acceptance: float, model: str) -> float:
 
 
 def test_adaptive_k_pays_on_a_32b_at_acceptance_08():
-    run = _simulate_policy(0.8)
-    assert run.speedup > 1.4 and run.speedup > 0.97 * _steady_best(0.8, "qwen-32b")
-    assert run.switches <= 8  # one shape per stretch: the CUDA graph is captured a few times, not per round
-    run = _simulate_policy(0.8, tokens_wanted=512)  # a short first answer: the draft reads the prompt too
-    assert run.speedup > 1.35
+    runs = [_simulate_policy(0.8, seed=seed) for seed in range(3)]
+    speedup = np.mean([run.speedup for run in runs])
+    assert speedup > 1.4 and speedup > 0.97 * _steady_best(0.8, "qwen-32b")
+    assert max(run.switches for run in runs) <= 8  # one shape per stretch: a few graph captures, not one per round
+    # A short first answer (the draft reads the prompt too); which drafts are right is luck: 5 draws.
+    assert np.mean([_simulate_policy(0.8, tokens_wanted=512, seed=seed).speedup for seed in range(5)]) > 1.35
 
 
 @pytest.mark.parametrize("model", ["qwen-14b", "qwen-32b"])
 @pytest.mark.parametrize("acceptance", [0.5, 0.7, 0.9])
 def test_adaptive_k_comes_near_the_best_fixed_k(model, acceptance):
-    run = _simulate_policy(acceptance, model)
-    assert run.speedup > 0.9 * max(1.0, _steady_best(acceptance, model)), run
+    speedup = np.mean([_simulate_policy(acceptance, model, seed=seed).speedup for seed in range(3)])
+    assert speedup > 0.9 * max(1.0, _steady_best(acceptance, model))
 
 
 @pytest.mark.parametrize("model", ["qwen-14b", "qwen-32b"])
@@ -543,7 +544,9 @@ def test_adaptive_k_backs_off_fast_when_nothing_is_accepted(model, tokens_wanted
 
 def test_probes_back_off_exponentially_and_a_right_one_starts_drafting():
     policy = AdaptiveK(draft_cost_prior=0.15)
-    policy.observe_plain(0.013)
+    for _ in range(3):
+        assert policy.choose() == 0  # a few one-token steps first: the time drafting must beat
+        policy.observe_plain(0.013)
     assert policy.choose() >= 1  # the priors say drafting pays: it starts at once
     for _ in range(8):
         policy.observe_round(1, 0, 0.014, 0.002)
@@ -578,7 +581,8 @@ def test_a_drafting_stretch_keeps_one_k_between_reviews():
     k must not follow the noise (each change of k is a CUDA graph capture on a GPU)."""
     cost = _verify_ms("qwen-32b")
     policy = AdaptiveK(draft_cost_prior=0.15)
-    policy.observe_plain(cost[1] / 1000)
+    for _ in range(3):
+        policy.observe_plain(cost[1] / 1000)
     rng = np.random.default_rng(1)
     ks = []
     for _ in range(400):

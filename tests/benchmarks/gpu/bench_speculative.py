@@ -49,7 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 import numpy as np  # noqa: E402  (after llama_cpp)
 
 from app.core.engine import Engine, LoadOptions, Sampling, Stats  # noqa: E402
-from app.core.speculative import K_MAX, NgramDrafter  # noqa: E402
+from app.core.speculative import K_MAX, NgramDrafter, Speculation  # noqa: E402
 from tests.benchmarks.make_shaped_gguf import make_shaped_gguf, make_successor_model  # noqa: E402
 
 BATCHES = (1, 2, 3, 4, 5, 6, 7, 8, 9, 12, 16)
@@ -406,11 +406,41 @@ def bench_target(target: Path, draft: Path, n_tokens: int, depth: int, gpu_layer
             "plain_repeatable": again == recorded, "rows": rows}
 
 
+_LAST_RUN: dict = {}  # the last Speculation's counts and policy, kept by _keep_last (where the time went)
+
+
+def _keep_last(finish):
+    def wrapper(self):
+        counts = finish(self)
+        p = self.policy
+        _LAST_RUN.update(counts=counts, k=p.k or p.fixed_k, t_plain=p.t_plain, t_verify=dict(p._t_verify),
+                         t_draft=p._t_draft)
+        return counts
+    return wrapper
+
+
+Speculation.finish = _keep_last(Speculation.finish)
+
+
 def _row(label: str, acceptance, rate: float, plain_rate: float, same: bool, s: Stats) -> dict:
-    return {"case": label, "acceptance_set": acceptance, "tok_s": rate, "ratio": rate / plain_rate, "same": same,
-            "drafted": s.draft_tokens, "accepted": s.draft_accepted,
-            "measured_acceptance": s.draft_accepted / s.draft_tokens if s.draft_tokens else None,
-            "speedup_estimate": s.draft_speedup}
+    row = {"case": label, "acceptance_set": acceptance, "tok_s": rate, "ratio": rate / plain_rate, "same": same,
+           "drafted": s.draft_tokens, "accepted": s.draft_accepted,
+           "measured_acceptance": s.draft_accepted / s.draft_tokens if s.draft_tokens else None,
+           "speedup_estimate": s.draft_speedup}
+    c = _LAST_RUN.get("counts")
+    if c is not None:  # per token: the model's decodes and samples, the drafter's, all the rest
+        tokens = max(1, s.thinking_tokens + s.answer_tokens)
+        row.update(rounds=c.rounds, final_k=_LAST_RUN["k"],
+                   model_ms_per_token=1000 * c.model_s / tokens, draft_ms_per_token=1000 * c.draft_s / tokens,
+                   other_ms_per_token=1000 * (tokens / rate - c.model_s - c.draft_s) / tokens,
+                   policy_ms={"plain": _ms(_LAST_RUN["t_plain"]), "draft": _ms(_LAST_RUN["t_draft"]),
+                              "verify": {b: _ms(t) for b, t in sorted(_LAST_RUN["t_verify"].items())}})
+        _LAST_RUN.clear()
+    return row
+
+
+def _ms(t):
+    return round(1000 * t, 2) if t else None
 
 
 def print_cost(name: str, table: dict) -> None:
@@ -432,12 +462,22 @@ def print_speed(result: dict) -> None:
     print(f"\n{result['target']} (draft {result['draft']}), {result['tokens']} tokens after a "
           f"{result['prompt_tokens']}-token prompt; plain {result['plain_tok_s_before']:.1f} tok/s before, "
           f"{result['plain_tok_s_after']:.1f} after")
-    print("| case | tok/s | × plain (before) | × plain (after) | drafted | accepted | same text | est. |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| case | tok/s | × plain (before) | × plain (after) | drafted | accepted | same text | est. "
+          "| rounds, last k | ms/token: model, draft, other |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in result["rows"]:
         est = f"{r['speedup_estimate']:.2f}" if r["speedup_estimate"] else ""
+        where = (f"| {r['rounds']}, {r['final_k']} | {_f(r['model_ms_per_token'])}, {_f(r['draft_ms_per_token'])}, "
+                 f"{_f(r['other_ms_per_token'])} |") if "rounds" in r else "| | |"
         print(f"| {r['case']} | {r['tok_s']:.1f} | {r['ratio']:.3f} | {r['ratio_vs_after']:.3f} | {r['drafted']} "
-              f"| {r['accepted']} | {'yes' if r['same'] else 'NO'} | {est} |")
+              f"| {r['accepted']} | {'yes' if r['same'] else 'NO'} | {est} " + where)
+    for r in result["rows"]:
+        if r.get("policy_ms"):
+            print(f"  {r['case']}: the policy's own timings (ms): {r['policy_ms']}")
+
+
+def _f(x) -> str:
+    return f"{x:.2f}" if x is not None else ""
 
 
 def smoke(args) -> tuple[list[Path], Path, Path]:
