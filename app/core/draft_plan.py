@@ -86,12 +86,23 @@ def plan_with_draft(model_plan: Plan, model: CatalogModel | None, catalog: Catal
 
 
 def fits_beside(model: Plan, draft: Plan, hw: HardwareInfo | None) -> bool:
-    """Whether the two fit this computer's memory together, as the engine checks it when it opens
-    the draft (speculative._check_room): RAM, and GPU memory when the model uses the GPU, against
-    the totals. (Each plan counts its own runtime buffers, so this errs on the side of caution.)"""
+    """Whether the two fit this computer's memory together (see room_shortfall)."""
+    return room_shortfall(model, draft, hw) is None
+
+
+def room_shortfall(model: Plan, draft: Plan, hw: HardwareInfo | None) -> str | None:
+    """Why the two do not fit this computer's memory together (the end of a sentence), or None.
+    The engine checks this when it opens the draft (speculative._check_room): RAM, and GPU memory
+    when the model uses the GPU, against the totals. (Each plan counts its own runtime buffers, so
+    this errs on the side of caution.)"""
     if hw is None:
-        return True
+        return None
+    gb = 1024**3
     if hw.ram_total_bytes and model.ram_bytes + draft.ram_bytes > hw.ram_total_bytes:
-        return False
+        return (f"with it the two models need about {(model.ram_bytes + draft.ram_bytes) / gb:.1f} GB "
+                f"of memory and this computer has {hw.ram_total_bytes / gb:.1f} GB.")
     vram = sum(g.memory_total_bytes for g in hw.usable_gpus)
-    return not (model.n_gpu_layers > 0 and vram and model.gpu_bytes + draft.gpu_bytes > vram)
+    if model.n_gpu_layers > 0 and vram and model.gpu_bytes + draft.gpu_bytes > vram:
+        return (f"with it the two models need about {(model.gpu_bytes + draft.gpu_bytes) / gb:.1f} GB "
+                f"of GPU memory and the GPU has {vram / gb:.1f} GB.")
+    return None

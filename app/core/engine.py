@@ -351,7 +351,11 @@ class Engine:
             if phase is not None and phase("draft") is False:
                 self.close()
                 raise LoadCancelled("Loading the model was cancelled.")
-            self._drafter, self.draft_note = open_drafter(self, options.draft, hw)
+            try:
+                self._drafter, self.draft_note = open_drafter(self, options.draft, hw, progress)
+            except LoadCancelled:
+                self.close()
+                raise
             self.info.drafter, self.info.draft_note = self.drafter_name, self.draft_note
             if phase is not None and phase("ready") is False:
                 self.close()
@@ -372,17 +376,7 @@ class Engine:
         self._buft_overrides = _experts_on_cpu_overrides(cpu_moe_layers) if experts_in_ram else None
         if self._buft_overrides is not None:
             mparams.tensor_buft_overrides = ctypes.cast(self._buft_overrides, ctypes.c_void_p)
-        self._progress_cb = None
-        cancelled = []
-        if progress is not None:
-            def on_progress(fraction, _data):
-                if progress(float(fraction)) is False:
-                    cancelled.append(True)
-                    return False
-                return True
-
-            self._progress_cb = lc.llama_progress_callback(on_progress)
-            mparams.progress_callback = self._progress_cb
+        self._progress_cb, cancelled = load_progress(lc, mparams, progress)
         _recent_errors.clear()
         model = lc.llama_model_load_from_file(str(path).encode("utf-8"), mparams)
         if not model:
@@ -955,6 +949,25 @@ class _TensorBuftOverride(ctypes.Structure):
     """struct llama_model_tensor_buft_override { const char * pattern; ggml_backend_buffer_type_t buft; }"""
 
     _fields_ = [("pattern", ctypes.c_char_p), ("buft", ctypes.c_void_p)]
+
+
+def load_progress(lc, mparams, progress):
+    """Wire `progress(fraction)` into llama.cpp's model load (returning False cancels it).
+    Returns (the callback object, which must outlive the load; a list that is non-empty once the
+    load was cancelled)."""
+    cancelled: list[bool] = []
+    if progress is None:
+        return None, cancelled
+
+    def on_progress(fraction, _data):
+        if progress(float(fraction)) is False:
+            cancelled.append(True)
+            return False
+        return True
+
+    callback = lc.llama_progress_callback(on_progress)
+    mparams.progress_callback = callback
+    return callback, cancelled
 
 
 def _experts_on_cpu_overrides(n_layers: int | None = None) -> ctypes.Array:

@@ -638,11 +638,13 @@ def paired_draft_path(target: Path, search: list[Path] | None = None) -> Path | 
     return None
 
 
-def open_drafter(eng, spec: str, hw=None):
+def open_drafter(eng, spec: str, hw=None, progress=None):
     """(drafter, None) or (None, a sentence saying why drafting is off) for LoadOptions.draft.
 
     "ngram": prompt lookup. "auto": the paired draft model if downloaded, else prompt lookup.
-    A path: that model, if its tokenizer matches the target's and it fits beside it."""
+    A path: that model, if its tokenizer matches the target's and it fits beside it.
+    `progress(fraction)` follows the draft model's load; returning False cancels it (LoadCancelled
+    propagates: the load was asked as one)."""
     if spec == "ngram":
         return NgramDrafter(), None
     if spec == "auto":
@@ -655,8 +657,12 @@ def open_drafter(eng, spec: str, hw=None):
         path = Path(spec).expanduser()
     if Path(path).resolve() == Path(eng.info.path).resolve():
         return None, "A model cannot be its own draft model; drafting is off."
+    from app.core.errors import LoadCancelled
+
     try:
-        drafter = _open_model_drafter(eng, Path(path), hw)
+        drafter = _open_model_drafter(eng, Path(path), hw, progress)
+    except LoadCancelled:
+        raise
     except Exception as exc:  # PonderError carries a sentence; anything else is a bug, logged
         if not isinstance(exc, _ponder_error()):
             log.exception("opening the draft model failed")
@@ -673,8 +679,9 @@ def _ponder_error():
     return PonderError
 
 
-def _open_model_drafter(eng, path: Path, hw) -> ModelDrafter:
-    from app.core.errors import ModelLoadError
+def _open_model_drafter(eng, path: Path, hw, progress=None) -> ModelDrafter:
+    from app.core.engine import load_progress
+    from app.core.errors import LoadCancelled, ModelLoadError
     from app.core.modelfile import inspect_gguf
 
     summary = inspect_gguf(path)  # raises ModelFileError with a sentence; some bad files abort() llama.cpp
@@ -683,8 +690,12 @@ def _open_model_drafter(eng, path: Path, hw) -> ModelDrafter:
     _check_room(eng, summary, on_gpu, hw)
     mparams = lc.llama_model_default_params()
     mparams.n_gpu_layers = summary.n_layers + 1 if on_gpu else 0
+    callback, cancelled = load_progress(lc, mparams, progress)
     model = lc.llama_model_load_from_file(str(path).encode("utf-8"), mparams)
+    del callback  # (llama.cpp calls it only during the load)
     if not model:
+        if cancelled:
+            raise LoadCancelled("Loading the model was cancelled.")
         raise ModelLoadError("llama.cpp could not load it.")
     reason = tokenizer_mismatch(lc, eng._vocab, lc.llama_model_get_vocab(model))
     if reason is not None:
@@ -721,14 +732,10 @@ def _check_room(eng, summary, on_gpu: bool, hw) -> None:
     except Exception:  # the planner is advice: never block on its failure
         log.exception("memory planning for the draft failed")
         return
-    gb = 1024**3
-    if hw.ram_total_bytes and target.ram_bytes + draft.ram_bytes > hw.ram_total_bytes:
-        raise ModelLoadError(f"with it the two models need about {(target.ram_bytes + draft.ram_bytes) / gb:.1f} GB "
-                             f"of memory and this computer has {hw.ram_total_bytes / gb:.1f} GB.")
-    vram = sum(g.memory_total_bytes for g in hw.usable_gpus)
-    if on_gpu and vram and target.gpu_bytes + draft.gpu_bytes > vram:
-        raise ModelLoadError(f"with it the two models need about {(target.gpu_bytes + draft.gpu_bytes) / gb:.1f} GB "
-                             f"of GPU memory and the GPU has {vram / gb:.1f} GB.")
+    from app.core.draft_plan import room_shortfall
+
+    if (why := room_shortfall(target, draft, hw)) is not None:
+        raise ModelLoadError(why)
 
 
 def draft_offer(model_id: str | None, models_dir: Path, catalog=None):

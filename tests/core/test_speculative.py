@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from app.core.engine import Engine, LoadOptions, Sampling
+from app.core.errors import LoadCancelled
 from app.core.speculative import K_MAX, AdaptiveK, NgramDrafter, expected_tokens
 from tests.fixtures.r1_template import R1_TEMPLATE
 from tests.fixtures.scripted_gguf import (
@@ -299,6 +300,28 @@ def test_a_missing_or_broken_draft_file_is_a_sentence_not_a_crash(models, tmp_pa
             assert eng.draft_note.startswith(f"The draft model '{path.name}' cannot be used:")
         finally:
             eng.close()
+
+
+def test_the_draft_models_load_reports_progress_and_a_cancel_there_ends_the_whole_load(models):
+    """The draft loads after the model, with progress of its own (the fraction starts again); a
+    cancel during it ends the load: nothing stays loaded, and the next load works."""
+    seen = []
+
+    def progress(fraction):
+        seen.append(fraction)
+        return not (len(seen) > 1 and fraction < seen[-2])  # the draft's load began: cancel
+
+    with pytest.raises(LoadCancelled):
+        Engine.load(models["target"], LoadOptions(n_ctx=512, draft=str(models["perfect"])), progress=progress)
+    restart = next(i for i in range(1, len(seen)) if seen[i] < seen[i - 1])
+    assert seen[restart - 1] == 1.0 and restart < len(seen)  # the model's load finished, the draft's started
+    both = []
+    eng = Engine.load(models["target"], LoadOptions(n_ctx=512, draft=str(models["perfect"])), progress=both.append)
+    try:
+        assert eng.drafter_name is not None
+        assert both.count(1.0) >= 2  # the model's load and the draft's each reached the end
+    finally:
+        eng.close()
 
 
 # --- a draft that cannot follow -------------------------------------------------------------------

@@ -97,14 +97,14 @@ def test_the_models_window_plans_a_paired_model_with_its_draft(qtbot, drafting_d
 @pytest.fixture
 def slow_draft(monkeypatch):
     """The draft model's load waits (a big draft on a slow disk) until the test sets the event, then
-    loads for real. llama.cpp reports no progress for it, so this is where a Cancel lands."""
+    loads for real: a Cancel lands before llama.cpp reports any progress for it."""
     from app.core import speculative
 
     real, may_load = speculative.open_drafter, threading.Event()
 
-    def open_drafter(eng, spec, hw=None):
+    def open_drafter(eng, spec, hw=None, progress=None):
         may_load.wait(LOAD_TIMEOUT_MS / 1000)
-        return real(eng, spec, hw)
+        return real(eng, spec, hw, progress)
 
     monkeypatch.setattr(speculative, "open_drafter", open_drafter)
     yield may_load
