@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from app.core.catalog import Catalog, CatalogModel, Quant
-from app.core.downloads import format_bytes
 from app.core.hardware import HardwareInfo
 from app.core.sizing import Plan, plan
 
@@ -42,6 +41,8 @@ class DraftPlan:
         """'uses about 9.4 GB + 1.3 GB for the 1.5B draft'; not downloaded: 'uses about 9.4 GB (the 1.5B
         draft would add 1.3 GB)'; too much for both: 'uses about 9.4 GB (no room beside it for the 1.5B
         draft's 1.3 GB)'."""
+        from app.core.downloads import format_bytes  # (here: the engine's import of this module stays light)
+
         own, extra = format_bytes(self.model_bytes), format_bytes(self.draft_bytes)
         if not self.fits_beside:
             return f"uses about {own} (no room beside it for the {self.draft_label}'s {extra})"

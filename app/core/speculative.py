@@ -368,15 +368,20 @@ class ModelDrafter:
         one = self._one
         batch = lc.llama_batch_get_one(one, 1)
         while True:
-            token = sample(self._greedy, self._ctx, -1)
+            token = self.choose(n + 1 + len(drafts), sample(self._greedy, self._ctx, -1))
             drafts.append(token)
             if len(drafts) >= k or is_eog(self._vocab, token):
                 return drafts  # the last draft is not decoded: the next round starts from the target's token
-            one[0] = token
+            one[0] = token if 0 <= token < self.n_vocab else self._stand_in
             self._check(lc.llama_decode(self._ctx, batch))
             self.decodes += 1
             self._singles += 1
             cached.append(token)
+
+    def choose(self, position: int, sampled: int) -> int:
+        """The guess for `position`: the draft's own greedy token. (The speculative benchmark puts
+        other guesses here, so the draft's KV cache holds what it proposed, as in a real run.)"""
+        return sampled
 
     def close(self) -> None:
         lc = self._lc

@@ -774,3 +774,18 @@ def test_auto_falls_back_to_ngram_when_the_pair_does_not_fit(models, tmp_path):
         assert note.endswith("Ponder drafts from the text so far instead.")
     finally:
         eng.close()
+
+
+def test_the_engine_and_drafting_import_without_the_download_stack():
+    """The GPU benchmarks run the engine on a machine that has only llama-cpp-python and the carried
+    wheels (tests/benchmarks/gpu/run_on_device.sh): the engine, drafting and the draft plan must not
+    pull in the download stack (httpx and the hub client) when they load."""
+    import subprocess
+    import sys
+
+    code = ("import sys, app.core.engine, app.core.speculative, app.core.draft_plan; "
+            "print(sorted(m for m in ('app.core.downloads', 'httpx', 'huggingface_hub') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                         cwd=Path(__file__).parents[2])
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"

@@ -8,7 +8,9 @@ opens it (in-graph greedy sampling on a GPU); per pattern, ms per one-token deco
 - `k=2, all kept`: draft() of 2 per round, both kept (catch-up of 2 tokens, no rollback);
 - `k=2, none kept`: draft() of 2 per round, the first rejected (its decoded draft leaves the KV
   cache with llama_memory_seq_rm every round);
-- `rollback only`: one-token decodes, every second one removed again with llama_memory_seq_rm.
+- `rollback only`: one-token decodes, every second one removed again with llama_memory_seq_rm;
+- `..., model verifies B between`: the same rounds with the model (a second context: --target, by
+  default a second copy of the draft) decoding a verify batch of B between them, as in a real run.
 
     $PY tests/benchmarks/gpu/bench_draft_pattern.py --draft $MODELS_DIR/qwen-1.5b-Q4_K_M.gguf
 """
@@ -16,6 +18,7 @@ opens it (in-graph greedy sampling on a GPU); per pattern, ms per one-token deco
 import llama_cpp  # noqa: F401  (before numpy: a CUDA build segfaulted otherwise)
 
 import argparse
+import ctypes
 import statistics
 import sys
 import time
@@ -40,11 +43,33 @@ def main() -> int:
     base = [1000 + (i * 7919) % 50000 for i in range(args.depth)]
     results = {}
 
-    def timed_rounds(name, k, kept_all):
+    # The model (a second context) between the draft's rounds, as in a real run: a verify batch of
+    # `between` tokens at the end of its own KV cache, rolled back again.
+    tlc, tctx = eng._lc, eng._ctx
+    tmem = tlc.llama_get_memory(tctx)
+    eng_tokens = (tlc.llama_token * len(base))(*base)
+    for start in range(0, len(base), 512):
+        n = min(512, len(base) - start)
+        tlc.llama_decode(tctx, tlc.llama_batch_get_one(ctypes.cast(ctypes.byref(eng_tokens, 4 * start),
+                                                                    ctypes.POINTER(tlc.llama_token)), n))
+    tbatch = tlc.llama_batch_init(16, 0, 1)
+
+    def model_verify(width):
+        for i in range(width):
+            tbatch.token[i], tbatch.pos[i], tbatch.n_seq_id[i] = 100 + i, len(base) + i, 1
+            tbatch.seq_id[i][0], tbatch.logits[i] = 0, 1
+        tbatch.n_tokens = width
+        tlc.llama_decode(tctx, tbatch)
+        tlc.llama_synchronize(tctx)
+        tlc.llama_memory_seq_rm(tmem, -1, len(base), -1)
+
+    def timed_rounds(name, k, kept_all, between=0):
         tokens = list(base)
         d.draft(tokens[:-1], tokens[-1], 1)  # the prompt, as one catch-up batch
         per = []
         for r in range(args.rounds):
+            if between:
+                model_verify(between)
             t0 = time.perf_counter()
             drafts = d.draft(tokens, 5000 + r, k)
             dt = time.perf_counter() - t0
@@ -61,8 +86,7 @@ def main() -> int:
 
     def raw(name, rollback):
         mem = lc.llama_get_memory(d._ctx)
-        arr = (lc.llama_token * len(base))(*base)
-        lc.llama_decode(d._ctx, lc.llama_batch_get_one(arr, len(base)))
+        d._decode(base)  # (in n_batch pieces)
         one = (lc.llama_token * 1)()
         per = []
         n = len(base)
@@ -85,10 +109,13 @@ def main() -> int:
     timed_rounds("k=2, all kept", 2, True)
     timed_rounds("k=2, none kept", 2, False)
     raw("rollback only", True)
+    timed_rounds("k=2, all kept, model verifies 3 between", 2, True, between=3)
+    timed_rounds("k=2, none kept, model verifies 3 between", 2, False, between=3)
+    timed_rounds("k=1, model verifies 2 between", 1, False, between=2)
     raw("in a row (again)", False)
     print(f"{Path(args.draft).name}: ms per one-token draft decode (with its sample), depth {args.depth}")
     for name, ms in results.items():
-        print(f"  {name:18s} {ms:.3f}")
+        print(f"  {name:42s} {ms:.3f}")
     d.close()
     eng.close()
     return 0

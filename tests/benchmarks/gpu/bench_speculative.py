@@ -278,8 +278,10 @@ def _alternating(lc, ctx, chain, batch, depth: int, reps: int, mem) -> dict:
 
 
 class RecordedProposals:
-    """The real draft model drafts (its real cost); the proposals are the target's recorded
-    greedy continuation, each position wrong with probability 1 - acceptance."""
+    """The real draft model drafts (its real decodes and cost), but its guesses are the target's
+    recorded greedy continuation, each position wrong with probability 1 - acceptance. The draft
+    decodes the guesses it proposes (ModelDrafter.choose), so its KV cache holds what it proposed
+    and its catch-up after a round is what it is in a real run (one or two tokens)."""
 
     def __init__(self, inner, prompt_len: int, recorded: list[int], acceptance: float, n_vocab: int, seed: int = 7):
         self.inner, self.name, self.cost_prior = inner, inner.name, inner.cost_prior
@@ -287,23 +289,30 @@ class RecordedProposals:
         rng = random.Random(seed)
         self.wrong = [rng.random() >= acceptance for _ in recorded]
         self.catchup_s = 0.0
+        inner.choose = self._guess
+
+    def _guess(self, position: int, sampled: int) -> int:
+        j = position - self.prompt_len  # index in the continuation
+        if not 0 <= j < len(self.recorded):
+            return sampled
+        token = self.recorded[j]
+        return (token + 1) % self.n_vocab if self.wrong[j] else token
 
     @property
     def decodes(self) -> int:
         return self.inner.decodes
 
+    @property
+    def steady(self) -> bool:
+        return self.inner.steady
+
     def draft(self, tokens: list[int], last: int, k: int) -> list[int]:
-        real = self.inner.draft(tokens, last, k)
-        self.catchup_s = getattr(self.inner, "catchup_s", 0.0)
-        at = len(tokens) + 1 - self.prompt_len  # index of the token after `last` in the continuation
-        out = []
-        for j in range(at, min(at + len(real), len(self.recorded))):
-            token = self.recorded[j]
-            out.append((token + 1) % self.n_vocab if self.wrong[j] else token)
+        out = self.inner.draft(tokens, last, k)
+        self.catchup_s = self.inner.catchup_s
         return out
 
     def close(self) -> None:
-        pass  # the engine closes the real drafter
+        del self.inner.choose  # the real drafter guesses for itself again; the engine closes it
 
 
 class TextNgram:
