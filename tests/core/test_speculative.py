@@ -277,6 +277,35 @@ def test_thinking_budget_cuts_at_the_same_token_with_drafting(models, plain, bac
         eng.close()
 
 
+@pytest.mark.parametrize("backend_sampling", [False, True])
+def test_answer_now_cuts_at_the_same_token_with_drafting(models, plain, backend_sampling):
+    """"Answer now" pressed while token i shows (here: the 4th piece of thought) takes effect after
+    token i, also when i is inside a run of accepted drafts; the answer after it is the same."""
+    def pressed_at_fourth_thought(run) -> list:
+        out, thoughts = [], 0
+        for segment in run:
+            out.append(segment)
+            if segment.kind == "think":
+                thoughts += 1
+                if thoughts == 4:
+                    run.steering.answer_now()
+        return out
+
+    eng = _load(models, "perfect", backend_sampling=backend_sampling)
+    try:
+        eng.draft_fixed_k = K_MAX
+        sampling = Sampling(temperature=1.0, seed=5)
+        expected = plain[backend_sampling].chat(ASK, sampling)
+        expected_segments = pressed_at_fourth_thought(expected)
+        run = eng.chat(ASK, sampling)
+        segments = pressed_at_fourth_thought(run)
+        assert kinds(segments) == kinds(expected_segments)
+        assert "answer_now" in run.flags and run.stats.thinking_tokens == expected.stats.thinking_tokens
+        assert run.stats.draft_accepted > 0  # the cut came inside drafted runs
+    finally:
+        eng.close()
+
+
 def test_a_draft_with_another_tokenizer_is_refused_with_a_sentence(models, plain):
     eng = _load(models, "foreign")
     try:
