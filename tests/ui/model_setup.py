@@ -69,12 +69,17 @@ def write_catalog(path: Path, recommended: Path, other: Path) -> Path:
     return path
 
 
-@pytest.fixture
-def machine(monkeypatch):
-    """The UI sees an RTX 4060 (8 GB) with 32 GB of RAM, whatever this machine has."""
-    hw = describe(vram_gb=8, ram_gb=32, gpu_name="RTX 4060", cpu_cores=8)
+def pretend_machine(monkeypatch, **described):
+    """The UI sees the machine `describe(**described)` says, whatever this one has."""
+    hw = describe(**described)
     monkeypatch.setattr(survey, "probe", lambda: hw)
     return hw
+
+
+@pytest.fixture
+def machine(monkeypatch):
+    """The UI sees an RTX 4060 (8 GB) with 32 GB of RAM."""
+    return pretend_machine(monkeypatch, vram_gb=8, ram_gb=32, gpu_name="RTX 4060", cpu_cores=8)
 
 
 @pytest.fixture

@@ -10,15 +10,14 @@ import threading
 
 import pytest
 
-from app.core import downloads, sizing, survey
+from app.core import downloads, sizing
 from app.core.catalog import load_catalog
 from app.core.downloads import format_bytes
-from app.core.hardware import describe
 from app.core.settings import Settings, save_settings
 from app.core.survey import DownloadRequest
 from tests.fakehub import fake_hub  # noqa: F401  (fixture)
 from tests.ui.conftest import LOAD_TIMEOUT_MS
-from tests.ui.model_setup import DOWNLOAD_TIMEOUT_MS
+from tests.ui.model_setup import DOWNLOAD_TIMEOUT_MS, pretend_machine
 from tests.ui.test_model_manager import click, open_manager, put, settled
 
 TARGET_FILE = "DeepSeek-R1-Distill-Qwen-32B-Q4_K_M.gguf"  # the catalog pairs it with the 1.5B
@@ -28,9 +27,7 @@ DRAFT_FILE = "DeepSeek-R1-Distill-Qwen-1.5B-Q4_K_M.gguf"
 @pytest.fixture
 def workstation(monkeypatch):
     """The window sees a 48 GB GPU and 64 GB of RAM: the 32B fits with its draft, the 70B not with its."""
-    hw = describe(vram_gb=48, ram_gb=64, gpu_name="RTX 6000 Ada", cpu_cores=16)
-    monkeypatch.setattr(survey, "probe", lambda: hw)
-    return hw
+    return pretend_machine(monkeypatch, vram_gb=48, ram_gb=64, gpu_name="RTX 6000 Ada", cpu_cores=16)
 
 
 @pytest.fixture
