@@ -1,6 +1,6 @@
 """Stream a very long scripted answer through the real window and measure the GUI thread (run by hand).
 
-    .venv/bin/python tests/benchmarks/bench_window_stream.py [--thinking 15000] [--answer plain|maths|both] [--nudges N]
+    .venv/bin/python tests/benchmarks/bench_window_stream.py [--thinking 15000] [--answer plain|maths|both] [--nudges N] [--draft auto|off]
 
 A scripted GGUF under real llama.cpp writes ~15k tokens of thinking and a long
 markdown answer with code blocks and tables, unpaced (thousands of tokens/s, much
@@ -83,6 +83,8 @@ def main() -> int:
     parser.add_argument("--thinking", type=int, default=13000, help="thinking tokens (the script holds 16383 pieces in all)")
     parser.add_argument("--sections", type=int, default=150, help="markdown sections in the answer")
     parser.add_argument("--answer", choices=("plain", "maths", "both"), default="both")
+    parser.add_argument("--draft", choices=("auto", "off"), default="auto",
+                        help="the drafting setting (auto, the default, drafts from the text on this model)")
     parser.add_argument("--maths-sections", type=int, default=60, help="sections of the maths answer (5 formulas each)")
     parser.add_argument("--nudges", type=int, default=0,
                         help=f"notes put into the thought, one every {NUDGE_EVERY} thinking tokens (issue 9); the "
@@ -94,7 +96,7 @@ def main() -> int:
             print(f"=== {variant} answer ===", flush=True)
             command = [sys.executable, __file__, "--thinking", str(args.thinking),
                        "--sections", str(args.sections), "--maths-sections", str(args.maths_sections),
-                       "--answer", variant, "--nudges", str(args.nudges)]
+                       "--answer", variant, "--nudges", str(args.nudges), "--draft", args.draft]
             code = code or subprocess.run(command).returncode
         return code
 
@@ -106,7 +108,7 @@ def main() -> int:
     data = work / "data"
     extra = args.nudges * (NUDGE_EVERY + 128)  # each nudge: its note, and the script again up to the next
     save_settings(data, Settings(n_ctx=n_tokens + extra + 1024, n_gpu_layers=0, max_tokens=n_tokens + extra + 100,
-                                 theme="light"))
+                                 theme="light", draft=args.draft))
 
     # Time every live update and the final render of the message view.
     updates: list[float] = []
