@@ -244,7 +244,8 @@ class Engine:
 
         `progress(fraction)` is called while loading; returning False cancels it (LoadCancelled).
         `phase(name)`, with drafting on, after the model: "draft" before the drafter opens (a draft
-        model loads then, without progress), "ready" after; returning False cancels the whole load.
+        model loads then; `progress` follows its load from 0), "ready" after; returning False
+        cancels the whole load.
         """
         options = options or LoadOptions()
         summary = inspect_gguf(path)  # before llama.cpp sees the file: some bad files abort()

@@ -222,8 +222,8 @@ class ModelSwitching(QObject):
 
     @Slot(str)
     def _on_load_phase(self, name: str) -> None:
-        """The draft model loads after the model, without progress of its own: say which, so a
-        long wait has a name (and Cancel stays there)."""
+        """The draft model loads after the model (its progress follows, from 0 again): say which,
+        so the second bar has a name (and Cancel stays there)."""
         label = self._draft_label() if name == "draft" else None
         if label is not None:
             text = f"Loading {label}…"  # "Loading draft 1.5B…"

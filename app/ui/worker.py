@@ -42,7 +42,7 @@ class EngineWorker(QObject):
     Signals (all emitted on the engine thread, carrying plain data):
       load_progress(int load_id, float): 0..1 while a model loads.
       load_phase(int load_id, str): a later part of the load begins: "draft" (the draft model, after
-        the model, without progress of its own), "ready" (Engine.load's `phase`).
+        the model; load_progress then follows its load from 0), "ready" (Engine.load's `phase`).
       loaded(int load_id, ModelInfo): a model is ready.
       capabilities_known(int load_id, Capabilities): just before `loaded` of a model on a server:
         what its API can do (app.core.remote.Capabilities, frozen: safe to read on any thread).
@@ -441,8 +441,7 @@ class EngineClient(QObject):
 
     def cancel_load(self) -> None:
         """Give up the running load (the window's Cancel): the engine thread abandons it at its next
-        progress report or phase (a draft model's load ends first: llama.cpp reports none for it
-        there) and frees what it loaded; `load_cancelled` says so now. The load was asked as one, so
+        progress report or phase (the model's or the draft model's) and frees what it loaded; `load_cancelled` says so now. The load was asked as one, so
         it ends whole: no model stays loaded (the one before was closed when the load began)."""
         if self._current_load is None:
             return
