@@ -53,8 +53,9 @@ def run(args: argparse.Namespace) -> int:
             return 2
         engine = Engine.load(*chosen)
     try:
-        if engine.info.gpu_note:
-            print(f"ponder: {engine.info.gpu_note}", file=sys.stderr)
+        for note in (engine.info.gpu_note, getattr(engine.info, "context_note", None)):
+            if note:
+                print(f"ponder: {note}", file=sys.stderr)
         if getattr(engine, "draft_note", None):  # a draft model that cannot draft for this one
             print(f"ponder: {engine.draft_note}", file=sys.stderr)
         messages = [{"role": "user", "content": args.prompt}]

@@ -43,8 +43,9 @@ def run(args: argparse.Namespace) -> int:
     service = EngineService(model, options, max_waiting=args.queue).start()
     try:
         info = service.info
-        if info.gpu_note:
-            print(f"ponder: {info.gpu_note}", file=sys.stderr)
+        for note in (info.gpu_note, info.context_note):
+            if note:
+                print(f"ponder: {note}", file=sys.stderr)
         print(f"ponder: serving {service.model_id} ({info.backend}, {info.n_ctx}-token context) at "
               f"http://{args.host}:{args.port}/v1" + (" (API key required)" if args.api_key else ""),
               file=sys.stderr)

@@ -37,6 +37,7 @@ from app.core.hardware import HardwareInfo
 from app.core.modelfile import ModelSummary, inspect_gguf
 from app.core.prompt import PromptBuilder, choose_builtin_template, fallback_template, prompt_rules
 from app.core.reasoning import CLOSE_TAG, Segment, ThinkSplitter
+from app.core.sizing import MIN_N_CTX
 from app.core.steering import (
     ANSWER_NOW_WRAP_UP,
     BUDGET_WRAP_UP,
@@ -112,6 +113,7 @@ class ModelInfo:
     drafter: str | None = None  # speculative decoding: "draft 1.5B", "n-gram"; None when off
     draft_note: str | None = None  # why a draft model was refused (drafting is then off)
     experts_in_ram: bool = False  # loaded with the routed experts in system RAM (LoadOptions.experts_in_ram)
+    context_note: str | None = None  # the context was cut to 8k to fit this computer's memory
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -274,7 +276,22 @@ class Engine:
             wanted, experts_in_ram = 0, False
         if experts_in_ram:
             wanted = summary.n_layers + 1  # every layer on the GPU, less its routed experts
-        _refuse_if_too_big(summary, options, wanted, hw, n_cpu_moe)
+        context_note = None
+        too_big = _memory_shortfall(summary, options, wanted, hw, n_cpu_moe)
+        if too_big is not None and options.n_ctx > MIN_N_CTX:
+            # As the recommendation does (docs/sizing.md): the context, else 8k, rather than no model.
+            smaller = dataclasses.replace(options, n_ctx=MIN_N_CTX)
+            if options.n_gpu_layers is None and gpu and not experts_in_ram:
+                wanted, kv_type, _ = _auto_placement(summary, smaller, hw)
+                smaller = dataclasses.replace(smaller, kv_type=kv_type)
+            if _memory_shortfall(summary, smaller, wanted, hw, n_cpu_moe) is None:
+                context_note = f"Loaded with an {MIN_N_CTX // 1024}k-token context: the model {too_big}"
+                log.info(context_note)
+                options, too_big = smaller, None
+        if too_big is not None:
+            raise ModelLoadError(
+                f"'{summary.path.name}' {too_big} Choose a smaller model or quantisation, or a smaller context "
+                "size in Settings.")
         try:
             # (the keyword only when set: callers and tests that wrap _open keep its older signature)
             self._open(summary.path, options, wanted, progress,
@@ -335,6 +352,7 @@ class Engine:
             gpu_note=gpu_note,
             is_reasoning=summary.is_reasoning,
             template_note=template_note,
+            context_note=context_note,
             template_name=self._prompts.builtin_name,
             experts_in_ram=experts_in_ram,
         )
@@ -898,28 +916,27 @@ class ChatRun:
         return self
 
 
-def _refuse_if_too_big(summary: ModelSummary, options: LoadOptions, n_gpu_layers: int, hw: HardwareInfo,
-                       n_cpu_moe: int = 0) -> None:
-    """A model that cannot fit in this computer's memory is refused with a sentence, before
-    llama.cpp maps it and the system starts swapping."""
+def _memory_shortfall(summary: ModelSummary, options: LoadOptions, n_gpu_layers: int, hw: HardwareInfo,
+                      n_cpu_moe: int = 0) -> str | None:
+    """Why the model cannot fit this computer's memory at options.n_ctx ("needs about 30.1 GB of
+    memory with a 16384-token context, but this computer has 24.0 GB."), or None. Checked before
+    llama.cpp maps the file and the system starts swapping."""
     from app.core import sizing
 
     if not hw.ram_total_bytes:
-        return
+        return None
     try:
         need = sizing.plan(summary, n_ctx=options.n_ctx, kv_type=options.kv_type,
                            n_gpu_layers=n_gpu_layers, hw=hw, experts_in_ram=n_cpu_moe > 0,
                            n_cpu_moe=n_cpu_moe or None).ram_bytes
     except Exception:  # the planner is advice: never block a load on its failure
         log.exception("memory planning failed")
-        return
-    if need > hw.ram_total_bytes:
-        gb = 1024**3
-        raise ModelLoadError(
-            f"'{summary.path.name}' needs about {need / gb:.1f} GB of memory with a {options.n_ctx}-token context, "
-            f"but this computer has {hw.ram_total_bytes / gb:.1f} GB. Choose a smaller model or quantisation, "
-            "or a smaller context size in Settings."
-        )
+        return None
+    if need <= hw.ram_total_bytes:
+        return None
+    gb = 1024**3
+    return (f"needs about {need / gb:.1f} GB of memory with a {options.n_ctx}-token context, "
+            f"but this computer has {hw.ram_total_bytes / gb:.1f} GB.")
 
 
 def _auto_placement(summary: ModelSummary, options: LoadOptions, hw: HardwareInfo) -> tuple[int, str, int]:

@@ -268,7 +268,8 @@ class ModelSwitching(QObject):
         if same_file(self._new_chat_on_load, info.path):
             self._new_chat_on_load = None
             w.new_chat()
-        notes = [n for n in (info.gpu_note, info.template_note, getattr(info, "draft_note", None)) if n]
+        notes = [n for n in (info.gpu_note, getattr(info, "context_note", None), info.template_note,
+                             getattr(info, "draft_note", None)) if n]
         if notes:
             w.notice.show_notice(" ".join(notes))
         elif w.notice.property("kind") == "error":

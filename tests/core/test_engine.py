@@ -429,6 +429,43 @@ def test_model_too_big_for_this_computer_is_refused_before_loading(scripted_mode
         Engine.load(scripted_model("standard_r1"), SMALL)
 
 
+def test_a_context_too_big_for_this_computer_falls_back_to_8k_with_a_note(scripted_model, monkeypatch):
+    """As the recommendation plans it (16k, else 8k): the model loads at 8k and says why, instead
+    of being refused, when 8k fits this computer's memory and the asked context does not."""
+    from app.core import hardware, sizing
+    from app.core.modelfile import inspect_gguf
+
+    path = scripted_model("standard_r1")
+    summary = inspect_gguf(path)
+
+    def need(n_ctx: int) -> int:
+        return sizing.plan(summary, n_ctx=n_ctx, kv_type="f16", n_gpu_layers=0,
+                           hw=hardware.describe(ram_gb=64)).ram_bytes
+
+    between = (need(8192) + need(16384)) / 2 / 1024**3
+    assert need(16384) > need(8192)
+    monkeypatch.setattr(hardware, "probe", lambda: hardware.describe(ram_gb=between))
+    eng = Engine.load(path, LoadOptions(n_ctx=16384, n_gpu_layers=0))
+    try:
+        assert eng.info.n_ctx == 8192
+        assert eng.info.context_note.startswith("Loaded with an 8k-token context: the model needs about ")
+        assert "with a 16384-token context" in eng.info.context_note
+        assert list(eng.chat([{"role": "user", "content": "Hi"}], Sampling(max_tokens=4)))  # and it answers
+    finally:
+        eng.close()
+    # When 8k does not fit either, the refusal names the asked context.
+    monkeypatch.setattr(hardware, "probe", lambda: hardware.describe(ram_gb=need(8192) / 2 / 1024**3))
+    with pytest.raises(ModelLoadError, match=r"needs about .* with a 16384-token context"):
+        Engine.load(path, LoadOptions(n_ctx=16384, n_gpu_layers=0))
+    # Where the asked context fits, nothing changes.
+    monkeypatch.setattr(hardware, "probe", lambda: hardware.describe(ram_gb=64))
+    eng = Engine.load(path, LoadOptions(n_ctx=16384, n_gpu_layers=0))
+    try:
+        assert eng.info.n_ctx == 16384 and eng.info.context_note is None
+    finally:
+        eng.close()
+
+
 def test_context_is_capped_at_what_the_model_was_trained_for(scripted_model):
     eng = Engine.load(scripted_model("standard_r1"), LoadOptions(n_ctx=65536))
     try:
