@@ -543,3 +543,22 @@ def test_typing_while_a_button_has_the_focus_goes_to_the_prompt_box(qtbot, data_
     # A shortcut is not typing: Ctrl+N still starts a new chat instead of writing "n".
     qtbot.keyClick(window.prompt_input, Qt.Key.Key_N, Qt.KeyboardModifier.ControlModifier)
     assert "n" not in window.prompt_input.toPlainText().lower().replace("why", "")
+
+
+def test_a_model_loaded_at_8k_because_the_asked_context_does_not_fit_says_so(qtbot, data_dir, open_app,
+                                                                            scripted_model, monkeypatch):
+    from app.core import hardware, sizing
+    from app.core.modelfile import inspect_gguf
+    from app.core.settings import Settings, save_settings
+
+    path = scripted_model("standard_r1")
+    summary = inspect_gguf(path)
+    need = {n: sizing.plan(summary, n_ctx=n, kv_type="f16", n_gpu_layers=0, hw=hardware.describe(ram_gb=64)).ram_bytes
+            for n in (8192, 16384)}
+    monkeypatch.setattr(hardware, "probe", lambda: hardware.describe(ram_gb=(need[8192] + need[16384]) / 2 / 1024**3))
+    save_settings(data_dir, Settings(n_ctx=16384, n_gpu_layers=0, theme="light", draft="off"))
+    window = open_app(data_dir, path)
+    assert window.client.info.n_ctx == 8192
+    assert window.notice.isVisible()
+    assert window.notice.label.text().startswith("Loaded with an 8k-token context: the model needs about ")
+    assert "8,192" in window.status.context_label.text()
