@@ -365,20 +365,18 @@ class Engine:
         if options.draft != "off":
             from app.core.speculative import open_drafter
 
-            # A cancel (a newer load, the window's Cancel, the app closing) before or while the draft
-            # loads ends the whole load, the model too: the load was asked as one.
-            if phase is not None and phase("draft") is False:
-                self.close()
-                raise LoadCancelled("Loading the model was cancelled.")
+            # A cancel (a newer load, the window's Cancel, the app closing) before, while or right
+            # after the draft loads ends the whole load, the model too: the load was asked as one.
             try:
+                if phase is not None and phase("draft") is False:
+                    raise LoadCancelled()
                 self._drafter, self.draft_note = open_drafter(self, options.draft, hw, progress)
+                self.info.drafter, self.info.draft_note = self.drafter_name, self.draft_note
+                if phase is not None and phase("ready") is False:
+                    raise LoadCancelled()
             except LoadCancelled:
                 self.close()
                 raise
-            self.info.drafter, self.info.draft_note = self.drafter_name, self.draft_note
-            if phase is not None and phase("ready") is False:
-                self.close()
-                raise LoadCancelled("Loading the model was cancelled.")
         return self
 
     @property
@@ -400,7 +398,7 @@ class Engine:
         model = lc.llama_model_load_from_file(str(path).encode("utf-8"), mparams)
         if not model:
             if cancelled:
-                raise LoadCancelled("Loading the model was cancelled.")
+                raise LoadCancelled()
             raise ModelLoadError(self._load_failure(path, "load the model"))
         self._model = model
         self._vocab = lc.llama_model_get_vocab(model)

@@ -32,6 +32,9 @@ class StorageError(PonderError):
 class LoadCancelled(PonderError):
     """The user cancelled loading a model."""
 
+    def __init__(self, message: str = "Loading the model was cancelled.") -> None:
+        super().__init__(message)
+
 
 class RemoteError(PonderError):
     """A remote engine (an OpenAI-compatible server) failed; the sentence says what to do.

@@ -700,7 +700,7 @@ def _open_model_drafter(eng, path: Path, hw, progress=None) -> ModelDrafter:
     del callback  # (llama.cpp calls it only during the load)
     if not model:
         if cancelled:
-            raise LoadCancelled("Loading the model was cancelled.")
+            raise LoadCancelled()
         raise ModelLoadError("llama.cpp could not load it.")
     reason = tokenizer_mismatch(lc, eng._vocab, lc.llama_model_get_vocab(model))
     if reason is not None:

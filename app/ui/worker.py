@@ -18,7 +18,7 @@ from pathlib import Path
 from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 
 from app.core.engine import Engine, LoadOptions, Sampling
-from app.core.errors import PonderError
+from app.core.errors import LoadCancelled, PonderError
 from app.core.paths import same_file
 from app.core.reasoning import Segment
 from app.core.steering import Steering, SteeringError
@@ -84,7 +84,7 @@ class EngineWorker(QObject):
         the next progress tick, or before it starts if it is still queued."""
         self._close_engine()  # one model at a time: free the old one before loading
         if cancel.is_set():
-            self.load_failed.emit(load_id, "Loading the model was cancelled.")
+            self.load_failed.emit(load_id, str(LoadCancelled()))
             return
         last_report = [0.0]
 
