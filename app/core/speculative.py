@@ -40,10 +40,10 @@ N_OUTPUTS_PER_SEQ = K_MAX + 1  # context parameter: outputs one verify batch nee
 # changes kernels and the cost drops). Optimistic on CPUs; measured times replace it after the
 # first steady batch of each size.
 _VERIFY_PRIOR = {1: 1.0, 2: 1.07, 3: 1.28, 4: 1.52, 5: 1.65, 6: 1.87, 7: 2.08, 8: 2.29, 9: 1.93}
+_PLAIN_FIRST = 3  # steady one-token steps timed before drafting starts
 # Two acceptance estimates, decayed per observation: a quick one (~20 rounds) decides whether to
 # draft at all, a steady one (~100 rounds) which k (its noise would make k flap: each change costs
 # a graph capture, and near the best k the rates differ by a few per cent).
-_PLAIN_FIRST = 3  # steady one-token steps timed before drafting starts
 _DECAY_QUICK, _DECAY_STEADY = 0.95, 0.99
 _EMA = 0.2  # weight of a new timing
 _START = 1.03  # start drafting when the expected rate beats the plain rate by 3 %
@@ -53,6 +53,11 @@ _REVIEW_FIRST, _REVIEW_EVERY = 8, 16  # rounds at one k before its first review,
 _REALIZED_FLOOR = 0.98  # a stretch whose measured rate falls below this x plain stops, whatever the model says
 _PROBE_GAP_FIRST, _PROBE_GAP_MAX = 16, 512  # plain steps between probes while drafting is off; doubles per wrong probe
 VOCAB_SIZE_SLACK = 128  # Qwen distills: 151,936 (1.5B) vs 152,064 (7B-32B) entries, extras unused
+
+
+def _ema(old: float | None, new: float) -> float:
+    """A timing's running estimate: the first measurement, then an exponential moving average."""
+    return new if old is None else old + _EMA * (new - old)
 
 
 def expected_tokens(acceptance: float, k: int) -> float:
@@ -168,7 +173,7 @@ class AdaptiveK:
             self._stretch_s += seconds + extra_s
         if steady:
             self.n_plain += 1
-            self.t_plain = seconds if self.t_plain is None else self.t_plain + _EMA * (seconds - self.t_plain)
+            self.t_plain = _ema(self.t_plain, seconds)
 
     def observe_probe(self, right: bool) -> None:
         """A plain step's probe: the drafter's guess was (not) the model's token."""
@@ -188,12 +193,10 @@ class AdaptiveK:
         self._count(drafted, kept)
         width = width or drafted + 1
         if steady:
-            old = self._t_verify.get(width)
-            self._t_verify[width] = verify_s if old is None else old + _EMA * (verify_s - old)
+            self._t_verify[width] = _ema(self._t_verify.get(width), verify_s)
         decodes = draft_decodes if draft_decodes is not None else drafted
         if decodes and draft_steady:
-            per_token = draft_s / decodes
-            self._t_draft = per_token if self._t_draft is None else self._t_draft + _EMA * (per_token - self._t_draft)
+            self._t_draft = _ema(self._t_draft, draft_s / decodes)
         if self.fixed_k is not None or not self.k:
             return
         self._rounds_at_k += 1
@@ -428,7 +431,7 @@ class DraftCounts:
     drafted: int = 0
     accepted: int = 0
     speedup: float | None = None  # against this run's own plain-step time, estimated
-    # Where the time went (benchmarks): verify rounds, and seconds in the model's and the drafter's decodes.
+    # Where the time went: verify rounds, and seconds in the model's and the drafter's decodes.
     rounds: int = 0
     model_s: float = 0.0
     draft_s: float = 0.0
@@ -451,7 +454,6 @@ class Speculation:
         # The chain's state before a round's samples, to take back the draws of tokens the loop
         # did not take (`rewind`): the text after an inserted one stays what the seed gives.
         self._saved = lc.llama_sampler_clone(chain)
-        self._spent_s = 0.0
         self._tokens_out = 0
         self._widths = (0, 0)  # the model's last two batch sizes
         # On a GPU a drafting stretch verifies one width, padding short proposals (n-gram).
@@ -480,7 +482,6 @@ class Speculation:
             self.policy.observe_plain(seconds, self._steady(1), extra_s=draft_s)
             if probe and drafts:
                 self.policy.observe_probe(drafts[0] == out[0])
-            self._spent_s += seconds + draft_s
             self.counts.model_s += seconds
             self.counts.draft_s += draft_s
             self._tokens_out += 1
@@ -523,7 +524,6 @@ class Speculation:
         self.counts.rounds += 1
         self.counts.drafted += proposed
         self.counts.accepted += min(kept, proposed)
-        self._spent_s += seconds + draft_s
         self.counts.model_s += seconds
         self.counts.draft_s += draft_s
         self._tokens_out += len(out)
@@ -543,7 +543,6 @@ class Speculation:
                 log.exception("drafting is off for the rest of this answer: the drafter failed")
             drafts = []
         catchup_s = getattr(self._drafter, "catchup_s", 0.0)
-        self._spent_s += catchup_s
         self.counts.draft_s += catchup_s
         for i, d in enumerate(drafts):
             if not 0 <= d < self._n_vocab:  # a larger draft vocabulary's id
@@ -569,10 +568,10 @@ class Speculation:
 
     def finish(self) -> DraftCounts:
         t_plain = self.policy.t_plain
+        spent = self.counts.model_s + self.counts.draft_s
         # An estimate needs a few timed one-token steps and a few dozen tokens; else none.
-        if t_plain and self._spent_s > 0 and self.counts.drafted and self.policy.n_plain >= 3 \
-                and self._tokens_out >= 64:
-            self.counts.speedup = self._tokens_out * t_plain / self._spent_s
+        if t_plain and spent > 0 and self.counts.drafted and self.policy.n_plain >= 3 and self._tokens_out >= 64:
+            self.counts.speedup = self._tokens_out * t_plain / spent
         return self.counts
 
     def close(self) -> None:
