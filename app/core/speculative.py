@@ -310,7 +310,7 @@ class ModelDrafter:
         self._stand_in = next((t for t in (pad, eos) if 0 <= t < self.n_vocab), 0)
         self._cached: list[int] = []  # the target's ids the draft's KV cache holds (stand-ins unmapped)
         self.catchup_s = 0.0
-        self.decodes = 0  # one-token decodes in the last draft() (its catch-up batch apart)
+        self.decodes = 0  # one-token decodes in the last draft() (a catch-up batch apart)
         self.steady = False  # whether they all ran on a warm graph (two one-token decodes before)
         self._singles = 0  # one-token decodes since the last batch
         self._greedy = lc.llama_sampler_chain_init(lc.llama_sampler_chain_default_params())
@@ -326,8 +326,13 @@ class ModelDrafter:
         step = self._n_batch  # a longer batch would abort in llama.cpp (an assert, not an error)
         for start in range(0, len(tokens), step):
             chunk = tokens[start : start + step]
-            arr = (lc.llama_token * len(chunk))(*(t if 0 <= t < n_vocab else stand_in for t in chunk))
-            self._check(lc.llama_decode(self._ctx, lc.llama_batch_get_one(arr, len(chunk))))
+            ids = [t if 0 <= t < n_vocab else stand_in for t in chunk]
+            if len(ids) == 1:  # (a drafting round's decodes: one array for all)
+                self._one[0] = ids[0]
+                arr = self._one
+            else:
+                arr = (lc.llama_token * len(ids))(*ids)
+            self._check(lc.llama_decode(self._ctx, lc.llama_batch_get_one(arr, len(ids))))
             self._cached.extend(chunk)
             self._singles = self._singles + 1 if len(chunk) == 1 else 0
 
@@ -356,30 +361,25 @@ class ModelDrafter:
         if k <= 0:
             return []
         missing = tokens[keep:] + [last]
-        self.decodes = len(missing) if len(missing) <= 2 else 0  # one-token decodes this draft (a batch apart)
-        if len(missing) <= 2:  # a round's usual catch-up: one token at a time, so that every
-            self.steady = self._singles >= 2  # and the two decodes before were one-token ones too
-            for t in missing:  # decode of the draft has one shape (its CUDA graph is replayed)
+        if len(missing) <= 2:  # a round's usual catch-up: one token at a time, so that every decode
+            # of the draft has one shape (its CUDA graph is replayed); steady if the two before did too
+            self.decodes, self.steady = len(missing), self._singles >= 2
+            for t in missing:
                 self._decode([t])
         else:  # the prompt, or tokens given while drafting was off: one batch, reported apart
-            self.steady = False
-            t0 = time.perf_counter()  # (it is not what a drafted token costs)
+            self.decodes, self.steady = 0, False  # (it is not what a drafted token costs)
+            t0 = time.perf_counter()
             self._decode(missing)
             self.catchup_s = time.perf_counter() - t0
         drafts = []
         sample, is_eog = lc.llama_sampler_sample, lc.llama_vocab_is_eog
-        one = self._one
-        batch = lc.llama_batch_get_one(one, 1)
         while True:
             token = self.choose(n + 1 + len(drafts), sample(self._greedy, self._ctx, -1))
             drafts.append(token)
             if len(drafts) >= k or is_eog(self._vocab, token):
                 return drafts  # the last draft is not decoded: the next round starts from the target's token
-            one[0] = token if 0 <= token < self.n_vocab else self._stand_in
-            self._check(lc.llama_decode(self._ctx, batch))
+            self._decode([token])
             self.decodes += 1
-            self._singles += 1
-            cached.append(token)
 
     def choose(self, position: int, sampled: int) -> int:
         """The guess for `position`: the draft's own greedy token. (The speculative benchmark puts
