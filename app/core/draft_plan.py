@@ -77,13 +77,18 @@ def plan_with_draft(model_plan: Plan, model: CatalogModel | None, catalog: Catal
     if draft is None or model_plan.fit == "too_big":
         return None
     quant, downloaded = _draft_quant(draft, models_dir)
-    on_gpu = model_plan.n_gpu_layers > 0
-    draft_plan = plan(draft, quant=quant, n_ctx=model_plan.n_ctx, kv_type="f16",
-                      n_gpu_layers=-1 if on_gpu else 0, hw=hw)
+    draft_plan = plan_draft(draft, model_plan.n_ctx, model_plan.n_gpu_layers > 0, hw, quant=quant)
     from app.core.speculative import drafter_label  # "draft 1.5B", as the status bar names it
 
     label = drafter_label(quant.file.name).removeprefix("draft ") + " draft"
     return DraftPlan(model_plan, draft_plan, label, downloaded, fits_beside(model_plan, draft_plan, hw))
+
+
+def plan_draft(draft, n_ctx: int, on_gpu: bool, hw: HardwareInfo | None, quant: Quant | None = None) -> Plan:
+    """The draft's plan as the engine loads it (speculative._open_model_drafter): the model's
+    context, an f16 KV cache, every layer on the GPU when the model uses the GPU, else on the CPU.
+    `draft`: a catalog model (with `quant`) or the draft file's ModelSummary."""
+    return plan(draft, quant=quant, n_ctx=n_ctx, kv_type="f16", n_gpu_layers=-1 if on_gpu else 0, hw=hw)
 
 
 def fits_beside(model: Plan, draft: Plan, hw: HardwareInfo | None) -> bool:

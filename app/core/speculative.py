@@ -729,15 +729,15 @@ def _check_room(eng, summary, on_gpu: bool, hw) -> None:
 
     if hw is None:
         return
+    from app.core.draft_plan import plan_draft, room_shortfall
+
     try:
         target = sizing.plan(eng.summary, n_ctx=eng.info.n_ctx, kv_type=eng.info.kv_type,
                              n_gpu_layers=eng.info.n_gpu_layers, hw=hw)
-        draft = sizing.plan(summary, n_ctx=eng.info.n_ctx, kv_type="f16", n_gpu_layers=-1 if on_gpu else 0, hw=hw)
+        draft = plan_draft(summary, eng.info.n_ctx, on_gpu, hw)
     except Exception:  # the planner is advice: never block on its failure
         log.exception("memory planning for the draft failed")
         return
-    from app.core.draft_plan import room_shortfall
-
     if (why := room_shortfall(target, draft, hw)) is not None:
         raise ModelLoadError(why)
 
@@ -766,9 +766,10 @@ def draft_offer(model_id: str | None, models_dir: Path, catalog=None):
 
     memory = ""
     try:  # the memory plan with the draft: its weights, runtime and KV cache at the usual context
-        from app.core import sizing
+        from app.core.draft_plan import plan_draft
+        from app.core.sizing import TARGET_N_CTX
 
-        p = sizing.plan(draft, quant=quant)
+        p = plan_draft(draft, TARGET_N_CTX, True, None, quant=quant)
         memory = f", about {format_bytes(p.gpu_bytes + p.ram_bytes)} of memory beside it"
     except Exception:
         log.exception("planning the draft model's memory failed")
