@@ -227,8 +227,7 @@ class ModelSwitching(QObject):
         label = self._draft_label() if name == "draft" else None
         if label is not None:
             text = f"Loading {label}…"  # "Loading draft 1.5B…"
-            self.window.welcome.message.setText(text)
-            self.window.welcome.progress.setRange(0, 0)
+            self.window.welcome.show_load_step(text)
             self.window.status.show_load_step(text)
 
     def _draft_label(self) -> str | None:

@@ -99,7 +99,7 @@ class ModelStatusBar(QStatusBar):
         self.cancel_load_button.show()
 
     def show_load_step(self, text: str) -> None:
-        """A part of the load without progress of its own, e.g. "Loading draft 1.5B…"."""
+        """A later part of the load, e.g. "Loading draft 1.5B…" (busy until its progress arrives)."""
         self.model_label.setText(text)
         self.progress_bar.setRange(0, 0)
 

@@ -410,6 +410,11 @@ class WelcomePage(QWidget):
         self.progress.setRange(0, 0)
         self._show(f"Loading {Path(path).name}…", busy=True, choose=False)
 
+    def show_load_step(self, text: str) -> None:
+        """A later part of the load, e.g. "Loading draft 1.5B…" (busy until its progress arrives)."""
+        self.message.setText(text)
+        self.progress.setRange(0, 0)
+
     def set_progress(self, fraction: float) -> None:
         if self.progress.maximum() == 0:
             self.progress.setRange(0, 1000)
